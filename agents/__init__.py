@@ -1,0 +1,7 @@
+"""Faust agents, one module per stream stage (installed as ``autopilot.agents``).
+
+Agents are thin glue: decode raw bytes, call the pure core, update tables, send
+downstream. Each has one error boundary per record: the exception is logged with
+``topic[partition]@offset``, the record goes to the dead-letter topic with a reason,
+a counter moves and the loop goes on.
+"""

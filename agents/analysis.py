@@ -1,0 +1,85 @@
+"""Analysis agent: incidents → Ollama root-cause analysis (or the rules) → alerts.
+
+Consumes ``autopilot.incidents``. Records marked ``notify`` (a new incident, or a
+higher severity) are analysed by Ollama (``/api/chat``, JSON-schema output, bounded
+by ``OLLAMA_TIMEOUT_S``); on timeout, connection error, HTTP error or invalid output
+the rule-based analysis is used instead. The Alert (incident + analysis) goes to
+``autopilot.alerts``. Other incident records (quiet updates, closes) need no
+message and are only counted.
+
+``AUTOPILOT_ANALYSIS_CONCURRENCY`` analyses run at once (Faust agent concurrency),
+so one slow analysis does not hold back the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from autopilot import telemetry
+from autopilot.app import app, settings
+from autopilot.errors import BadRecord
+from autopilot.integrations.ollama import OllamaClient, analyze_or_fallback
+from autopilot.models import Alert, Incident, decode_records
+from autopilot.topics import alerts_topic, incidents_topic
+
+from .deadletter import dead_letter, where
+
+logger = logging.getLogger(__name__)
+STAGE = "analysis"
+
+
+def _reason_class(reason: str) -> str:
+    text = reason.lower()
+    for word in ("timeout", "timed out", "not found", "connect", "json", "http"):
+        if word in text:
+            return word.replace(" ", "_")
+    return "other"
+
+
+async def analyse(client: OllamaClient, incident: Incident) -> Alert:
+    """Analyse one incident; counts LLM calls, fallbacks and latency."""
+    started = time.monotonic()
+    analysis, reason = await analyze_or_fallback(client, incident)
+    telemetry.LLM_LATENCY.observe(time.monotonic() - started)
+    if reason is None:
+        telemetry.LLM_CALLS.labels(outcome="ok").inc()
+    else:
+        telemetry.LLM_CALLS.labels(outcome="fallback").inc()
+        telemetry.LLM_FALLBACKS.labels(reason=_reason_class(reason)).inc()
+    return Alert(incident=incident, analysis=analysis)
+
+
+@app.agent(incidents_topic, name="analysis")
+async def analyse_incidents(stream: Any) -> None:
+    """Analyse notifying incidents and publish alerts."""
+    client = OllamaClient(settings())
+    await client.start()
+    try:
+        async for event in stream.events():
+            try:
+                (incident,) = decode_records(event.value, Incident)
+                if not incident.notify:
+                    telemetry.RECORDS.labels(stage=STAGE).inc()
+                    continue
+                alert = await analyse(client, incident)
+                logger.info(
+                    "%s: incident %s analysed by %s: %s",
+                    where(event), incident.id, alert.analysis.source,
+                    alert.analysis.root_cause.description[:200],
+                )
+                await alerts_topic.send(key=event.message.key, value=alert.model_dump_json().encode())
+                telemetry.RECORDS.labels(stage=STAGE).inc()
+            except BadRecord as exc:
+                await dead_letter(event, exc.reason, STAGE)
+            except Exception as exc:
+                logger.exception("%s: analysis agent failed; dead-lettering", where(event))
+                await dead_letter(event, f"internal error: {type(exc).__name__}: {exc}", STAGE)
+    finally:
+        await client.aclose()
+
+
+@app.on_after_configured.connect
+def _set_concurrency(app_: Any, **kwargs: Any) -> None:
+    analyse_incidents.concurrency = settings().analysis_concurrency

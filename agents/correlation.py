@@ -1,0 +1,137 @@
+"""Correlation agent: anomalies → incidents, windowed by service in event time.
+
+Consumes ``autopilot.anomalies`` and the internal ``autopilot.correlation.control``
+topic (both keyed by service, co-partitioned with the tables it reads), applies
+:func:`autopilot.correlation.step` with the service's deployments and recent error
+lines, stores the state in ``open_incidents`` and sends Incident records to
+``autopilot.incidents``.
+
+Wall-clock closing: a timer looks, every ``AUTOPILOT_CLOSE_CHECK_INTERVAL_S``, at
+the open incidents of this worker's partitions and, for those quiet longer than
+``AUTOPILOT_INCIDENT_CLOSE_S``, sends a ``close_check`` control record keyed by the
+service; the agent closes the incident while processing it (tables can only be
+written while processing a record of their partition).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from autopilot import correlation, telemetry
+from autopilot.app import app, settings
+from autopilot.correlation import CorrelationConfig, CorrelationState
+from autopilot.deployments import DeploymentHistory
+from autopilot.errorrate import ErrorRateState
+from autopilot.errors import BadRecord
+from autopilot.models import Anomaly, Incident, decode_records
+from autopilot.tables import deployments, error_rates, open_incidents
+from autopilot.topics import ANOMALIES, CORRELATION_CONTROL, control_topic, incidents_topic
+
+from .deadletter import dead_letter, where
+
+logger = logging.getLogger(__name__)
+STAGE = "correlation"
+
+correlation_input = app.topic(
+    ANOMALIES,
+    CORRELATION_CONTROL,
+    internal=True,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+
+
+def _context(key: bytes) -> tuple[DeploymentHistory, list[Any]]:
+    history = DeploymentHistory.from_dict(deployments.get(key))
+    errors = ErrorRateState.from_dict(error_rates.get(key)).recent_error_entries()
+    return history, errors
+
+
+async def _publish(key: bytes, incidents: list[Incident], event: Any) -> None:
+    for inc in incidents:
+        telemetry.INCIDENTS.labels(status=inc.status).inc()
+        logger.info(
+            "%s: incident %s %s for %s (severity %s, revision %d%s): %s",
+            where(event), inc.id, inc.status, inc.service, inc.severity.value, inc.revision,
+            ", notify" if inc.notify else "", inc.trigger_reason,
+        )
+        await incidents_topic.send(key=key, value=inc.model_dump_json().encode())
+
+
+async def process(event: Any, config: CorrelationConfig) -> None:
+    """Apply one anomaly or control record (see module docstring)."""
+    msg = event.message
+    key = msg.key
+    if not key:
+        raise BadRecord("record has no key (the service)")
+    state = CorrelationState.from_dict(open_incidents.get(key))
+    history, errors = _context(key)
+    now = time.time()
+    if msg.topic == CORRELATION_CONTROL:
+        new, incidents = correlation.close_if_quiet(
+            state, service=key.decode(), wall_now=now, deployments=history,
+            errors=errors, config=config,
+        )
+    else:
+        (anomaly,) = decode_records(event.value, Anomaly)
+        new, incidents = correlation.step(
+            state, anomaly, source=(msg.topic, msg.offset), deployments=history,
+            errors=errors, wall_now=now, config=config,
+        )
+    if new is not state:
+        open_incidents[key] = new.to_dict()
+    await _publish(key, incidents, event)
+
+
+@app.agent(correlation_input, name="correlation")
+async def correlate(stream: Any) -> None:
+    """Incident rules per service."""
+    config = CorrelationConfig.from_settings(settings())
+    async for event in stream.events():
+        try:
+            await process(event, config)
+            telemetry.RECORDS.labels(stage=STAGE).inc()
+        except BadRecord as exc:
+            await dead_letter(event, exc.reason, STAGE)
+        except Exception as exc:
+            logger.exception("%s: correlation agent failed; dead-lettering", where(event))
+            await dead_letter(event, f"internal error: {type(exc).__name__}: {exc}", STAGE)
+
+
+async def close_quiet_incidents() -> int:
+    """Send a ``close_check`` for each local open incident quiet past the close time.
+
+    Returns the number of control records sent.
+    """
+    config = CorrelationConfig.from_settings(settings())
+    now = time.time()
+    sent = 0
+    for key, value in list(open_incidents.items()):
+        state = CorrelationState.from_dict(value)
+        if correlation.is_quiet(state, now, config):
+            body = json.dumps({"kind": "close_check", "wall": now}).encode()
+            await control_topic.send(key=key, value=body)
+            sent += 1
+    return sent
+
+
+#: How often the timer wakes (s); it acts every ``AUTOPILOT_CLOSE_CHECK_INTERVAL_S``.
+TIMER_TICK_S = 5.0
+_last_check = [0.0]
+
+
+@app.timer(interval=TIMER_TICK_S)
+async def quiet_incident_timer() -> None:
+    """Wall-clock closing of quiet incidents (see module docstring)."""
+    now = time.monotonic()
+    if app.rebalancing or now - _last_check[0] < settings().close_check_interval_s:
+        return
+    _last_check[0] = now
+    sent = await close_quiet_incidents()
+    if sent:
+        logger.info("asked to close %d quiet incident(s)", sent)

@@ -1,0 +1,47 @@
+"""Deployments agent: the recent deployments of each service.
+
+Consumes ``autopilot.deployments.keyed`` and keeps the newest deployments per service
+in the ``deployments`` table, which the correlation agent reads (same partition).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from autopilot import telemetry
+from autopilot.app import app
+from autopilot.deployments import DeploymentHistory
+from autopilot.errors import BadRecord
+from autopilot.models import DeploymentEvent, decode_records
+from autopilot.tables import deployments
+from autopilot.topics import deployments_keyed_topic
+
+from .deadletter import dead_letter, where
+
+logger = logging.getLogger(__name__)
+STAGE = "deployments"
+
+
+@app.agent(deployments_keyed_topic, name="deployments")
+async def track_deployments(stream: Any) -> None:
+    """Record deployments per service."""
+    async for event in stream.events():
+        try:
+            events = decode_records(event.value, DeploymentEvent)
+            key = events[0].service.encode()
+            history = DeploymentHistory.from_dict(deployments.get(key))
+            new = history.apply(events, event.message.offset)
+            if new is not history:
+                deployments[key] = new.to_dict()
+                for dep in events:
+                    logger.info(
+                        "%s: deployment %s %s (%s) recorded",
+                        where(event), dep.service, dep.version, dep.status,
+                    )
+            telemetry.RECORDS.labels(stage=STAGE).inc()
+        except BadRecord as exc:
+            await dead_letter(event, exc.reason, STAGE)
+        except Exception as exc:
+            logger.exception("%s: deployments agent failed; dead-lettering", where(event))
+            await dead_letter(event, f"internal error: {type(exc).__name__}: {exc}", STAGE)

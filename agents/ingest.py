@@ -1,0 +1,89 @@
+"""First stage: decode external input and re-key it by service.
+
+External producers partition with their own hash (kcat: CRC32, Java and aiokafka:
+murmur2, sarama: FNV-1a), so the records of one service can sit on any partition of
+``autopilot.metrics``/``logs``/``deployments``. These agents validate each record
+(one object or a JSON list), dead-letter what cannot be used, and forward the valid
+items grouped by service to the ``*.keyed`` topics with the service as key through
+Faust's own producer — the same hop ``Stream.group_by`` makes — so every later
+topic and table is co-partitioned by service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from typing import Any
+
+from pydantic import BaseModel
+
+from autopilot import telemetry
+from autopilot.errors import BadRecord
+from autopilot.models import DeploymentEvent, LogEntry, MetricPoint, decode_records
+from autopilot.app import app
+from autopilot.topics import (
+    deployments_keyed_topic,
+    deployments_topic,
+    logs_keyed_topic,
+    logs_topic,
+    metrics_keyed_topic,
+    metrics_topic,
+)
+
+from .deadletter import dead_letter, where
+
+logger = logging.getLogger(__name__)
+
+
+def _service(item: BaseModel) -> str:
+    if isinstance(item, MetricPoint):
+        return item.service
+    return str(getattr(item, "service"))
+
+
+def group_by_service(items: list[Any]) -> dict[str, list[Any]]:
+    """Group validated items by service, keeping their order within a service."""
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for item in items:
+        groups[_service(item)].append(item)
+    return groups
+
+
+def encode_items(items: list[BaseModel]) -> bytes:
+    """JSON list of records (strict JSON, UTF-8)."""
+    return json.dumps(
+        [i.model_dump(mode="json") for i in items], allow_nan=False, separators=(",", ":")
+    ).encode()
+
+
+async def _rekey(stream: Any, model: type[BaseModel], target: Any, stage: str) -> None:
+    async for event in stream.events():
+        try:
+            items = decode_records(event.value, model)
+            for service, group in group_by_service(items).items():
+                await target.send(key=service.encode(), value=encode_items(group))
+            telemetry.RECORDS.labels(stage=stage).inc()
+        except BadRecord as exc:
+            await dead_letter(event, exc.reason, stage)
+        except Exception as exc:  # one error boundary per record
+            logger.exception("%s: %s failed; dead-lettering", where(event), stage)
+            await dead_letter(event, f"internal error: {type(exc).__name__}: {exc}", stage)
+
+
+@app.agent(metrics_topic, name="metrics.ingest")
+async def ingest_metrics(stream: Any) -> None:
+    """autopilot.metrics → autopilot.metrics.keyed (validated, keyed by service)."""
+    await _rekey(stream, MetricPoint, metrics_keyed_topic, "metrics.ingest")
+
+
+@app.agent(logs_topic, name="logs.ingest")
+async def ingest_logs(stream: Any) -> None:
+    """autopilot.logs → autopilot.logs.keyed (validated, keyed by service)."""
+    await _rekey(stream, LogEntry, logs_keyed_topic, "logs.ingest")
+
+
+@app.agent(deployments_topic, name="deployments.ingest")
+async def ingest_deployments(stream: Any) -> None:
+    """autopilot.deployments → autopilot.deployments.keyed (validated, keyed by service)."""
+    await _rekey(stream, DeploymentEvent, deployments_keyed_topic, "deployments.ingest")

@@ -1,0 +1,54 @@
+"""Logs agent: error-rate windows per service, spike anomalies, recent error lines.
+
+Consumes ``autopilot.logs.keyed`` (lists of LogEntry of one service), applies
+:func:`autopilot.errorrate.step` (a replayed offset changes nothing) and sends an
+``error_rate`` Anomaly to ``autopilot.anomalies`` on a spike.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from autopilot import errorrate, telemetry
+from autopilot.app import app, settings
+from autopilot.errors import BadRecord
+from autopilot.errorrate import ErrorRateConfig, ErrorRateState
+from autopilot.models import LogEntry, decode_records
+from autopilot.tables import error_rates
+from autopilot.topics import anomalies_topic, logs_keyed_topic
+
+from .deadletter import dead_letter, where
+
+logger = logging.getLogger(__name__)
+STAGE = "logs"
+
+
+async def process(event: Any, config: ErrorRateConfig) -> None:
+    """Apply one keyed logs record (see module docstring)."""
+    entries = decode_records(event.value, LogEntry)
+    key = entries[0].service.encode()
+    state = ErrorRateState.from_dict(error_rates.get(key))
+    new, anomalies = errorrate.step(state, entries, event.message.offset, config)
+    if new is state:
+        return  # replay
+    error_rates[key] = new.to_dict()
+    for anomaly in anomalies:
+        telemetry.ANOMALIES.labels(kind="error_rate", severity=anomaly.severity.value).inc()
+        await anomalies_topic.send(key=key, value=anomaly.model_dump_json().encode())
+    telemetry.SAMPLES.labels(stage=STAGE).inc(len(entries))
+
+
+@app.agent(logs_keyed_topic, name="logs")
+async def detect_error_spikes(stream: Any) -> None:
+    """Error-rate spike detection per service."""
+    config = ErrorRateConfig.from_settings(settings())
+    async for event in stream.events():
+        try:
+            await process(event, config)
+            telemetry.RECORDS.labels(stage=STAGE).inc()
+        except BadRecord as exc:
+            await dead_letter(event, exc.reason, STAGE)
+        except Exception as exc:
+            logger.exception("%s: logs agent failed; dead-lettering", where(event))
+            await dead_letter(event, f"internal error: {type(exc).__name__}: {exc}", STAGE)

@@ -1,0 +1,88 @@
+"""The one place the Faust app is built.
+
+``autopilot.app:app`` is what ``faust -A autopilot.app worker`` and the ``autopilot``
+console script run. The app's configuration is read lazily from
+:func:`settings` (the process environment, once) when Faust first needs it, never
+at import time. Faust's own environment variables (``BROKER_URL``, ``WEB_PORT`` …)
+are ignored on purpose (``env={}``): the ``AUTOPILOT_*`` settings are the only way
+in, so a stray variable cannot silently redirect a worker.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import faust
+
+from autopilot.settings import Settings, load_settings
+
+__all__ = ["app", "faust_options", "main", "settings"]
+
+APP_ID = "autopilot"
+
+
+@functools.lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process settings, read from the environment on first use (then cached)."""
+    return load_settings()
+
+
+def faust_options(s: Settings) -> dict[str, Any]:
+    """Map :class:`Settings` to ``faust.App`` configuration keys.
+
+    Every key here is a real Faust setting (misspelled ones are dropped silently by
+    Faust, so tests check ``app.conf`` against this mapping).
+    """
+    return {
+        "env": {},
+        "broker": s.broker,
+        "store": s.store,
+        "datadir": s.datadir,
+        "web_host": s.web_host,
+        "web_port": s.web_port,
+        "canonical_url": f"http://{s.web_host}:{s.web_port}",
+        "topic_partitions": s.partitions,
+        "topic_replication_factor": s.replication_factor,
+        "broker_rebalance_timeout": s.rebalance_timeout_s,
+        "broker_session_timeout": s.session_timeout_s,
+        "broker_heartbeat_interval": s.heartbeat_interval_s,
+        "broker_commit_interval": s.commit_interval_s,
+        "consumer_auto_offset_reset": "earliest",
+        "table_standby_replicas": s.standby_replicas,
+        "web_enabled": True,
+        "producer_acks": -1,
+    }
+
+
+class _LazyOptions(Mapping[str, Any]):
+    """Faust configuration source read on first access (when Faust configures)."""
+
+    @functools.cached_property
+    def _data(self) -> dict[str, Any]:
+        return faust_options(settings())
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+app = faust.App(
+    APP_ID,
+    autodiscover=["autopilot.agents", "autopilot.tables"],
+    origin="autopilot",
+)
+app.config_from_object(_LazyOptions())
+
+
+def main() -> None:
+    """Console script ``autopilot``: Faust's own command line plus our commands."""
+    from autopilot import cli  # noqa: F401  (registers broker and demo commands)
+
+    app.main()

@@ -1,0 +1,73 @@
+"""The one exception tree of the autopilot.
+
+::
+
+    AutopilotError                 base; never raised itself
+    ├── BadRecord                  an input record cannot be used (dead-lettered)
+    │     fields: reason (str), field (str | None)
+    ├── ConfigError                settings are invalid; fix the environment and restart
+    ├── BrokerError                the embedded broker cannot start or stop
+    └── DeliveryError              a downstream service (Ollama, Slack, Redis) failed
+          ├── AnalysisUnavailable  Ollama did not give a usable answer (fallback used)
+          └── AlertDeliveryError   Slack refused or could not be reached after retries
+                fields: retry_after (float | None, seconds), status (int | None)
+
+Each exception says what the operator should do next in its message.
+"""
+
+from __future__ import annotations
+
+
+class AutopilotError(Exception):
+    """Base class of every error the autopilot raises on purpose."""
+
+
+class BadRecord(AutopilotError):
+    """An input record that cannot be processed.
+
+    The record is sent to the dead-letter topic with ``reason``; processing goes on.
+
+    Attributes:
+        reason: human-readable explanation, safe to log (never contains secrets).
+        field: the offending field's dotted path, when one field is to blame.
+    """
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
+
+class ConfigError(AutopilotError):
+    """Settings are invalid: fix the named environment variable and restart."""
+
+
+class BrokerError(AutopilotError):
+    """The embedded broker could not be started or did not become ready."""
+
+
+class DeliveryError(AutopilotError):
+    """A downstream service failed; the caller retries or falls back."""
+
+
+class AnalysisUnavailable(DeliveryError):
+    """Ollama gave no usable analysis (timeout, HTTP error, invalid JSON).
+
+    The analysis agent falls back to the rule-based analysis.
+    """
+
+
+class AlertDeliveryError(DeliveryError):
+    """Slack refused the alert or stayed unreachable after the retries.
+
+    Attributes:
+        status: HTTP status of the last answer, ``None`` if no answer came.
+        retry_after: seconds Slack asked us to wait (``Retry-After``), if any.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after

@@ -1,0 +1,365 @@
+"""Alert history and send idempotency in Redis (``redis.asyncio``).
+
+Keys (all strings UTF-8; names are a persisted contract):
+
+``autopilot:sent:{incident_id}:{revision_key}``
+    String ``"1"``, TTL 7 days, set with ``SET NX``: whoever sets it owns the send of
+    that incident revision. Kafka delivers at least once, so after a crash the
+    alert is seen again; the key makes the resend a no-op. Deleted again when the
+    send failed, so a retry can send.
+``autopilot:history:{service}``
+    List of JSON summaries, newest first (``LPUSH``), capped at
+    ``AUTOPILOT_ALERT_HISTORY`` entries (``LTRIM``), TTL 7 days from the last alert.
+``autopilot:incident:{incident_id}``
+    Hash of the last alert of an incident: ``service``, ``severity``, ``status``,
+    ``revision``, ``ts`` (Slack message ts, empty without one), ``channel``,
+    ``sent_at`` (RFC 3339 UTC), ``source`` (llm/rules); TTL 7 days.
+
+Every Redis failure (connection refused, socket timeout, server error) raises
+:class:`autopilot.errors.DeliveryError` with a message naming the operation; the
+caller decides whether to degrade (send without idempotency) or retry. The message
+never contains the Redis password.
+
+Without ``REDIS_URL``, :meth:`AlertHistory.disabled` gives a history that claims every
+send (no idempotency: a replay may resend), records nothing, and logs one warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from autopilot.errors import DeliveryError
+from autopilot.models import Alert
+from autopilot.settings import Settings
+
+__all__ = ["AlertHistory", "SENT_TTL_S"]
+
+logger = logging.getLogger(__name__)
+
+#: Lifetime of idempotency keys, history lists and incident hashes (s): 7 days.
+SENT_TTL_S = 7 * 24 * 3600
+#: Default socket connect/read timeout for Redis (s).
+DEFAULT_SOCKET_TIMEOUT_S = 5.0
+_KEY_PREFIX = "autopilot"
+
+
+def sent_key(incident_id: str, revision_key: str) -> str:
+    """Idempotency key of one incident revision's send."""
+    return f"{_KEY_PREFIX}:sent:{incident_id}:{revision_key}"
+
+
+def history_key(service: str) -> str:
+    """Key of a service's alert-history list."""
+    return f"{_KEY_PREFIX}:history:{service}"
+
+
+def incident_key(incident_id: str) -> str:
+    """Key of an incident's metadata hash."""
+    return f"{_KEY_PREFIX}:incident:{incident_id}"
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
+class AlertHistory:
+    """Send idempotency and alert history over Redis.
+
+    Build it with :meth:`from_settings` (or :meth:`disabled`), once per worker;
+    ``await aclose()`` on shutdown. Methods are coroutines and safe to call
+    concurrently (one connection pool).
+
+    Settings used:
+        ``redis_url`` (``REDIS_URL``, e.g. ``redis://localhost:6379/0``; unset means
+        disabled), ``alert_history_size`` (``AUTOPILOT_ALERT_HISTORY``, default 100
+        alerts kept per service).
+
+    Args:
+        settings: the autopilot settings; ``redis_url`` must be set.
+        socket_timeout_s: connect and read timeout of each Redis call (s, default 5).
+        channel: what to store as the alert's channel when the caller gives none
+            (default ``SLACK_CHANNEL``, else ``"webhook"``/``"console"``).
+
+    Raises:
+        ValueError: ``redis_url`` is not set (use :meth:`disabled`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
+        channel: str | None = None,
+    ) -> None:
+        if not settings.redis_url:
+            raise ValueError("AlertHistory needs REDIS_URL; use AlertHistory.disabled()")
+        self._url = settings.redis_url
+        self._password = urlsplit(settings.redis_url).password or ""
+        self._size = settings.alert_history_size
+        self._socket_timeout_s = socket_timeout_s
+        self._default_channel = (
+            channel
+            or settings.slack_channel
+            or ("webhook" if settings.slack_webhook_url is not None else "console")
+        )
+        self._redis: aioredis.Redis | None = None
+        self._enabled = True
+        self._warned = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> AlertHistory:
+        """A Redis-backed history, or :meth:`disabled` when ``REDIS_URL`` is unset."""
+        if not settings.redis_url:
+            return cls.disabled()
+        return cls(settings, **kwargs)
+
+    @classmethod
+    def disabled(cls) -> AlertHistory:
+        """A history without Redis: every send is claimed, nothing is recorded.
+
+        It logs one warning (on first use) that duplicate alerts after a restart
+        are possible.
+        """
+        self = cls.__new__(cls)
+        self._url = ""
+        self._password = ""
+        self._size = 0
+        self._socket_timeout_s = DEFAULT_SOCKET_TIMEOUT_S
+        self._default_channel = ""
+        self._redis = None
+        self._enabled = False
+        self._warned = False
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """True when backed by Redis."""
+        return self._enabled
+
+    def __repr__(self) -> str:
+        if not self._enabled:
+            return "AlertHistory(disabled)"
+        parts = urlsplit(self._url)
+        return f"AlertHistory({parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path})"
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def _client(self) -> aioredis.Redis:
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(
+                self._url,
+                socket_timeout=self._socket_timeout_s,
+                socket_connect_timeout=self._socket_timeout_s,
+                decode_responses=True,
+                health_check_interval=30,
+            )
+        return self._redis
+
+    async def start(self) -> None:
+        """Connect and ``PING`` Redis (disabled: nothing).
+
+        Raises:
+            DeliveryError: Redis cannot be reached.
+        """
+        if not self._enabled:
+            self._warn_disabled()
+            return
+        try:
+            await self._client().ping()
+        except (RedisError, OSError) as exc:
+            raise self._error("PING", exc) from None
+
+    async def aclose(self) -> None:
+        """Close the connection pool (idempotent)."""
+        client, self._redis = self._redis, None
+        if client is not None:
+            await client.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- idempotency ------------------------------------------------------------------
+
+    async def claim_send(self, incident_id: str, revision_key: str) -> bool:
+        """Claim the send of one incident revision (``SET NX``, TTL 7 days).
+
+        Returns:
+            True when this caller owns the send (the key was not there); False when
+            it was already claimed (sent, or being sent) -- skip sending.
+            Disabled history: always True.
+
+        Raises:
+            DeliveryError: Redis failed; whether the alert was sent is unknown.
+        """
+        if not self._enabled:
+            self._warn_disabled()
+            return True
+        try:
+            created = await self._client().set(
+                sent_key(incident_id, revision_key), "1", nx=True, ex=SENT_TTL_S
+            )
+        except (RedisError, OSError) as exc:
+            raise self._error(
+                f"claim of incident {incident_id} revision {revision_key}", exc
+            ) from None
+        return bool(created)
+
+    async def release_send(self, incident_id: str, revision_key: str) -> None:
+        """Give up a claim after a failed send, so a retry can claim and send again.
+
+        Raises:
+            DeliveryError: Redis failed (the claim then expires after 7 days).
+        """
+        if not self._enabled:
+            return
+        try:
+            await self._client().delete(sent_key(incident_id, revision_key))
+        except (RedisError, OSError) as exc:
+            raise self._error(
+                f"release of incident {incident_id} revision {revision_key}", exc
+            ) from None
+
+    # --- history ----------------------------------------------------------------------
+
+    async def record(self, alert: Alert, slack_ts: str | None, channel: str | None = None) -> None:
+        """Record a sent alert: push its summary and store the incident's metadata.
+
+        One transaction: ``LPUSH`` + ``LTRIM`` (to ``AUTOPILOT_ALERT_HISTORY``) +
+        ``EXPIRE`` on the service's history list, ``HSET`` + ``EXPIRE`` on the
+        incident hash. Disabled history: no-op.
+
+        Args:
+            alert: the alert that was sent.
+            slack_ts: the Slack message ts (bot mode), else ``None``.
+            channel: the channel (ID) it went to; default: see the constructor.
+
+        Raises:
+            DeliveryError: Redis failed.
+        """
+        if not self._enabled:
+            self._warn_disabled()
+            return
+        incident, analysis = alert.incident, alert.analysis
+        sent_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        target = channel or self._default_channel
+        summary = {
+            "incident_id": incident.id,
+            "service": incident.service,
+            "status": incident.status,
+            "revision": incident.revision,
+            "severity": str(analysis.severity),
+            "incident_severity": str(incident.severity),
+            "trigger_reason": incident.trigger_reason,
+            "root_cause": analysis.root_cause.description,
+            "confidence": analysis.root_cause.confidence,
+            "source": analysis.source,
+            "model": analysis.model,
+            "opened_at": incident.opened_at.isoformat(),
+            "updated_at": incident.updated_at.isoformat(),
+            "sent_at": sent_at,
+            "slack_ts": slack_ts,
+            "channel": target,
+        }
+        meta: dict[Any, Any] = {
+            "service": incident.service,
+            "severity": str(analysis.severity),
+            "status": incident.status,
+            "revision": str(incident.revision),
+            "ts": slack_ts or "",
+            "channel": target,
+            "sent_at": sent_at,
+            "source": analysis.source,
+        }
+        hkey, ikey = history_key(incident.service), incident_key(incident.id)
+        try:
+            async with self._client().pipeline(transaction=True) as pipe:
+                pipe.lpush(hkey, json.dumps(summary, separators=(",", ":")))
+                pipe.ltrim(hkey, 0, self._size - 1)
+                pipe.expire(hkey, SENT_TTL_S)
+                pipe.hset(ikey, mapping=meta)
+                pipe.expire(ikey, SENT_TTL_S)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise self._error(f"record of incident {incident.id}", exc) from None
+
+    async def get_incident_meta(self, incident_id: str) -> dict[str, str]:
+        """The metadata hash of an incident's last sent alert (see module docstring).
+
+        Returns:
+            ``{"service", "severity", "status", "revision", "ts", "channel",
+            "sent_at", "source"}`` as strings, or ``{}`` when unknown or disabled.
+
+        Raises:
+            DeliveryError: Redis failed.
+        """
+        if not self._enabled:
+            return {}
+        try:
+            raw = await self._client().hgetall(incident_key(incident_id))
+        except (RedisError, OSError) as exc:
+            raise self._error(f"read of incident {incident_id}", exc) from None
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def history(self, service: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The last ``limit`` alert summaries of ``service``, newest first.
+
+        Returns:
+            Summaries as written by :meth:`record` (``[]`` when disabled); entries
+            that are not valid JSON are skipped.
+
+        Raises:
+            DeliveryError: Redis failed.
+        """
+        if not self._enabled or limit <= 0:
+            return []
+        try:
+            items = await self._client().lrange(history_key(service), 0, limit - 1)
+        except (RedisError, OSError) as exc:
+            raise self._error(f"read of the history of {service}", exc) from None
+        out: list[dict[str, Any]] = []
+        for item in items:
+            try:
+                value = json.loads(item)
+            except ValueError:
+                logger.warning("skipping a history entry of %s that is not JSON", service)
+                continue
+            if isinstance(value, dict):
+                out.append(value)
+        return out
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _warn_disabled(self) -> None:
+        if self._warned:
+            return
+        self._warned = True
+        logger.warning(
+            "REDIS_URL is not set: alert history is off and sends are not deduplicated, "
+            "so an alert may be sent twice after a restart; set REDIS_URL to fix"
+        )
+
+    def _error(self, operation: str, exc: BaseException) -> DeliveryError:
+        detail = str(exc)
+        if self._password:
+            detail = detail.replace(self._password, "<redacted>")
+        return DeliveryError(
+            f"Redis {operation} failed ({type(exc).__name__}: {detail}); "
+            "check that Redis at REDIS_URL is reachable"
+        )

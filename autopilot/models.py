@@ -1,0 +1,348 @@
+"""Records that travel on the autopilot's topics (JSON on the wire, strict).
+
+Field names follow the seed architecture (see DESIGN.md, "Records"). Every model
+refuses NaN and infinity (``allow_inf_nan=False``), so JSON on every topic is strict
+(RFC 8259). Timestamps are timezone-aware UTC :class:`datetime.datetime` values;
+on input they may be RFC 3339 strings (a naive one is taken as UTC) or epoch numbers
+in seconds, milliseconds, microseconds or nanoseconds (told apart by magnitude).
+
+Decoding helpers (:func:`decode_records`) turn the raw bytes of a Kafka record into
+validated models and raise :class:`autopilot.errors.BadRecord` with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from autopilot.errors import BadRecord
+
+__all__ = [
+    "Alert",
+    "Analysis",
+    "Anomaly",
+    "DeploymentEvent",
+    "Incident",
+    "LogEntry",
+    "MetricPoint",
+    "RecommendedAction",
+    "RootCause",
+    "Severity",
+    "decode_records",
+    "parse_timestamp",
+]
+
+# Epoch magnitudes: 1e11 s is the year 5138, so anything larger is a finer unit.
+_EPOCH_S_MAX = 1e11
+_EPOCH_MS_MAX = 1e14
+_EPOCH_US_MAX = 1e17
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """Parse a record timestamp into an aware UTC datetime.
+
+    Args:
+        value: an RFC 3339 / ISO 8601 string (``2014-03-07 03:41:00`` and
+            ``2014-03-07T03:41:00Z`` both work; naive means UTC), a numeric string,
+            or an epoch number in s, ms, µs or ns (told apart by magnitude:
+            < 1e11 is seconds, < 1e14 milliseconds, < 1e17 microseconds, else ns),
+            or a ``datetime``.
+
+    Returns:
+        A timezone-aware datetime in UTC.
+
+    Raises:
+        ValueError: the value is empty, not finite, or not a recognisable time.
+    """
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, bool):
+        raise ValueError("timestamp must be a time string or an epoch number, not a boolean")
+    elif isinstance(value, int | float):
+        dt = _from_epoch(float(value))
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise ValueError("timestamp is empty")
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            except ValueError:
+                raise ValueError(
+                    f"timestamp {text[:40]!r} is neither RFC 3339 nor an epoch number"
+                ) from None
+        else:
+            dt = _from_epoch(number)
+    else:
+        raise ValueError(f"timestamp must be a string or a number, got {type(value).__name__}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def _from_epoch(number: float) -> datetime:
+    if not math.isfinite(number):
+        raise ValueError("timestamp must be finite")
+    magnitude = abs(number)
+    if magnitude < _EPOCH_S_MAX:
+        seconds = number
+    elif magnitude < _EPOCH_MS_MAX:
+        seconds = number / 1e3
+    elif magnitude < _EPOCH_US_MAX:
+        seconds = number / 1e6
+    else:
+        seconds = number / 1e9
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"epoch timestamp {number!r} is out of range") from None
+
+
+Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
+
+
+class Severity(StrEnum):
+    """Severity of an anomaly, incident or analysis, lowest first.
+
+    Anomaly severities come from |z| (seed: medium > 2.5, high > 3, critical > 4);
+    ``low`` is only used by analyses.
+    """
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """0 for low … 3 for critical, for comparisons."""
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False, frozen=True, extra="ignore")
+
+
+def _labels(value: Any) -> Any:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+    return value
+
+
+Labels = Annotated[dict[str, str], BeforeValidator(_labels)]
+
+
+class MetricPoint(_Record):
+    """One sample of one series (seed shape).
+
+    ``labels`` must carry ``service``; the other labels (``environment`` …) make the
+    series: the same metric name with other labels is another series.
+    """
+
+    timestamp: Timestamp
+    metric_name: str = Field(min_length=1, max_length=256)
+    value: float
+    labels: Labels
+
+    @field_validator("labels")
+    @classmethod
+    def _has_service(cls, labels: dict[str, str]) -> dict[str, str]:
+        if not labels.get("service"):
+            raise ValueError("labels must carry a non-empty 'service'")
+        return labels
+
+    @property
+    def service(self) -> str:
+        """The service this sample belongs to (``labels['service']``)."""
+        return self.labels["service"]
+
+    @property
+    def series(self) -> str:
+        """Series key: ``service|metric_name|k=v,k=v`` with the other labels sorted."""
+        return series_key(self.service, self.metric_name, self.labels)
+
+
+def series_key(service: str, metric_name: str, labels: dict[str, str]) -> str:
+    """Return the series key ``service|metric|k=v,...`` (labels sorted, service left out)."""
+    rest = ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "service")
+    return f"{service}|{metric_name}|{rest}"
+
+
+class LogEntry(_Record):
+    """One application log line (seed shape). ``level`` is kept as sent."""
+
+    timestamp: Timestamp
+    level: str = Field(min_length=1, max_length=32)
+    message: str = Field(max_length=65536)
+    service: str = Field(min_length=1, max_length=256)
+    labels: Labels = Field(default_factory=dict)
+
+
+class DeploymentEvent(_Record):
+    """A deployment of ``version`` of ``service`` (seed shape).
+
+    ``status`` is free text as CD systems send it (``success``, ``started`` …).
+    """
+
+    timestamp: Timestamp
+    service: str = Field(min_length=1, max_length=256)
+    version: str = Field(min_length=1, max_length=256)
+    status: str = "success"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Anomaly(_Record):
+    """A sample that left its baseline (seed fields plus ``kind`` and ``series``).
+
+    Units: ``current_value``, ``baseline_mean`` and ``baseline_std_dev`` are in the
+    metric's own unit (errors per window for ``error_rate``); ``z_score`` is
+    dimensionless; ``deviation_percent`` is 100 × (value − mean) / |mean| (0 when
+    the mean is 0).
+    """
+
+    kind: Literal["metric", "error_rate"] = "metric"
+    metric_name: str
+    service: str
+    series: str = ""
+    current_value: float
+    baseline_mean: float
+    baseline_std_dev: float
+    z_score: float
+    deviation_percent: float
+    severity: Severity
+    detected_at: Timestamp
+    labels: Labels = Field(default_factory=dict)
+
+
+class Incident(_Record):
+    """An incident: correlated evidence about one service.
+
+    ``status`` is ``opened`` for the first record of an incident, ``updated`` when
+    evidence is added and ``closed`` when it closes. ``notify`` is true when the
+    on-call team must be told (opened, or severity rose). ``revision`` counts the
+    records of this incident from 1. Times are event time (the records' own).
+    """
+
+    id: str
+    service: str
+    status: Literal["opened", "updated", "closed"]
+    revision: int = Field(ge=1)
+    notify: bool
+    severity: Severity
+    trigger_reason: str
+    opened_at: Timestamp
+    updated_at: Timestamp
+    closed_at: Timestamp | None = None
+    anomalies: list[Anomaly] = Field(default_factory=list)
+    recent_errors: list[LogEntry] = Field(default_factory=list)
+    recent_deployments: list[DeploymentEvent] = Field(default_factory=list)
+
+
+class RootCause(_Record):
+    """The most likely root cause; ``confidence`` in percent (0–100)."""
+
+    description: str = Field(min_length=1, max_length=2000)
+    confidence: int = Field(ge=0, le=100)
+    reasoning: str = Field(max_length=4000)
+
+
+class RecommendedAction(_Record):
+    """One next step; ``priority`` 1 is first."""
+
+    action: str = Field(min_length=1, max_length=1000)
+    reasoning: str = Field(max_length=2000)
+    risk: Literal["low", "medium", "high"]
+    priority: int = Field(ge=1, le=10)
+
+
+class Analysis(_Record):
+    """Root-cause analysis of an incident (seed shape, plus where it came from).
+
+    ``source`` is ``llm`` when Ollama answered with valid JSON, ``rules`` when the
+    rule-based fallback wrote it; ``model`` names the Ollama model (or ``None``).
+    """
+
+    root_cause: RootCause
+    recommended_actions: list[RecommendedAction] = Field(min_length=1, max_length=10)
+    severity: Severity
+    estimated_customer_impact: str = Field(max_length=2000)
+    source: Literal["llm", "rules"] = "llm"
+    model: str | None = None
+
+
+class Alert(_Record):
+    """What the Slack sink publishes: an incident and its analysis."""
+
+    incident: Incident
+    analysis: Analysis
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def decode_records(raw: bytes | None, model: type[M]) -> list[M]:
+    """Decode one Kafka record value into validated models.
+
+    Args:
+        raw: the record's value bytes: one JSON object or a JSON list of objects
+            (UTF-8; invalid bytes are replaced rather than fatal).
+        model: the pydantic model each object must satisfy.
+
+    Returns:
+        The models, in the order they were sent (at least one).
+
+    Raises:
+        BadRecord: empty value, not JSON, NaN/Infinity literals, an empty list, or
+            an object that fails validation (the reason names the field).
+    """
+    if not raw:
+        raise BadRecord("empty record value")
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise BadRecord(f"not valid JSON: {exc}") from None
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise BadRecord("empty JSON list")
+    out: list[M] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise BadRecord(f"item {index} is {type(item).__name__}, expected a JSON object")
+        try:
+            out.append(model.model_validate(item))
+        except ValidationError as exc:
+            raise BadRecord(_describe(exc, index if isinstance(data, list) else None)) from None
+    return out
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in strict JSON")
+
+
+def _describe(exc: ValidationError, index: int | None) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "record"
+        parts.append(f"{loc}: {err['msg']}")
+    prefix = f"item {index}: " if index is not None else ""
+    return prefix + "; ".join(parts)

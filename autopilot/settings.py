@@ -1,0 +1,201 @@
+"""Settings, read once from the environment into a frozen object.
+
+Every setting has an environment variable (listed in the README's "Settings" table)
+and a default. :func:`load_settings` takes the environment as an argument so tests
+pass their own; nothing reads ``os.environ`` at import time. Secrets (Slack webhook
+URL and bot token) are :class:`pydantic.SecretStr` and never printed.
+
+Detection defaults are the seed architecture's numbers: a rolling window of 1000
+samples, no verdict before 10 samples, anomaly when |z| > 2.5, severity medium > 2.5,
+high > 3, critical > 4. Correlation defaults: 10-minute evidence window, 30 minutes
+after a deployment, close after 15 minutes without new evidence.
+
+Consumer-group timeouts default to short values that suit the embedded broker
+(which holds every group join for the whole rebalance timeout); for Apache Kafka in
+production use e.g. ``AUTOPILOT_REBALANCE_TIMEOUT_S=60``,
+``AUTOPILOT_SESSION_TIMEOUT_S=45``, ``AUTOPILOT_HEARTBEAT_INTERVAL_S=3``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from autopilot.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+
+def _env(name: str, default: Any, description: str, **kw: Any) -> Any:
+    return Field(default, validation_alias=name, description=description, **kw)
+
+
+class Settings(BaseSettings):
+    """All settings of the autopilot (frozen; unknown keys refused).
+
+    Build it with :func:`load_settings`; constructing it directly takes the
+    environment-variable names as keyword arguments (``Settings(AUTOPILOT_BROKER=...)``).
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    # --- Kafka / Faust -----------------------------------------------------------
+    broker: str = _env(
+        "AUTOPILOT_BROKER", "kafka://localhost:9092", "Kafka bootstrap URL (kafka://host:port)"
+    )
+    store: str = _env("AUTOPILOT_STORE", "rocksdb://", "Faust table store (rocksdb:// or memory://)")
+    datadir: str = _env("AUTOPILOT_DATADIR", "autopilot-data", "Local table data directory")
+    web_host: str = _env(
+        "AUTOPILOT_WEB_HOST", "localhost", "Host name other workers use to reach this one"
+    )
+    web_port: int = _env("AUTOPILOT_WEB_PORT", 6066, "HTTP port of this worker", ge=1, le=65535)
+    partitions: int = _env(
+        "AUTOPILOT_PARTITIONS", 8, "Partitions of every autopilot topic and table", ge=1
+    )
+    replication_factor: int = _env(
+        "AUTOPILOT_REPLICATION_FACTOR", 1, "Replication factor of created topics", ge=1
+    )
+    standby_replicas: int = _env(
+        "AUTOPILOT_STANDBY_REPLICAS", 0, "Standby copies of each table partition", ge=0
+    )
+    rebalance_timeout_s: float = _env(
+        "AUTOPILOT_REBALANCE_TIMEOUT_S", 4.0, "Consumer-group rebalance timeout (s)", gt=0
+    )
+    session_timeout_s: float = _env(
+        "AUTOPILOT_SESSION_TIMEOUT_S", 10.0, "Consumer-group session timeout (s)", gt=0
+    )
+    heartbeat_interval_s: float = _env(
+        "AUTOPILOT_HEARTBEAT_INTERVAL_S", 1.0, "Consumer-group heartbeat interval (s)", gt=0
+    )
+    commit_interval_s: float = _env(
+        "AUTOPILOT_COMMIT_INTERVAL_S", 2.0, "How often consumed offsets are committed (s)", gt=0
+    )
+
+    # --- Redis, Ollama, Slack ----------------------------------------------------
+    redis_url: str | None = _env(
+        "REDIS_URL", None, "Redis URL for incident history and send idempotency"
+    )
+    ollama_url: str = _env("OLLAMA_URL", "http://localhost:11434", "Ollama base URL")
+    ollama_model: str = _env("OLLAMA_MODEL", "llama3:latest", "Ollama model name")
+    ollama_timeout_s: float = _env(
+        "OLLAMA_TIMEOUT_S", 60.0, "Budget for one Ollama analysis (s)", gt=0
+    )
+    analysis_concurrency: int = _env(
+        "AUTOPILOT_ANALYSIS_CONCURRENCY", 4, "Analyses (Ollama calls) run at once", ge=1
+    )
+    slack_webhook_url: SecretStr | None = _env(
+        "SLACK_WEBHOOK_URL", None, "Slack incoming-webhook URL (secret)"
+    )
+    slack_bot_token: SecretStr | None = _env(
+        "SLACK_BOT_TOKEN", None, "Slack bot token xoxb-… (secret); needs SLACK_CHANNEL"
+    )
+    slack_channel: str | None = _env("SLACK_CHANNEL", None, "Channel for the bot token")
+    slack_api_url: str = _env(
+        "SLACK_API_URL", "https://slack.com/api/", "Slack Web API base URL (bot token)"
+    )
+    slack_max_retries: int = _env(
+        "SLACK_MAX_RETRIES", 5, "Retries of one Slack send on 429, 5xx and connection errors", ge=0
+    )
+    alert_history_size: int = _env(
+        "AUTOPILOT_ALERT_HISTORY", 100, "Alerts kept per service in Redis", ge=1
+    )
+
+    # --- Detection (seed defaults) -------------------------------------------------
+    window_size: int = _env(
+        "AUTOPILOT_WINDOW_SIZE", 1000, "Rolling baseline window (samples)", ge=2, le=1000
+    )
+    min_samples: int = _env(
+        "AUTOPILOT_MIN_SAMPLES", 10, "Samples before the first verdict (cold start)", ge=2
+    )
+    z_threshold: float = _env("AUTOPILOT_Z_THRESHOLD", 2.5, "Anomaly when |z| > this", gt=0)
+    z_high: float = _env("AUTOPILOT_Z_HIGH", 3.0, "Severity high when |z| > this", gt=0)
+    z_critical: float = _env("AUTOPILOT_Z_CRITICAL", 4.0, "Severity critical when |z| > this", gt=0)
+
+    # --- Error-rate spikes ---------------------------------------------------------
+    error_bucket_s: int = _env(
+        "AUTOPILOT_ERROR_BUCKET_S", 60, "Error-rate window length (s, event time)", ge=1
+    )
+    error_history_buckets: int = _env(
+        "AUTOPILOT_ERROR_HISTORY_BUCKETS", 60, "Past windows in the error-rate baseline", ge=2
+    )
+    error_min_buckets: int = _env(
+        "AUTOPILOT_ERROR_MIN_BUCKETS", 5, "Past windows needed before a spike verdict", ge=1
+    )
+    error_min_count: int = _env(
+        "AUTOPILOT_ERROR_MIN_COUNT", 5, "Errors in one window needed for a spike", ge=1
+    )
+    error_z_threshold: float = _env(
+        "AUTOPILOT_ERROR_Z_THRESHOLD", 3.0, "Error-rate spike when z > this", gt=0
+    )
+    recent_errors_max: int = _env(
+        "AUTOPILOT_RECENT_ERRORS_MAX", 20, "Error lines kept per service for context", ge=1
+    )
+
+    # --- Correlation ---------------------------------------------------------------
+    correlation_window_s: int = _env(
+        "AUTOPILOT_CORRELATION_WINDOW_S", 600, "Evidence window for incident rules (s)", ge=1
+    )
+    deployment_window_s: int = _env(
+        "AUTOPILOT_DEPLOYMENT_WINDOW_S", 1800, "A deployment is recent for this long (s)", ge=1
+    )
+    incident_close_s: int = _env(
+        "AUTOPILOT_INCIDENT_CLOSE_S", 900, "Close an incident after this long quiet (s)", ge=1
+    )
+    close_check_interval_s: float = _env(
+        "AUTOPILOT_CLOSE_CHECK_INTERVAL_S", 30.0, "Wall-clock check for quiet incidents (s)", gt=0
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not self.broker.startswith(("kafka://", "aiokafka://")):
+            raise ValueError("AUTOPILOT_BROKER must be a kafka:// URL, e.g. kafka://localhost:9092")
+        if not (self.z_threshold <= self.z_high <= self.z_critical):
+            raise ValueError(
+                "need AUTOPILOT_Z_THRESHOLD <= AUTOPILOT_Z_HIGH <= AUTOPILOT_Z_CRITICAL"
+            )
+        if self.min_samples > self.window_size:
+            raise ValueError("AUTOPILOT_MIN_SAMPLES must not exceed AUTOPILOT_WINDOW_SIZE")
+        if self.slack_bot_token is not None and not self.slack_channel:
+            raise ValueError("SLACK_BOT_TOKEN needs SLACK_CHANNEL")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only explicit values: :func:`load_settings` passes the environment in."""
+        return (init_settings,)
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Map of environment-variable name → field name."""
+        return {str(f.validation_alias): name for name, f in cls.model_fields.items()}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``environ`` (default: the process environment).
+
+    Empty values count as unset. Returns a frozen :class:`Settings`.
+
+    Raises:
+        ConfigError: a value is invalid; the message names the variable.
+    """
+    env = os.environ if environ is None else environ
+    names = Settings.env_names()
+    values = {k: v for k, v in env.items() if k in names and v != ""}
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None

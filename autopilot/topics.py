@@ -1,0 +1,90 @@
+"""Topic names (persisted contracts) and the Faust topic objects.
+
+Every topic is keyed by service as raw UTF-8 bytes and carries raw bytes that the
+agents decode themselves, so undecodable records can be dead-lettered with their
+topic, partition and offset (a typed Faust topic would fail before the agent's
+error boundary). Renaming a topic is a migration.
+
+=========================  =====================================================
+topic                      key → value
+=========================  =====================================================
+autopilot.metrics          service (any client's partitioner) → MetricPoint or a
+                           JSON list of them
+autopilot.logs             service → LogEntry or list
+autopilot.deployments      service → DeploymentEvent or list
+autopilot.metrics.keyed    service (Faust's partitioner) → list of MetricPoint of
+                           that service (internal re-key hop)
+autopilot.logs.keyed       service → list of LogEntry (internal)
+autopilot.deployments.keyed  service → list of DeploymentEvent (internal)
+autopilot.anomalies        service → Anomaly
+autopilot.correlation.control  service → {"kind": "close_check", "wall": epoch s}
+                           (internal; wall-clock closing of quiet incidents)
+autopilot.incidents        service → Incident
+autopilot.alerts           service → Alert (incident + analysis)
+autopilot.deadletter       original key → original value bytes; headers
+                           ``x-autopilot-reason``, ``-topic``, ``-partition``,
+                           ``-offset``, ``-stage``
+=========================  =====================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autopilot.app import app
+
+METRICS = "autopilot.metrics"
+LOGS = "autopilot.logs"
+DEPLOYMENTS = "autopilot.deployments"
+METRICS_KEYED = "autopilot.metrics.keyed"
+LOGS_KEYED = "autopilot.logs.keyed"
+DEPLOYMENTS_KEYED = "autopilot.deployments.keyed"
+ANOMALIES = "autopilot.anomalies"
+CORRELATION_CONTROL = "autopilot.correlation.control"
+INCIDENTS = "autopilot.incidents"
+ALERTS = "autopilot.alerts"
+DEADLETTER = "autopilot.deadletter"
+
+#: Topics external producers write to.
+INPUT_TOPICS = (METRICS, LOGS, DEPLOYMENTS)
+#: Every topic the app uses, in pipeline order.
+ALL_TOPICS = (
+    METRICS,
+    LOGS,
+    DEPLOYMENTS,
+    METRICS_KEYED,
+    LOGS_KEYED,
+    DEPLOYMENTS_KEYED,
+    ANOMALIES,
+    CORRELATION_CONTROL,
+    INCIDENTS,
+    ALERTS,
+    DEADLETTER,
+)
+
+
+def _raw(name: str, **kw: Any) -> Any:
+    """A raw-bytes topic the worker creates at start-up (``AUTOPILOT_PARTITIONS``
+    partitions) unless it exists already."""
+    return app.topic(
+        name,
+        internal=True,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        **kw,
+    )
+
+
+metrics_topic = _raw(METRICS)
+logs_topic = _raw(LOGS)
+deployments_topic = _raw(DEPLOYMENTS)
+metrics_keyed_topic = _raw(METRICS_KEYED)
+logs_keyed_topic = _raw(LOGS_KEYED)
+deployments_keyed_topic = _raw(DEPLOYMENTS_KEYED)
+anomalies_topic = _raw(ANOMALIES)
+control_topic = _raw(CORRELATION_CONTROL)
+incidents_topic = _raw(INCIDENTS)
+alerts_topic = _raw(ALERTS)
+deadletter_topic = _raw(DEADLETTER)

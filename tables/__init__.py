@@ -1,0 +1,52 @@
+"""Faust table definitions (installed as ``autopilot.tables``).
+
+All tables are RocksDB-backed (``AUTOPILOT_STORE``) with a changelog topic
+``autopilot-<name>-changelog``, keys are raw UTF-8 bytes and values JSON objects
+produced by the pure core's ``to_dict()``. Each table is written only while
+processing a record of the service it belongs to, so its partitions follow the
+service-keyed topics (co-partitioned). Views route by service through the
+service-keyed tables (``series_index``, ``error_rates``, ``deployments``,
+``open_incidents``), never by the composite series key. Names are persisted
+contracts: renaming one is a migration.
+"""
+
+from __future__ import annotations
+
+from autopilot.app import app
+
+BASELINES = "baselines"
+SERIES_INDEX = "series_index"
+ERROR_RATES = "error_rates"
+DEPLOYMENTS = "deployments"
+OPEN_INCIDENTS = "open_incidents"
+
+baselines = app.Table(
+    BASELINES,
+    key_type=bytes,
+    default=None,
+    help="series key b'service|metric|k=v,…' → autopilot.detection.Baseline.to_dict()",
+)
+series_index = app.Table(
+    SERIES_INDEX,
+    key_type=bytes,
+    default=None,
+    help="service → {'series': [series key, …]} (the service's series, sorted)",
+)
+error_rates = app.Table(
+    ERROR_RATES,
+    key_type=bytes,
+    default=None,
+    help="service → autopilot.errorrate.ErrorRateState.to_dict() (error counts per window)",
+)
+deployments = app.Table(
+    DEPLOYMENTS,
+    key_type=bytes,
+    default=None,
+    help="service → autopilot.deployments.DeploymentHistory.to_dict()",
+)
+open_incidents = app.Table(
+    OPEN_INCIDENTS,
+    key_type=bytes,
+    default=None,
+    help="service → autopilot.correlation.CorrelationState.to_dict()",
+)

@@ -1,0 +1,1 @@
+"""Integration tests on real services (Redis) and stand-in HTTP servers (Slack, Ollama)."""
