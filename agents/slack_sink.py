@@ -54,13 +54,14 @@ async def _claim(history: AlertHistory, alert: Alert) -> bool:
         return True
 
 
-async def _previous_ts(history: AlertHistory, alert: Alert) -> str | None:
+async def _previous_post(history: AlertHistory, alert: Alert) -> tuple[str | None, str | None]:
+    """(ts, channel id) of the message already posted for this incident, if any."""
     try:
         meta = await history.get_incident_meta(alert.incident.id)
     except DeliveryError:
         telemetry.REDIS_ERRORS.inc()
-        return None
-    return meta.get("ts") or None
+        return None, None
+    return meta.get("ts") or None, meta.get("channel") or None
 
 
 async def deliver(notifier: Any, history: AlertHistory, alert: Alert, event: Any) -> str:
@@ -72,23 +73,25 @@ async def deliver(notifier: Any, history: AlertHistory, alert: Alert, event: Any
         logger.info("%s: alert for %s revision %d already sent; skipping",
                     where(event), alert.incident.id, alert.incident.revision)
         return "duplicate"
-    ts = await _previous_ts(history, alert) if notifier.supports_update else None
+    ts, channel = (
+        await _previous_post(history, alert) if notifier.supports_update else (None, None)
+    )
     backoff = 1.0
     while True:
         try:
             if ts:
-                await notifier.update(ts, alert)
+                await notifier.update(ts, alert, channel=channel)
                 outcome = "updated"
             else:
                 ts = await notifier.post(alert)
+                channel = getattr(notifier, "channel_id", None)
                 outcome = "sent"
             break
         except AlertDeliveryError as exc:
             telemetry.SLACK_FAILURES.inc()
             if not retryable(exc):
-                with_release = history.release_send(alert.incident.id, str(alert.incident.revision))
                 try:
-                    await with_release
+                    await history.release_send(alert.incident.id, str(alert.incident.revision))
                 except DeliveryError:
                     telemetry.REDIS_ERRORS.inc()
                 await dead_letter(event, f"Slack refused the alert: {exc}", STAGE)
@@ -101,7 +104,7 @@ async def deliver(notifier: Any, history: AlertHistory, alert: Alert, event: Any
             backoff = min(backoff * 2, MAX_BACKOFF_S)
     telemetry.SLACK_SENDS.labels(outcome=outcome).inc()
     try:
-        await history.record(alert, ts)
+        await history.record(alert, ts, channel=channel)
     except DeliveryError as exc:
         telemetry.REDIS_ERRORS.inc()
         logger.warning("could not record incident %s in Redis: %s", alert.incident.id, exc)

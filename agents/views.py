@@ -144,23 +144,50 @@ class IngestDeployment(_IngestView, View):
     topic = deployments_topic
 
 
-@app.page("/baselines/{service}")
-@app.table_route(table=series_index, match_info="service")
+async def _ensure_route_metadata(table: Any) -> None:
+    """Make the producer's metadata know the table's changelog topic.
+
+    Faust's table routing hashes the key with the producer's partitioner, which
+    needs the topic's partition count; until the producer has written to the
+    changelog it does not know it and routing fails with a TypeError. This asks
+    the broker once (aiokafka caches the answer and keeps it fresh).
+    """
+    producer = app.producer._ensure_producer()  # noqa: SLF001 (Faust's aiokafka producer)
+    await producer.partitions_for(table.changelog_topic.get_topic_name())
+
+
+def service_view(path: str, table: Any) -> Any:
+    """Register a GET view for ``path`` (with ``{service}``), answered by the worker
+    that owns ``service`` in the service-keyed ``table`` (Faust table routing)."""
+
+    def decorate(fun: Any) -> Any:
+        routed = app.table_route(table=table, match_info="service")(fun)
+
+        async def handler(web: Any, request: Any, service: str) -> Any:
+            await _ensure_route_metadata(table)
+            return await routed(web, request, service=service)
+
+        handler.__name__ = fun.__name__
+        handler.__doc__ = fun.__doc__
+        return app.page(path)(handler)
+
+    return decorate
+
+
+@service_view("/baselines/{service}", series_index)
 async def get_baselines(web: Any, request: Any, service: str) -> Any:
     """Baselines of the service's series (mean, std, samples)."""
     return web.json(baselines_for(service))
 
 
-@app.page("/deployments/{service}")
-@app.table_route(table=deployments, match_info="service")
+@service_view("/deployments/{service}", deployments)
 async def get_deployments(web: Any, request: Any, service: str) -> Any:
     """Recent deployments of the service, oldest first."""
     history = DeploymentHistory.from_dict(deployments.get(service.encode()))
     return web.json({"service": service, "deployments": list(history.events)})
 
 
-@app.page("/incidents/{service}")
-@app.table_route(table=open_incidents, match_info="service")
+@service_view("/incidents/{service}", open_incidents)
 async def get_incidents(web: Any, request: Any, service: str) -> Any:
     """The service's open incident (or null), recent anomalies and closed count."""
     state = CorrelationState.from_dict(open_incidents.get(service.encode()))

@@ -226,13 +226,13 @@ def render_alert(alert: Alert) -> dict[str, Any]:
         ``{"text": str, "blocks": [block, ...], "attachments": [{"color": "#RRGGBB",
         "blocks": [block, ...]}]}`` where ``text`` is the short notification fallback
         (≤ :data:`FALLBACK_TEXT_CHARS`), ``blocks`` holds the header and root cause, and
-        the one attachment holds the details, coloured by the analysis severity
+        the one attachment holds the details, coloured by :func:`alert_severity`
         (:data:`SEVERITY_COLORS`). Every Slack limit listed at the top of this module
         holds, whatever the size of the alert: ≤ 50 blocks in total, header ≤ 150,
         section text ≤ 3000, ≤ 10 fields of ≤ 2000, ≤ 10 context elements.
     """
     incident, analysis = alert.incident, alert.analysis
-    severity = analysis.severity
+    severity = alert_severity(alert)
     top = [_header_block(incident, severity), _root_cause_block(analysis)]
     details: list[dict[str, Any]] = []
     if incident.anomalies:
@@ -385,8 +385,14 @@ def _fit_blocks(blocks: list[dict[str, Any]], limit: int) -> list[dict[str, Any]
     return kept
 
 
+def alert_severity(alert: Alert) -> Severity:
+    """The severity an alert shows: the higher of the incident's (from z-scores) and
+    the analysis's, so an analysis can raise it but never hide what the detector saw."""
+    return max(alert.incident.severity, alert.analysis.severity, key=lambda s: s.rank)
+
+
 def _fallback_text(incident: Incident, analysis: Analysis) -> str:
-    label = SEVERITY_LABELS[analysis.severity]
+    label = SEVERITY_LABELS[max(incident.severity, analysis.severity, key=lambda s: s.rank)]
     if incident.status == "closed":
         label = f"{RESOLVED_LABEL} {label}"
     text = (
@@ -419,7 +425,7 @@ def render_console(alert: Alert) -> str:
     def item(text: str) -> str:
         return truncate(_one_line(text), _CONSOLE_ITEM_CHARS)
 
-    label = SEVERITY_LABELS[analysis.severity].split(" ", 1)[1]
+    label = SEVERITY_LABELS[alert_severity(alert)].split(" ", 1)[1]
     resolved = "RESOLVED " if incident.status == "closed" else ""
     lines = [
         f"=== {resolved}[{label}] {item(incident.service)} — incident {item(incident.id)} "

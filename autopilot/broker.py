@@ -63,6 +63,16 @@ async def wait_for_kafka(bootstrap: str, timeout_s: float = 30.0) -> None:
 
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
+    host, _, port = bootstrap.rpartition(":")
+    while time.monotonic() < deadline:  # first the TCP port, quietly
+        try:
+            _reader, writer = await asyncio.open_connection(host, int(port))
+        except OSError as exc:
+            last = exc
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        break
     while time.monotonic() < deadline:
         client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
         try:

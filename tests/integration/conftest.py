@@ -1,0 +1,234 @@
+"""Fixtures for integration tests: a real broker, real redis-server, real workers.
+
+* ``broker``: a fresh embedded Kafka-compatible broker (Tansu, in memory) per test,
+  so every test has its own topics and consumer groups.
+* ``redis_server``: one real ``redis-server`` for the session, flushed per test.
+* ``start_worker``: starts ``python -m autopilot worker`` processes with the given
+  environment and waits until ``GET /health`` answers 200 (never a fixed sleep).
+
+A missing broker binary or redis-server fails the run; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from autopilot.broker import EmbeddedBroker
+from tests.standins import RedisServer, free_port
+
+WORKER_READY_TIMEOUT_S = 90.0
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    b = EmbeddedBroker(log_path=tmp_path / "broker.log")
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture(scope="session")
+def _redis_session() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_server(_redis_session: RedisServer) -> RedisServer:
+    _redis_session.flush()
+    return _redis_session
+
+
+class Worker:
+    """One ``autopilot worker`` process (see module docstring)."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, name: str) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.log_path = workdir / f"{name}.log"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AUTOPILOT_", "SLACK_", "OLLAMA_", "REDIS_"))},
+            "AUTOPILOT_DATADIR": str(workdir / f"{name}-data"),
+            "AUTOPILOT_WEB_PORT": str(self.port),
+            "AUTOPILOT_WEB_HOST": "127.0.0.1",
+            "AUTOPILOT_CLOSE_CHECK_INTERVAL_S": "2",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Worker:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "autopilot", "worker", "-l", "info",
+                 "--blocking-timeout", "10"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
+        return self
+
+    def wait_ready(self, timeout_s: float = WORKER_READY_TIMEOUT_S) -> Worker:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker not healthy after {timeout_s} s:\n{self.log_tail()}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", timeout=10)
+
+    def post(self, path: str, **kw: Any) -> httpx.Response:
+        return httpx.post(f"{self.url}{path}", timeout=10, **kw)
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path, broker: EmbeddedBroker) -> Iterator[Callable[..., Worker]]:
+    workers: list[Worker] = []
+
+    def _start(env: dict[str, str] | None = None, name: str | None = None,
+               wait: bool = True) -> Worker:
+        w = Worker({"AUTOPILOT_BROKER": broker.url, **(env or {})}, tmp_path,
+                   name or f"worker{len(workers)}")
+        workers.append(w)
+        w.start()
+        return w.wait_ready() if wait else w
+
+    yield _start
+    for w in workers:
+        w.stop()
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str,
+             interval_s: float = 0.3) -> Any:
+    """Poll ``predicate`` until it returns a truthy value; fail with ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    """Produce ``(key, value)`` records with aiokafka (acks=all)."""
+    from aiokafka import AIOKafkaProducer
+
+    async def run() -> None:
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await p.start()
+        try:
+            for key, value in records:
+                await p.send(topic, value, key=key)
+            await p.flush()
+        finally:
+            await p.stop()
+
+    asyncio.run(run())
+
+
+def consume_all(bootstrap: str, topic: str, timeout_s: float = 5.0) -> list[Any]:
+    """Every record currently in ``topic`` (all partitions), as aiokafka records."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def run() -> list[Any]:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await c.start()
+        try:
+            parts = c.partitions_for_topic(topic)
+            if not parts:
+                await c._client.force_metadata_update()  # noqa: SLF001
+                parts = c.partitions_for_topic(topic) or set()
+            if not parts:
+                return []
+            tps = [TopicPartition(topic, p) for p in parts]
+            c.assign(tps)
+            await c.seek_to_beginning(*tps)
+            end = await c.end_offsets(tps)
+            out: list[Any] = []
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                positions = [await c.position(tp) for tp in tps]
+                if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
+                    break
+                batch = await c.getmany(timeout_ms=300)
+                for recs in batch.values():
+                    out.extend(recs)
+            return out
+        finally:
+            await c.stop()
+
+    return asyncio.run(run())
+
+
+def metric(service: str, value: float, ts: float, name: str = "latency_ms",
+           **labels: str) -> dict[str, Any]:
+    """A seed-shaped MetricPoint dict."""
+    return {"timestamp": ts, "metric_name": name, "value": value,
+            "labels": {"service": service, **labels}}
+
+
+def metric_series(service: str, normal: int, spikes: int, start: float = 1_700_000_000.0,
+                  step_s: float = 15.0, spike_value: float = 1500.0) -> list[dict[str, Any]]:
+    """``normal`` samples around 100 (deterministic ±5 pattern), then ``spikes`` spikes."""
+    pattern = [100.0, 104.0, 96.0, 102.0, 98.0, 105.0, 95.0, 101.0, 99.0, 100.0]
+    out = [metric(service, pattern[i % len(pattern)], start + i * step_s) for i in range(normal)]
+    out += [metric(service, spike_value, start + (normal + j) * step_s) for j in range(spikes)]
+    return out
+
+
+def as_bytes(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def kcat() -> str:
+    """The project's ``scripts/kcat`` (Debian's kcat with a current librdkafka).
+
+    Fails (never skips) when kcat is missing.
+    """
+    if shutil.which("kcat") is None:
+        raise AssertionError("kcat is not installed: `make test` installs it (Debian package)")
+    return str(Path(__file__).resolve().parents[2] / "scripts" / "kcat")
