@@ -337,7 +337,7 @@ def test_new_evidence_resets_the_wall_clock_quiet_timer() -> None:
 # --------------------------------------------------------------------------- context
 
 
-def test_context_has_errors_of_the_10_min_before_updated_at_and_deployments_30_min_before_opening() -> None:
+def test_context_errors_10_min_before_update_and_deployments_30_min_before_opening() -> None:
     errors = [
         error(-11, "too old"),
         error(-9, "kept 1"),

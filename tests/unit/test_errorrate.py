@@ -15,7 +15,9 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)  # a minute boundary
 CONFIG = ErrorRateConfig()
 
 
-def line(at: datetime, level: str = "INFO", message: str = "ok", service: str = "checkout") -> LogEntry:
+def line(
+    at: datetime, level: str = "INFO", message: str = "ok", service: str = "checkout"
+) -> LogEntry:
     return LogEntry(timestamp=at, level=level, message=message, service=service)
 
 
@@ -49,8 +51,26 @@ def quiet_history(feed: Feeder, minutes: int = 10) -> None:
 
 @pytest.mark.parametrize(
     "level",
-    ["error", "ERROR", "ERR", "err", "Critical", "crit", "fatal", "FATAL", "panic", "emerg",
-     "emergency", "alert", "severe", " Error ", "0", "1", "2", "3"],
+    [
+        "error",
+        "ERROR",
+        "ERR",
+        "err",
+        "Critical",
+        "crit",
+        "fatal",
+        "FATAL",
+        "panic",
+        "emerg",
+        "emergency",
+        "alert",
+        "severe",
+        " Error ",
+        "0",
+        "1",
+        "2",
+        "3",
+    ],
 )
 def test_error_level_synonyms_count_as_errors(level: str) -> None:
     assert is_error_level(level)

@@ -1,0 +1,105 @@
+"""Unit tests of autopilot.app.faust_options: every setting reaches Faust's real config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+import pytest
+
+from autopilot.app import faust_options
+from autopilot.settings import Settings, load_settings
+
+ENV = {
+    "AUTOPILOT_BROKER": "kafka://kafka-7.internal:19092",
+    "AUTOPILOT_STORE": "memory://",
+    "AUTOPILOT_DATADIR": "/var/lib/autopilot-test",
+    "AUTOPILOT_WEB_HOST": "worker-3.internal",
+    "AUTOPILOT_WEB_PORT": "7123",
+    "AUTOPILOT_PARTITIONS": "5",
+    "AUTOPILOT_REPLICATION_FACTOR": "3",
+    "AUTOPILOT_STANDBY_REPLICAS": "2",
+    "AUTOPILOT_REBALANCE_TIMEOUT_S": "61.5",
+    "AUTOPILOT_SESSION_TIMEOUT_S": "45",
+    "AUTOPILOT_HEARTBEAT_INTERVAL_S": "3",
+    "AUTOPILOT_COMMIT_INTERVAL_S": "2.5",
+}
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings(ENV)
+
+
+def test_faust_options_map_each_setting(settings: Settings) -> None:
+    opts = faust_options(settings)
+
+    assert opts["env"] == {}
+    assert opts["broker"] == "kafka://kafka-7.internal:19092"
+    assert opts["store"] == "memory://"
+    assert opts["datadir"] == "/var/lib/autopilot-test"
+    assert opts["web_host"] == "worker-3.internal"
+    assert opts["web_port"] == 7123
+    assert opts["canonical_url"] == "http://worker-3.internal:7123"
+    assert opts["topic_partitions"] == 5
+    assert opts["topic_replication_factor"] == 3
+    assert opts["table_standby_replicas"] == 2
+    assert opts["broker_rebalance_timeout"] == 61.5
+    assert opts["broker_session_timeout"] == 45.0
+    assert opts["broker_heartbeat_interval"] == 3.0
+    assert opts["broker_commit_interval"] == 2.5
+    assert opts["consumer_auto_offset_reset"] == "earliest"
+
+
+def assert_conf_matches(app: faust.App, s: Settings) -> None:
+    conf = app.conf
+    assert [str(u) for u in conf.broker] == [s.broker]
+    assert conf.web_port == s.web_port
+    assert conf.web_host == s.web_host
+    assert str(conf.canonical_url) == f"http://{s.web_host}:{s.web_port}"
+    assert conf.topic_partitions == s.partitions
+    assert conf.topic_replication_factor == s.replication_factor
+    assert conf.table_standby_replicas == s.standby_replicas
+    assert conf.broker_rebalance_timeout == s.rebalance_timeout_s
+    assert conf.broker_session_timeout == s.session_timeout_s
+    assert conf.broker_heartbeat_interval == s.heartbeat_interval_s
+    assert conf.broker_commit_interval == s.commit_interval_s
+    assert conf.consumer_auto_offset_reset == "earliest"
+    assert Path(conf.datadir) == Path(s.datadir)
+    assert conf.store.scheme == s.store.split("://", 1)[0]
+
+
+def test_a_real_faust_app_sees_every_setting(settings: Settings) -> None:
+    # Faust drops unknown keyword arguments silently: reading app.conf back proves
+    # that no key in faust_options is misspelled.
+    app = faust.App("autopilot-conf-test", **faust_options(settings))
+
+    assert_conf_matches(app, settings)
+    assert app.conf.store.scheme == "memory"
+    assert app.conf.broker_rebalance_timeout == 61.5
+
+
+def test_default_settings_reach_faust_too() -> None:
+    s = load_settings({})
+    app = faust.App("autopilot-conf-defaults", **faust_options(s))
+
+    assert_conf_matches(app, s)
+    assert app.conf.store.scheme == "rocksdb"
+
+
+def test_faust_environment_variables_do_not_override_the_settings(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    monkeypatch.setenv("BROKER_URL", "kafka://stray-broker:1")
+    monkeypatch.setenv("WEB_PORT", "9999")
+    monkeypatch.setenv("WEB_HOST", "stray-host")
+    monkeypatch.setenv("STORE_URL", "rocksdb://")
+    monkeypatch.setenv("APP_DATADIR", "/tmp/stray")
+
+    app = faust.App("autopilot-conf-env", **faust_options(settings))
+
+    assert [str(u) for u in app.conf.broker] == ["kafka://kafka-7.internal:19092"]
+    assert app.conf.web_port == 7123
+    assert app.conf.web_host == "worker-3.internal"
+    assert app.conf.store.scheme == "memory"
+    assert_conf_matches(app, settings)

@@ -1,0 +1,172 @@
+"""Unit tests of autopilot.settings: defaults, environment parsing, validation, secrets."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from autopilot.errors import ConfigError
+from autopilot.settings import Settings, load_settings
+
+WEBHOOK = "https://hooks.slack.com/services/T000/B000/XyZsecretWebhookPart"
+TOKEN = "xoxb-1234-5678-topSecretToken"
+
+
+def test_defaults_are_the_seed_numbers_and_documented_values() -> None:
+    s = load_settings({})
+
+    assert (s.window_size, s.min_samples) == (1000, 10)
+    assert (s.z_threshold, s.z_high, s.z_critical) == (2.5, 3.0, 4.0)
+    assert s.correlation_window_s == 600
+    assert s.deployment_window_s == 1800
+    assert s.incident_close_s == 900
+    assert s.ollama_url == "http://localhost:11434"
+    assert s.ollama_model == "llama3:latest"
+    assert s.ollama_timeout_s == 60.0
+    assert s.store == "rocksdb://"
+    assert s.broker == "kafka://localhost:9092"
+    assert s.web_port == 6066
+    assert s.redis_url is None
+    assert s.slack_webhook_url is None and s.slack_bot_token is None
+
+
+def test_load_settings_does_not_read_the_process_environment_when_given_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTOPILOT_WEB_PORT", "7777")
+
+    assert load_settings({}).web_port == 6066
+    assert load_settings().web_port == 7777
+
+
+def test_environment_overrides_are_parsed() -> None:
+    s = load_settings(
+        {
+            "AUTOPILOT_BROKER": "kafka://kafka-1:9093",
+            "AUTOPILOT_WEB_PORT": "7001",
+            "AUTOPILOT_PARTITIONS": "12",
+            "AUTOPILOT_REBALANCE_TIMEOUT_S": "60",
+            "AUTOPILOT_Z_THRESHOLD": "2.0",
+            "AUTOPILOT_WINDOW_SIZE": "500",
+            "AUTOPILOT_STORE": "memory://",
+            "OLLAMA_URL": "http://ollama:11434",
+            "OLLAMA_MODEL": "mistral:7b",
+            "OLLAMA_TIMEOUT_S": "12.5",
+            "REDIS_URL": "redis://localhost:6379/0",
+            "SLACK_WEBHOOK_URL": WEBHOOK,
+            "UNRELATED_VARIABLE": "ignored",
+        }
+    )
+
+    assert s.broker == "kafka://kafka-1:9093"
+    assert s.web_port == 7001 and isinstance(s.web_port, int)
+    assert s.partitions == 12
+    assert s.rebalance_timeout_s == 60.0
+    assert s.z_threshold == 2.0
+    assert s.window_size == 500
+    assert s.store == "memory://"
+    assert s.ollama_url == "http://ollama:11434"
+    assert s.ollama_model == "mistral:7b"
+    assert s.ollama_timeout_s == 12.5
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert s.slack_webhook_url is not None
+    assert s.slack_webhook_url.get_secret_value() == WEBHOOK
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AUTOPILOT_WEB_PORT", "not-a-port"),
+        ("AUTOPILOT_WEB_PORT", "70000"),
+        ("AUTOPILOT_PARTITIONS", "0"),
+        ("AUTOPILOT_WINDOW_SIZE", "1"),
+        ("AUTOPILOT_WINDOW_SIZE", "5000"),
+        ("AUTOPILOT_Z_THRESHOLD", "-1"),
+        ("OLLAMA_TIMEOUT_S", "soon"),
+        ("AUTOPILOT_BROKER", "http://localhost:9092"),
+        ("AUTOPILOT_MIN_SAMPLES", "2000"),
+    ],
+)
+def test_invalid_value_raises_config_error_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})
+
+
+def test_secrets_are_secret_str_and_never_printed() -> None:
+    s = load_settings(
+        {"SLACK_WEBHOOK_URL": WEBHOOK, "SLACK_BOT_TOKEN": TOKEN, "SLACK_CHANNEL": "#ops"}
+    )
+
+    assert isinstance(s.slack_webhook_url, SecretStr)
+    assert isinstance(s.slack_bot_token, SecretStr)
+    assert s.slack_bot_token.get_secret_value() == TOKEN
+    for text in (repr(s), str(s), str(s.model_dump()), s.model_dump_json()):
+        assert "secretWebhookPart" not in text
+        assert "topSecretToken" not in text
+    assert s.slack_channel == "#ops"
+
+
+def test_settings_are_frozen() -> None:
+    s = load_settings({})
+
+    with pytest.raises(ValidationError):
+        s.web_port = 1  # type: ignore[misc]
+    assert s.web_port == 6066
+
+
+def test_unknown_keyword_arguments_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        Settings(AUTOPILOT_NO_SUCH_SETTING="1")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        Settings(no_such_setting=1)  # type: ignore[call-arg]
+
+
+def test_bot_token_without_channel_is_refused() -> None:
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN needs SLACK_CHANNEL"):
+        load_settings({"SLACK_BOT_TOKEN": TOKEN})
+    with pytest.raises(ConfigError, match="SLACK_CHANNEL"):
+        load_settings({"SLACK_BOT_TOKEN": TOKEN, "SLACK_CHANNEL": ""})
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"AUTOPILOT_Z_THRESHOLD": "3.5"},  # above high (3)
+        {"AUTOPILOT_Z_HIGH": "5"},  # above critical (4)
+        {"AUTOPILOT_Z_CRITICAL": "2"},  # below threshold
+    ],
+)
+def test_z_threshold_ordering_is_validated(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="AUTOPILOT_Z_THRESHOLD <= AUTOPILOT_Z_HIGH"):
+        load_settings(env)
+
+
+def test_equal_z_thresholds_are_allowed() -> None:
+    s = load_settings(
+        {"AUTOPILOT_Z_THRESHOLD": "3", "AUTOPILOT_Z_HIGH": "3", "AUTOPILOT_Z_CRITICAL": "3"}
+    )
+
+    assert s.z_threshold == s.z_high == s.z_critical == 3.0
+
+
+def test_empty_strings_count_as_unset() -> None:
+    s = load_settings(
+        {
+            "AUTOPILOT_WEB_PORT": "",
+            "OLLAMA_URL": "",
+            "SLACK_BOT_TOKEN": "",
+            "SLACK_WEBHOOK_URL": "",
+            "REDIS_URL": "",
+        }
+    )
+
+    assert s == load_settings({})
+    assert s.slack_bot_token is None and s.slack_webhook_url is None and s.redis_url is None
+
+
+def test_every_field_has_an_environment_variable() -> None:
+    names = Settings.env_names()
+
+    assert set(names.values()) == set(Settings.model_fields)
+    assert names["AUTOPILOT_BROKER"] == "broker"
+    assert names["OLLAMA_URL"] == "ollama_url"
