@@ -36,7 +36,7 @@ def faust_options(s: Settings) -> dict[str, Any]:
     Faust, so tests check ``app.conf`` against this mapping).
     """
     return {
-        
+        "env": {},
         "broker": s.broker,
         "store": s.store,
         "datadir": s.datadir,
