@@ -4,7 +4,9 @@ Consumes ``autopilot.anomalies`` and the internal ``autopilot.correlation.contro
 topic (both keyed by service, co-partitioned with the tables it reads), applies
 :func:`autopilot.correlation.step` with the service's deployments and recent error
 lines, stores the state in ``open_incidents`` and sends Incident records to
-``autopilot.incidents``.
+``autopilot.incidents``. Control records on ``autopilot.correlation.control`` are
+``{"kind": "deployment", "deployment": {…}}`` (a new deployment, from the
+deployments agent) and ``{"kind": "close_check", "wall": epoch s}`` (from the timer).
 
 Wall-clock closing: a timer looks, every ``AUTOPILOT_CLOSE_CHECK_INTERVAL_S``, at
 the open incidents of this worker's partitions and, for those quiet longer than
@@ -26,7 +28,9 @@ from autopilot.correlation import CorrelationConfig, CorrelationState
 from autopilot.deployments import DeploymentHistory
 from autopilot.errorrate import ErrorRateState
 from autopilot.errors import BadRecord
-from autopilot.models import Anomaly, Incident, decode_records
+from pydantic import ValidationError
+
+from autopilot.models import Anomaly, DeploymentEvent, Incident, decode_records
 from autopilot.tables import deployments, error_rates, open_incidents
 from autopilot.topics import ANOMALIES, CORRELATION_CONTROL, control_topic, incidents_topic
 
@@ -63,6 +67,16 @@ async def _publish(key: bytes, incidents: list[Incident], event: Any) -> None:
         await incidents_topic.send(key=key, value=inc.model_dump_json().encode())
 
 
+def _control(raw: bytes | None) -> dict[str, Any]:
+    try:
+        data = json.loads(raw or b"")
+    except ValueError as exc:
+        raise BadRecord(f"control record is not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("kind") not in ("deployment", "close_check"):
+        raise BadRecord("control record needs kind 'deployment' or 'close_check'")
+    return data
+
+
 async def process(event: Any, config: CorrelationConfig) -> None:
     """Apply one anomaly or control record (see module docstring)."""
     msg = event.message
@@ -73,10 +87,18 @@ async def process(event: Any, config: CorrelationConfig) -> None:
     history, errors = _context(key)
     now = time.time()
     if msg.topic == CORRELATION_CONTROL:
-        new, incidents = correlation.close_if_quiet(
-            state, service=key.decode(), wall_now=now, deployments=history,
-            errors=errors, config=config,
-        )
+        control = _control(event.value)
+        if control.get("kind") == "deployment":
+            deployment = DeploymentEvent.model_validate(control.get("deployment"))
+            new, incidents = correlation.on_deployment(
+                state, deployment, source=(msg.topic, msg.offset), deployments=history,
+                errors=errors, wall_now=now, config=config,
+            )
+        else:
+            new, incidents = correlation.close_if_quiet(
+                state, service=key.decode(), wall_now=now, deployments=history,
+                errors=errors, config=config,
+            )
     else:
         (anomaly,) = decode_records(event.value, Anomaly)
         new, incidents = correlation.step(
@@ -98,6 +120,8 @@ async def correlate(stream: Any) -> None:
             telemetry.RECORDS.labels(stage=STAGE).inc()
         except BadRecord as exc:
             await dead_letter(event, exc.reason, STAGE)
+        except ValidationError as exc:
+            await dead_letter(event, f"invalid control record: {exc.errors()[:3]}", STAGE)
         except Exception as exc:
             logger.exception("%s: correlation agent failed; dead-lettering", where(event))
             await dead_letter(event, f"internal error: {type(exc).__name__}: {exc}", STAGE)

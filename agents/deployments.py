@@ -2,10 +2,15 @@
 
 Consumes ``autopilot.deployments.keyed`` and keeps the newest deployments per service
 in the ``deployments`` table, which the correlation agent reads (same partition).
+Each new deployment is also announced to the correlation agent on
+``autopilot.correlation.control`` (``{"kind": "deployment", "deployment": {…}}``), so
+anomalies that were processed before it still meet it (rule 2 of
+:mod:`autopilot.correlation`, in event time whatever the arrival order).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -15,7 +20,7 @@ from autopilot.deployments import DeploymentHistory
 from autopilot.errors import BadRecord
 from autopilot.models import DeploymentEvent, decode_records
 from autopilot.tables import deployments
-from autopilot.topics import deployments_keyed_topic
+from autopilot.topics import control_topic, deployments_keyed_topic
 
 from .deadletter import dead_letter, where
 
@@ -39,6 +44,8 @@ async def track_deployments(stream: Any) -> None:
                         "%s: deployment %s %s (%s) recorded",
                         where(event), dep.service, dep.version, dep.status,
                     )
+                    body = {"kind": "deployment", "deployment": dep.model_dump(mode="json")}
+                    await control_topic.send(key=key, value=json.dumps(body).encode())
             telemetry.RECORDS.labels(stage=STAGE).inc()
         except BadRecord as exc:
             await dead_letter(event, exc.reason, STAGE)

@@ -34,10 +34,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from autopilot.deployments import DeploymentHistory
-from autopilot.models import Anomaly, Incident, LogEntry, Severity
+from autopilot.models import Anomaly, DeploymentEvent, Incident, LogEntry, Severity
 
 __all__ = [
     "CorrelationConfig",
+    "on_deployment",
     "CorrelationState",
     "OpenIncident",
     "close_if_quiet",
@@ -273,11 +274,10 @@ def step(
         ``closed`` record when the new evidence comes after the quiet period, then an
         ``opened`` or ``updated`` one).
     """
-    if source is not None:
-        topic, offset = source
-        if offset <= state.offsets.get(topic, -1):
-            return state, []
-        state = replace(state, offsets={**state.offsets, topic: offset})
+    seen = _seen(state, source)
+    if seen is None:
+        return state, []
+    state = seen
     out: list[Incident] = []
     service = anomaly.service
     t = anomaly.detected_at
@@ -313,10 +313,75 @@ def step(
     reasons = _rules(anomaly, kept, deployments, config)
     if not reasons:
         return state, out
+    inc = _open(kept, reasons, wall_now)
+    out.append(_record(service, inc, "opened", True, deployments, errors, config))
+    return replace(state, incident=inc), out
+
+
+def _seen(state: CorrelationState, source: tuple[str, int] | None) -> CorrelationState | None:
+    """``None`` when ``source`` was applied already (a replay), else the state with
+    the source's offset remembered."""
+    if source is None:
+        return state
+    topic, offset = source
+    if offset <= state.offsets.get(topic, -1):
+        return None
+    return replace(state, offsets={**state.offsets, topic: offset})
+
+
+def on_deployment(
+    state: CorrelationState,
+    deployment: DeploymentEvent,
+    *,
+    source: tuple[str, int] | None,
+    deployments: DeploymentHistory,
+    errors: list[LogEntry],
+    wall_now: float,
+    config: CorrelationConfig,
+) -> tuple[CorrelationState, list[Incident]]:
+    """Apply a deployment that reached correlation *after* anomalies it explains.
+
+    Deployments and anomalies travel on different topics, so a deployment can be
+    processed after the anomalies that followed it in event time. When no incident
+    is open, a recent high or critical anomaly of the service that came within
+    ``deployment_window_s`` after ``deployment`` opens one (rule 2), exactly as if
+    the deployment had arrived first. ``deployments`` must already include it.
+
+    Returns:
+        ``(new_state, incidents)`` (an ``opened`` record, or nothing).
+    """
+    seen = _seen(state, source)
+    if seen is None:
+        return state, []
+    state = seen
+    if state.incident is not None:
+        return state, []
+    window = timedelta(seconds=config.deployment_window_s)
+    recent = _anoms(state.recent)
+    blamed = [
+        a
+        for a in recent
+        if a.severity.rank >= Severity.HIGH.rank
+        and deployment.timestamp <= a.detected_at <= deployment.timestamp + window
+    ]
+    if not blamed:
+        return state, []
+    newest = blamed[-1]
+    corr_window = timedelta(seconds=config.window_s)
+    kept = [a for a in recent if abs(a.detected_at - newest.detected_at) <= corr_window]
+    reasons = _rules(newest, kept, deployments, config)
+    inc = _open(kept, reasons, wall_now)
+    service = newest.service
+    return replace(state, incident=inc), [
+        _record(service, inc, "opened", True, deployments, errors, config)
+    ]
+
+
+def _open(kept: list[Anomaly], reasons: list[str], wall_now: float) -> OpenIncident:
     opened_at = kept[0].detected_at
     severity = _max_severity(kept)
-    inc = OpenIncident(
-        id=incident_id(service, opened_at),
+    return OpenIncident(
+        id=incident_id(kept[0].service, opened_at),
         opened_at=opened_at,
         updated_at=max(a.detected_at for a in kept),
         revision=1,
@@ -326,8 +391,6 @@ def step(
         anomalies=tuple(a.model_dump(mode="json") for a in kept),
         wall_updated=wall_now,
     )
-    out.append(_record(service, inc, "opened", True, deployments, errors, config))
-    return replace(state, incident=inc), out
 
 
 def _close(

@@ -269,3 +269,38 @@ def test_two_workers_kcat_and_http_records_meet_in_one_incident_per_service(
             for w in (w1, w2):
                 body = w.get(f"/baselines/{svc}").json()
                 assert body["series"][f"{svc}|latency_ms|"]["samples_seen"] == 31
+
+
+def test_bot_token_posts_once_and_edits_the_message_when_severity_rises(
+    broker: EmbeddedBroker, start_worker: Callable[..., Worker], redis_server: RedisServer
+) -> None:
+    from tests.standins import SlackWebApiServer
+
+    with SlackWebApiServer() as slack:
+        worker = start_worker({
+            "SLACK_BOT_TOKEN": slack.token,
+            "SLACK_CHANNEL": "alerts",
+            "SLACK_API_URL": slack.base_url,
+            "REDIS_URL": redis_server.url,
+            "OLLAMA_URL": f"http://127.0.0.1:{free_port()}",
+            "OLLAMA_TIMEOUT_S": "3",
+        })
+        start = 1_700_000_000.0
+        r = worker.post("/ingest/deployment", json={"timestamp": start, "service": "cart",
+                                                    "version": "v9.9.9"})
+        assert r.status_code == 202
+        normal = metric_series("cart", normal=30, spikes=0, start=start)
+        high = metric("cart", 100.0 + 3.5 * 3.2, start + 30 * 15)  # 3 < z <= 4: high
+        produce(broker.bootstrap, "autopilot.metrics",
+                [(b"cart", as_bytes(m)) for m in [*normal, high]])
+        wait_for(lambda: [c for c in slack.calls if c[0] == "chat.postMessage"], 40,
+                 "the first post")
+        produce(broker.bootstrap, "autopilot.metrics",
+                [(b"cart", as_bytes(metric("cart", 1500.0, start + 31 * 15)))])
+        wait_for(lambda: [c for c in slack.calls if c[0] == "chat.update"], 40,
+                 "the edit on escalation")
+        methods = [m for m, _ in slack.calls]
+        assert methods == ["chat.postMessage", "chat.update"]
+        (message,) = slack.messages.values()  # one message, edited in place
+        assert "CRITICAL" in json.dumps(message)
+        assert "cart" in json.dumps(message)

@@ -424,3 +424,47 @@ def test_config_from_default_settings_equals_seed_windows() -> None:
 
     assert config == CorrelationConfig()
     assert (config.window_s, config.deployment_window_s, config.close_after_s) == (600, 1800, 900)
+
+
+# --- a deployment processed after the anomalies it explains --------------------------
+
+
+def _late_deployment(run: Run, minutes: float, offset: int = 0) -> list[Incident]:
+    from autopilot.correlation import on_deployment
+
+    dep = DeploymentEvent(timestamp=at(minutes), service="checkout", version="v7.0.0")
+    history = run.deps.apply([dep], offset=100 + offset)
+    run.deps = history
+    run.state, out = on_deployment(
+        run.state, dep, source=("autopilot.correlation.control", offset),
+        deployments=history, errors=run.errors, wall_now=WALL0, config=CONFIG,
+    )
+    return out
+
+
+def test_a_late_deployment_opens_the_incident_its_high_anomaly_would_have_opened() -> None:
+    run = Run()
+    assert run(anomaly(10, Severity.HIGH)) == []  # alone, a high anomaly opens nothing
+    (inc,) = _late_deployment(run, minutes=2)  # deployed 8 min before it, arrives later
+    assert inc.status == "opened" and inc.notify
+    assert "after deployment of version v7.0.0" in inc.trigger_reason
+    assert [d.version for d in inc.recent_deployments] == ["v7.0.0"]
+    assert inc.id == incident_id("checkout", at(10))
+
+
+def test_a_late_deployment_does_not_blame_medium_or_earlier_anomalies() -> None:
+    run = Run()
+    run(anomaly(10, Severity.MEDIUM))
+    assert _late_deployment(run, minutes=2) == []
+    run2 = Run()
+    run2(anomaly(1, Severity.HIGH))
+    assert _late_deployment(run2, minutes=2) == []  # anomaly came before the deployment
+
+
+def test_a_replayed_late_deployment_changes_nothing() -> None:
+    run = Run()
+    run(anomaly(10, Severity.HIGH))
+    assert len(_late_deployment(run, minutes=2, offset=5)) == 1
+    before = run.state
+    assert _late_deployment(run, minutes=2, offset=5) == []
+    assert run.state == before
