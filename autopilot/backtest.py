@@ -88,6 +88,7 @@ class OutputRow:
     severity: Severity | None
     baseline_mean: float
     baseline_std_dev: float
+    cold: bool = False  # no verdict yet (not a CSV column)
 
     def as_csv(self) -> list[str]:
         """The row as CSV fields (floats with ``repr`` precision)."""
@@ -281,6 +282,7 @@ def run_backtest(
             severity=found.anomaly.severity if found.anomaly else None,
             baseline_mean=v.mean,
             baseline_std_dev=v.std,
+            cold=v.cold,
         ))
         if found.anomaly is not None:
             result.alerts.append(found)
@@ -307,9 +309,10 @@ def plot(result: BacktestResult, path: Path | str, band_z: float = 2.5) -> None:
 
     x = list(range(len(result.rows)))
     values = [r.value for r in result.rows]
-    mean = [r.baseline_mean for r in result.rows]
-    lo = [r.baseline_mean - band_z * r.baseline_std_dev for r in result.rows]
-    hi = [r.baseline_mean + band_z * r.baseline_std_dev for r in result.rows]
+    nan = float("nan")  # only inside the figure: cold rows have no band
+    mean = [nan if r.cold else r.baseline_mean for r in result.rows]
+    lo = [nan if r.cold else r.baseline_mean - band_z * r.baseline_std_dev for r in result.rows]
+    hi = [nan if r.cold else r.baseline_mean + band_z * r.baseline_std_dev for r in result.rows]
     fig, (ax, ax_score) = plt.subplots(
         2, 1, figsize=(14, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )

@@ -41,7 +41,8 @@ and the seed's Anomaly fields (z-score, baseline mean and std, deviation %, seve
        at least medium by the seed's rule) and the series has not alerted within
        ``episode_s`` (48 h) of event time. While the score history is short
        (fewer than ``likelihood_warmup`` scored samples) the seed's rule |z| >
-       ``z_threshold`` alone decides. Inside an episode the anomaly score is damped
+       ``z_threshold`` alone decides (and the anomaly score is |z| / (1 + |z|)).
+       Inside an episode the anomaly score is damped
        below ``alert_score / 2`` so rankings reflect new episodes.
     Per-sample work is O(1); the state is a few dozen scalars (< 1 KB of JSON).
 
@@ -599,6 +600,7 @@ def _step_adaptive(
     severity = severity_for(_directional(z, config.direction), config)
     if b.score_n < config.likelihood_warmup:
         hot = severity is not None  # seed rule until the score history means something
+        anomaly_score = seed_score(_directional(z, config.direction))
     else:
         hot = severity is not None and anomaly_score >= config.alert_score
     alert = hot and not in_episode
