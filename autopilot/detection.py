@@ -532,11 +532,13 @@ def _to_rate(b: Baseline, value: float, timestamp: float) -> float | None:
 def _learn(b: Baseline, x: float, config: DetectorConfig) -> Baseline:
     """Add ``x`` to the robust location and scale (see module docstring, 1 and 4)."""
     n = b.learned + 1
+    if n == 1:
+        return replace(b, learned=1, mean=_finite(x, MAX_SCORE * MAX_SCORE), scale=0.0)
     weight = max(config.alpha, 1.0 / n)
     std = _adaptive_std(b)
     if n <= config.min_samples or std <= 0.0:
         mean = b.mean + weight * (x - b.mean)
-        scale = b.scale + weight * (abs(x - mean) - b.scale)
+        scale = b.scale + weight * (abs(x - b.mean) - b.scale)
         return replace(b, learned=n, mean=_finite(mean, MAX_SCORE * MAX_SCORE),
                        scale=max(_finite(scale, MAX_SCORE), 0.0),
                        run_count=0, run_sum=0.0, run_side=0)
@@ -554,7 +556,7 @@ def _learn(b: Baseline, x: float, config: DetectorConfig) -> Baseline:
                            run_count=0, run_sum=0.0, run_side=0)
     limit = config.clip * std
     mean = b.mean + weight * max(-limit, min(limit, x - b.mean))
-    scale = b.scale + weight * (min(abs(x - mean), limit) - b.scale)
+    scale = b.scale + weight * (min(abs(x - b.mean), limit) - b.scale)
     return replace(b, learned=n, mean=_finite(mean, MAX_SCORE * MAX_SCORE),
                    scale=max(_finite(scale, MAX_SCORE), 0.0),
                    run_count=run_count, run_sum=_finite(run_sum, MAX_SCORE * MAX_SCORE),
