@@ -39,7 +39,9 @@ and the seed's Anomaly fields (z-score, baseline mean and std, deviation %, seve
     6. *One alert per episode*: the sample alerts when its anomaly score ≥
        ``alert_score`` (0.2), its directional |z| > ``z_threshold`` (so severity is
        at least medium by the seed's rule) and the series has not alerted within
-       ``episode_s`` (48 h) of event time. While the score history is short
+       ``episode_s`` (48 h) of event time — unless the sample is more severe than
+       the episode's last alert (an escalation: a critical anomaly after a medium
+       one still alerts, a second critical one does not). While the score history is short
        (fewer than ``likelihood_warmup`` scored samples) the seed's rule |z| >
        ``z_threshold`` alone decides (and the anomaly score is |z| / (1 + |z|)).
        Inside an episode the anomaly score is damped
@@ -250,6 +252,8 @@ class Baseline:
         run_count, run_sum, run_side: adaptive: the current out-of-band run.
         score_short, score_mean, score_var, score_n: adaptive: raw-score statistics.
         last_alert: adaptive: event time (epoch s) of the last alert (None: never).
+        last_alert_rank: adaptive: severity rank of the episode's last alert
+            (1 medium … 3 critical; 0 outside an episode).
         prev_value, prev_time: adaptive counters: the previous raw value and time.
     """
 
@@ -271,6 +275,7 @@ class Baseline:
     score_var: float = 0.0
     score_n: int = 0
     last_alert: float | None = None
+    last_alert_rank: int = 0
     prev_value: float | None = None
     prev_time: float | None = None
 
@@ -356,6 +361,7 @@ _ADAPTIVE_FIELDS = (
     "score_var",
     "score_n",
     "last_alert",
+    "last_alert_rank",
     "prev_value",
     "prev_time",
 )
@@ -605,7 +611,10 @@ def _step_adaptive(
         anomaly_score = seed_score(_directional(z, config.direction))
     else:
         hot = severity is not None and anomaly_score >= config.alert_score
-    alert = hot and not in_episode
+    escalated = (
+        in_episode and hot and severity is not None and severity.rank > b.last_alert_rank
+    )
+    alert = hot and (not in_episode or escalated)
     if in_episode and not alert:
         anomaly_score *= 0.5 * config.alert_score
     verdict = Verdict(
@@ -627,6 +636,8 @@ def _step_adaptive(
         score_var=score_var,
         score_n=b.score_n + 1,
         last_alert=timestamp if alert else b.last_alert,
+        last_alert_rank=(severity.rank if alert and severity is not None else
+                         (b.last_alert_rank if in_episode else 0)),
         **stamp,
     )
     return new, verdict

@@ -137,6 +137,21 @@ def test_a_new_episode_after_episode_s_alerts_again() -> None:
     assert later.anomalous
 
 
+def test_a_more_severe_anomaly_inside_an_episode_still_alerts_once() -> None:
+    # 50 samples: still in the likelihood warm-up, so the seed rule decides alerts.
+    b, _ = feed([PATTERN[i % 10] for i in range(50)], step_s=15.0)
+    start = T0 + 50 * 15
+    b, (high,) = feed([100.0 + 3.6 * 3.2], baseline=b, start=start)
+    b, (same,) = feed([100.0 + 3.6 * 3.2], baseline=b, start=start + 600)
+    b, (critical,) = feed([1500.0], baseline=b, start=start + 1200)
+    _, (again,) = feed([1500.0], baseline=b, start=start + 1800)
+
+    assert high.anomalous and high.severity is Severity.HIGH
+    assert not same.anomalous and same.extras["in_episode"]
+    assert critical.anomalous and critical.severity is Severity.CRITICAL  # escalation
+    assert not again.anomalous  # nothing more severe than critical
+
+
 def test_zero_variance_never_divides_by_zero() -> None:
     for level in (0.0, 1e-9, 7.0, -3.0, 1e12):
         b, verdicts = feed([level] * 50)
