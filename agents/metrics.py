@@ -1,9 +1,9 @@
 """Metrics agent: rolling baseline per series, z-score anomalies.
 
 Consumes ``autopilot.metrics.keyed`` (lists of MetricPoint of one service), applies
-:func:`autopilot.detection.step_record` per series (one table write per series per
-record; a replayed offset changes nothing) and sends an Anomaly to
-``autopilot.anomalies`` for every anomalous sample.
+:func:`autopilot.detection.detect_series` per series (one table write per series per
+record; a replayed offset changes nothing) and sends the Anomaly records it builds to
+``autopilot.anomalies``. ``autopilot backtest`` runs the same function offline.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from autopilot import telemetry
 from autopilot.app import app, settings
-from autopilot.detection import Baseline, DetectorConfig, make_anomaly, step_record
+from autopilot.detection import Baseline, DetectorConfig, detect_series
 from autopilot.errors import BadRecord
 from autopilot.models import MetricPoint, decode_records
 from autopilot.tables import baselines, series_index
@@ -46,18 +46,16 @@ async def process(event: Any, config: DetectorConfig) -> None:
         base = Baseline.from_dict(stored)
         if stored is None:
             new_series.append(series)
-        new, verdicts = step_record(
-            base, [(p.value, p.timestamp.timestamp()) for p in pts], offset, config
-        )
-        if not verdicts:
+        new, results = detect_series(base, pts, offset, config)
+        if not results:
             continue  # replay of an applied record
         baselines[key] = new.to_dict()
-        for point, verdict in zip(pts, verdicts, strict=True):
-            if verdict.anomalous:
-                anomaly = make_anomaly(point, verdict)
+        for result in results:
+            if result.anomaly is not None:
+                anomaly = result.anomaly
                 telemetry.ANOMALIES.labels(kind="metric", severity=anomaly.severity.value).inc()
                 await anomalies_topic.send(
-                    key=point.service.encode(), value=anomaly.model_dump_json().encode()
+                    key=anomaly.service.encode(), value=anomaly.model_dump_json().encode()
                 )
     if new_series:
         _index_add(points[0].service.encode(), new_series)
@@ -66,7 +64,7 @@ async def process(event: Any, config: DetectorConfig) -> None:
 
 @app.agent(metrics_keyed_topic, name="metrics")
 async def detect_metrics(stream: Any) -> None:
-    """Rolling-baseline z-score detection per series."""
+    """Per-series baseline detection (adaptive or seed mode, see autopilot.detection)."""
     config = DetectorConfig.from_settings(settings())
     async for event in stream.events():
         try:

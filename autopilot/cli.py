@@ -3,6 +3,8 @@
 * ``autopilot broker [--port N]`` — run the embedded Kafka-compatible broker (Tansu,
   memory only) in the foreground on 127.0.0.1; Ctrl-C stops it.
 * ``autopilot demo`` — replay a real failure end to end (see :mod:`autopilot.demo`).
+* ``autopilot backtest FILE`` — run the live detector over a CSV or Prometheus export
+  offline (see :mod:`autopilot.backtest`).
 
 Faust's commands (``worker``, ``agents``, ``tables``, ``send`` …) work as usual.
 """
@@ -10,11 +12,16 @@ Faust's commands (``worker``, ``agents``, ``tables``, ``send`` …) work as usua
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
-from faust.cli import AppCommand, option
+import click
+from faust.cli import AppCommand, argument, option
 
-from autopilot.app import app
+from autopilot.app import app, settings
+from autopilot.detection import MODES
 
 
 @app.command(
@@ -46,3 +53,87 @@ async def demo(self: AppCommand, timeout: float) -> Any:
     code = await run_demo(timeout_s=timeout)
     if code:
         raise SystemExit(code)
+
+
+@app.command(
+    argument("file", type=str),
+    option("--service", type=str, default="backtest", show_default=True,
+           help="Service label of the series"),
+    option("--metric", type=str, default=None,
+           help="Metric name (picks direction and counter rules); default: the file's stem"),
+    option("--mode", type=click.Choice(list(MODES)), default=None,
+           help="Detector mode: adaptive or seed (default: AUTOPILOT_DETECTOR_MODE)"),
+    option("--output", type=str, default=None,
+           help="CSV to write ('-' = stdout); default: <stem>.backtest.csv"),
+    option("--plot", type=str, default=None, help="Also draw series, band and alerts (PNG)"),
+)
+async def backtest(
+    self: AppCommand,
+    file: str,
+    service: str,
+    metric: str | None,
+    mode: str | None,
+    output: str | None,
+    plot: str | None,
+) -> None:
+    """Run the live detector over FILE (CSV timestamp,value or Prometheus JSON) offline."""
+    run_backtest_command(file, service, metric, mode, output, plot)
+
+
+#: Files with at least this many rows get a progress bar (on stderr).
+PROGRESS_MIN_ROWS = 10_000
+
+
+def run_backtest_command(
+    file: str,
+    service: str,
+    metric: str | None,
+    mode: str | None,
+    output: str | None,
+    plot_path: str | None,
+) -> None:
+    """``autopilot backtest``: read, detect with the live settings, write, summarise.
+
+    The CSV goes to ``output`` (``-``: stdout, alone); progress and the summary go to
+    stderr. Exits with status 2 and a one-line message on a bad input file.
+    """
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from autopilot.backtest import BacktestError, load_series, plot, run_backtest, write_csv
+    from autopilot.detection import DetectorConfig
+
+    path = Path(file)
+    config = DetectorConfig.from_settings(settings())
+    if mode:
+        config = replace(config, mode=mode)
+    try:
+        rows, skipped = load_series(path)
+    except BacktestError as exc:
+        click.echo(f"backtest: {exc}", err=True)
+        raise SystemExit(2) from None
+
+    def progress(it: Any) -> Any:
+        return tqdm(it, total=len(rows), desc="backtest", unit="sample", file=sys.stderr,
+                    disable=len(rows) < PROGRESS_MIN_ROWS)
+
+    result = run_backtest(rows, config, service=service, metric=metric or path.stem,
+                          progress=progress, skipped=skipped)
+    target = output if output is not None else f"{path.stem}.backtest.csv"
+    if target == "-":
+        try:
+            write_csv(result, sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:  # e.g. `| head`: the reader left, which is fine
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return
+    else:
+        with open(target, "w", newline="", encoding="utf-8") as fh:
+            write_csv(result, fh)
+    click.echo(result.summary_text(), err=True)
+    if target != "-":
+        click.echo(f"wrote    {target}", err=True)
+    if plot_path:
+        plot(result, plot_path, band_z=config.z_threshold)
+        click.echo(f"plot     {plot_path}", err=True)

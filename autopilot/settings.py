@@ -5,9 +5,11 @@ and a default. :func:`load_settings` takes the environment as an argument so tes
 pass their own; nothing reads ``os.environ`` at import time. Secrets (Slack webhook
 URL and bot token) are :class:`pydantic.SecretStr` and never printed.
 
-Detection defaults are the seed architecture's numbers: a rolling window of 1000
-samples, no verdict before 10 samples, anomaly when |z| > 2.5, severity medium > 2.5,
-high > 3, critical > 4. Correlation defaults: 10-minute evidence window, 30 minutes
+Detection defaults keep the seed architecture's numbers: a rolling window of 1000
+samples (seed mode), no verdict before 10 samples, anomaly when |z| > 2.5, severity
+medium > 2.5, high > 3, critical > 4; the default ``adaptive`` mode adds the settings
+described in :mod:`autopilot.detection` (its defaults were chosen on the NAB subset in
+``bench/``). Correlation defaults: 10-minute evidence window, 30 minutes
 after a deployment, close after 15 minutes without new evidence.
 
 Consumer-group timeouts default to short values that suit the embedded broker
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -114,6 +116,43 @@ class Settings(BaseSettings):
     z_threshold: float = _env("AUTOPILOT_Z_THRESHOLD", 2.5, "Anomaly when |z| > this", gt=0)
     z_high: float = _env("AUTOPILOT_Z_HIGH", 3.0, "Severity high when |z| > this", gt=0)
     z_critical: float = _env("AUTOPILOT_Z_CRITICAL", 4.0, "Severity critical when |z| > this", gt=0)
+    detector_mode: Literal["adaptive", "seed"] = _env(
+        "AUTOPILOT_DETECTOR_MODE", "adaptive",
+        "adaptive (robust baseline, likelihood, one alert per episode) or seed (rolling z)",
+    )
+    baseline_alpha: float = _env(
+        "AUTOPILOT_BASELINE_ALPHA", 0.02, "Adaptive baseline weight per sample", gt=0, le=1
+    )
+    baseline_clip: float = _env(
+        "AUTOPILOT_BASELINE_CLIP", 3.0, "Adaptive baseline update clip (scales)", gt=0
+    )
+    relearn_after: int = _env(
+        "AUTOPILOT_RELEARN_AFTER", 12, "Out-of-band samples in a row that re-learn the level", ge=1
+    )
+    likelihood_warmup: int = _env(
+        "AUTOPILOT_LIKELIHOOD_WARMUP", 100,
+        "Scored samples before the anomaly likelihood decides (seed rule until then)", ge=0,
+    )
+    alert_score: float = _env(
+        "AUTOPILOT_ALERT_SCORE", 0.2, "Adaptive: alert when the anomaly score >= this",
+        gt=0, le=1,
+    )
+    episode_s: float = _env(
+        "AUTOPILOT_EPISODE_S", 172800.0,
+        "Adaptive: a series that alerted stays silent this long (s, event time)", ge=0,
+    )
+    direction_up: str = _env(
+        "AUTOPILOT_DIRECTION_UP", "latency,duration,error,fail,timeout,5xx,4xx",
+        "Metric-name substrings that only alert upwards (comma-separated)",
+    )
+    direction_down: str = _env(
+        "AUTOPILOT_DIRECTION_DOWN", "availability,success,apdex,uptime,hit_ratio",
+        "Metric-name substrings that only alert downwards (comma-separated)",
+    )
+    counter_suffixes: str = _env(
+        "AUTOPILOT_COUNTER_SUFFIXES", "_total,_count,_sum,_bucket",
+        "Metric-name suffixes of counters, scored as per-second rates (comma-separated)",
+    )
 
     # --- Error-rate spikes ---------------------------------------------------------
     error_bucket_s: int = _env(

@@ -47,10 +47,14 @@ def test_scenario_produces_exactly_one_alert_carrying_the_llm_root_cause(
                 [(str(i).encode(), as_bytes(m)) for i, m in enumerate(series)])
 
         wait_for(lambda: slack.requests, 60, "the Slack alert")
-        # Later evidence updates the open incident; it must not post again.
-        wait_for(lambda: worker.get("/incidents/checkout").json()["open_incident"]
-                 and worker.get("/incidents/checkout").json()["open_incident"]["revision"] >= 4,
-                 30, "all spikes correlated into the open incident")
+        # The adaptive detector sends one anomaly per episode (the first spike); wait
+        # until every sample, the later spikes included, has been applied: any further
+        # evidence would update the open incident and must not post again.
+        wait_for(lambda: worker.get("/baselines/checkout").json()["series"]
+                 .get("checkout|latency_ms|", {}).get("samples_seen") == 44,
+                 30, "all 44 samples applied")
+        wait_for(lambda: worker.get("/incidents/checkout").json()["open_incident"],
+                 30, "the open incident")
         time.sleep(3)  # give a wrongly re-posting sink the chance to post (asserted below)
         assert len(slack.requests) == 1, slack.requests
         body = _all_text(slack.requests[0])

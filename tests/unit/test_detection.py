@@ -1,4 +1,8 @@
-"""Unit tests of autopilot.detection: rolling baseline, z-score, severity (seed rules)."""
+"""Unit tests of autopilot.detection in seed mode: rolling baseline, z-score, severity.
+
+The seed rules are pinned with ``mode="seed"``; the adaptive mode (the default) is
+tested in ``test_detection_adaptive.py``.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from autopilot.detection import (
 from autopilot.models import MetricPoint, Severity
 from autopilot.settings import load_settings
 
-SEED = DetectorConfig()
+SEED = DetectorConfig(mode="seed")
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
@@ -102,7 +106,7 @@ def test_eleventh_sample_is_scored() -> None:
 
 
 def test_cold_start_follows_configured_min_samples() -> None:
-    config = DetectorConfig(min_samples=3)
+    config = DetectorConfig(min_samples=3, mode="seed")
     _, verdicts = feed([1.0, 2.0, 3.0, 1000.0], config)
 
     assert [v.cold for v in verdicts] == [True, True, True, False]
@@ -157,7 +161,7 @@ def test_first_departure_from_a_flat_line_is_anomalous_once() -> None:
 
 
 def test_constant_new_level_stops_alerting_after_the_window_adapts() -> None:
-    config = DetectorConfig(window_size=20)
+    config = DetectorConfig(window_size=20, mode="seed")
     b, _ = feed([100.0] * 25, config)
 
     b, verdicts = feed([101.0] * 200, config, baseline=b)
@@ -221,7 +225,7 @@ def test_negative_departure_is_scored_by_magnitude() -> None:
 
 
 def test_severity_follows_configured_thresholds() -> None:
-    config = DetectorConfig(z_threshold=1.0, z_high=2.0, z_critical=10.0)
+    config = DetectorConfig(z_threshold=1.0, z_high=2.0, z_critical=10.0, mode="seed")
 
     assert severity_for(1.5, config) is Severity.MEDIUM
     assert severity_for(5.0, config) is Severity.HIGH
@@ -235,7 +239,7 @@ def test_severity_follows_configured_thresholds() -> None:
 @pytest.mark.parametrize("window_size", [10, 37, 1000])
 def test_rolling_mean_and_std_match_numpy_over_the_last_window(window_size: int) -> None:
     rng = random.Random(window_size)
-    config = DetectorConfig(window_size=window_size)
+    config = DetectorConfig(window_size=window_size, mode="seed")
     values = [rng.gauss(250.0, 40.0) for _ in range(window_size * 4 + 7)]
     b = Baseline()
     for i, v in enumerate(values, start=1):
@@ -254,7 +258,7 @@ def test_rolling_mean_and_std_match_numpy_over_the_last_window(window_size: int)
 
 
 def test_rolling_window_after_many_wraps_with_a_level_shift() -> None:
-    config = DetectorConfig(window_size=50)
+    config = DetectorConfig(window_size=50, mode="seed")
     rng = random.Random(3)
     values = [rng.gauss(1e6, 1.0) for _ in range(523)] + [rng.gauss(5.0, 0.1) for _ in range(77)]
     b, _ = feed(values, config)
@@ -294,7 +298,7 @@ def test_step_record_applies_a_newer_offset() -> None:
 
 def test_to_dict_from_dict_round_trip_is_equal_and_json_serialisable() -> None:
     rng = random.Random(11)
-    config = DetectorConfig(window_size=30)
+    config = DetectorConfig(window_size=30, mode="seed")
     b, _ = feed([rng.uniform(-50, 50) for _ in range(77)], config)
     b = replace(b, last_offset=1234)
 

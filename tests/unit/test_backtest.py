@@ -1,0 +1,154 @@
+"""``autopilot backtest``: input formats, output contract, and identity with the live agent."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from autopilot.backtest import COLUMNS, BacktestError, load_series, run_backtest, write_csv
+from autopilot.detection import DetectorConfig
+from autopilot.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+NAB_LATENCY = (
+    REPO / "bench" / "nab" / "data" / "realKnownCause" / "ec2_request_latency_system_failure.csv"
+)
+CONFIG = DetectorConfig.from_settings(load_settings({}))
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_output_has_one_row_per_input_row_and_the_documented_columns() -> None:
+    rows, skipped = load_series(NAB_LATENCY)
+    result = run_backtest(rows, CONFIG, service="checkout", metric="api_latency_ms")
+    out = io.StringIO()
+    write_csv(result, out)
+
+    parsed = csv_rows(out.getvalue())
+    assert skipped == 0
+    assert tuple(parsed[0].keys()) == COLUMNS
+    assert len(parsed) == len(rows) == 4032
+    source = csv_rows(NAB_LATENCY.read_text())
+    assert [r["timestamp"] for r in parsed] == [r["timestamp"] for r in source]
+    for r in parsed:
+        for col in ("value", "anomaly_score", "z_score", "baseline_mean", "baseline_std_dev"):
+            assert math.isfinite(float(r[col])), r
+        assert 0.0 <= float(r["anomaly_score"]) <= 1.0
+        assert r["alert"] in ("0", "1")
+        assert (r["severity"] != "") == (r["alert"] == "1")
+    assert sum(r["alert"] == "1" for r in parsed) == len(result.alerts) >= 1
+    summary = result.summary()
+    assert summary["samples"] == 4032
+    alert_stamps = [r["timestamp"] for r in parsed if r["alert"] == "1"]
+    assert (summary["first_alert"], summary["last_alert"]) == (alert_stamps[0], alert_stamps[-1])
+
+
+def test_rfc3339_and_epoch_timestamps_are_read_and_echoed(tmp_path: Path) -> None:
+    lines = ["timestamp,value"]
+    lines += [f"2024-05-01T12:{i:02d}:00Z,{100 + (i % 3)}" for i in range(30)]
+    lines += [f"{1714565400 + 60 * i},{100 + (i % 3)}" for i in range(30)]
+    rows, _ = load_series(write(tmp_path, "s.csv", "\n".join(lines) + "\n"))
+
+    assert rows[0].text == "2024-05-01T12:00:00Z"
+    assert rows[0].epoch_s == 1714564800.0
+    assert rows[30].text == "1714565400" and rows[30].epoch_s == 1714565400.0
+    result = run_backtest(rows, CONFIG)
+    assert [r.timestamp for r in result.rows] == [r.text for r in rows]
+
+
+def test_prometheus_range_query_export_is_accepted(tmp_path: Path) -> None:
+    values = [[1714564800 + 15 * i, str(100.0 + (i % 5))] for i in range(60)]
+    values.append([1714564800 + 15 * 60, "NaN"])
+    values.append([1714564800 + 15 * 61, "1500"])
+    doc = {"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {"__name__": "api_latency_ms", "service": "checkout"}, "values": values}]}}
+    rows, skipped = load_series(write(tmp_path, "export.json", json.dumps(doc)))
+
+    assert skipped == 1 and len(rows) == 61
+    result = run_backtest(rows, CONFIG, metric="api_latency_ms", skipped=skipped)
+    assert result.rows[-1].alert and result.rows[-1].severity is not None
+    assert result.summary()["skipped_non_finite"] == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("time,val\n1,2\n", "header must name"),
+        ("timestamp,value\n2024-05-01,abc\n", "not a number"),
+        ("timestamp,value\nyesterday,1\n", "bad timestamp"),
+        ("timestamp,value\n2024-05-01,inf\n", "not finite"),
+        ('{"data": {"result": []}}', "holds 0 series"),
+    ],
+)
+def test_bad_input_names_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(BacktestError, match=message):
+        load_series(write(tmp_path, "bad.json" if text.startswith("{") else "bad.csv", text))
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "seed"])
+def test_backtest_and_the_live_agent_send_identical_anomalies(mode: str, monkeypatch) -> None:
+    """The metrics agent's ``process`` (real code, in-memory table and topic stand-ins)
+    and the backtest emit the same Anomaly records for the same samples, although the
+    agent receives them in records of 7 points and the backtest one by one."""
+    from agents import metrics as agent
+
+    rows, _ = load_series(NAB_LATENCY)
+    config = replace(CONFIG, mode=mode)
+    service, metric = "checkout", "api_latency_ms"
+    backtest = run_backtest(rows, config, service=service, metric=metric)
+
+    sent: list[bytes] = []
+
+    class Topic:
+        async def send(self, key: bytes, value: bytes) -> None:
+            sent.append(value)
+
+    monkeypatch.setattr(agent, "baselines", {})
+    monkeypatch.setattr(agent, "series_index", {})
+    monkeypatch.setattr(agent, "anomalies_topic", Topic())
+
+    async def run() -> None:
+        for offset, start in enumerate(range(0, len(rows), 7)):
+            chunk = rows[start:start + 7]
+            value = json.dumps([{"timestamp": r.epoch_s, "metric_name": metric, "value": r.value,
+                                 "labels": {"service": service}} for r in chunk]).encode()
+            event = SimpleNamespace(value=value, message=SimpleNamespace(offset=offset))
+            await agent.process(event, config)
+
+    asyncio.run(run())
+    live = [json.loads(v) for v in sent]
+    offline = [json.loads(a.anomaly.model_dump_json()) for a in backtest.alerts]
+    assert live == offline
+    assert len(offline) >= 1
+
+
+def test_cli_writes_the_csv_alone_to_stdout_and_the_summary_to_stderr(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("autopilot")
+    proc = subprocess.run(
+        [str(exe), "backtest", str(NAB_LATENCY), "--output", "-", "--service", "checkout",
+         "--plot", str(tmp_path / "plot.png")],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    parsed = csv_rows(proc.stdout)
+    assert len(parsed) == 4032 and tuple(parsed[0]) == COLUMNS
+    assert "samples  4032" in proc.stderr and "alerts" in proc.stderr
+    assert (tmp_path / "plot.png").stat().st_size > 10_000
