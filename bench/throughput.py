@@ -490,7 +490,7 @@ def main() -> int:
     p.add_argument("--services", type=int, default=500)
     p.add_argument("--metrics", type=int, default=20)
     p.add_argument("--batch", type=int, default=500, help="samples per batched record")
-    p.add_argument("--records", type=int, default=400, help="batched records per phase")
+    p.add_argument("--records", type=int, default=1000, help="batched records per phase")
     p.add_argument("--single-records", type=int, default=20_000,
                    help="single-sample records for phase 3")
     p.add_argument("--latency-seconds", type=float, default=20.0)
