@@ -28,7 +28,7 @@ from autopilot.errorrate import ErrorRateState
 from autopilot.errors import BadRecord
 from autopilot.models import Anomaly, Incident, decode_records
 from autopilot.tables import deployments, error_rates, open_incidents
-from autopilot.topics import ANOMALIES, CORRELATION_CONTROL, control_topic, incidents_topic
+from autopilot.topics import ANOMALIES, CORRELATION_CONTROL, control_topic, incidents_topic, topic_name
 
 from .deadletter import dead_letter, where
 
@@ -36,8 +36,8 @@ logger = logging.getLogger(__name__)
 STAGE = "correlation"
 
 correlation_input = app.topic(
-    ANOMALIES,
-    CORRELATION_CONTROL,
+    topic_name(ANOMALIES),
+    topic_name(CORRELATION_CONTROL),
     internal=True,
     key_type=bytes,
     value_type=bytes,
@@ -72,7 +72,7 @@ async def process(event: Any, config: CorrelationConfig) -> None:
     state = CorrelationState.from_dict(open_incidents.get(key))
     history, errors = _context(key)
     now = time.time()
-    if msg.topic == CORRELATION_CONTROL:
+    if msg.topic == control_topic.get_topic_name():
         new, incidents = correlation.close_if_quiet(
             state, service=key.decode(), wall_now=now, deployments=history,
             errors=errors, config=config,

@@ -18,6 +18,7 @@ from autopilot.tables import deployments
 from autopilot.topics import deployments_keyed_topic
 
 from .deadletter import dead_letter, where
+from .ingest import source_of
 
 logger = logging.getLogger(__name__)
 STAGE = "deployments"
@@ -31,7 +32,8 @@ async def track_deployments(stream: Any) -> None:
             events = decode_records(event.value, DeploymentEvent)
             key = events[0].service.encode()
             history = DeploymentHistory.from_dict(deployments.get(key))
-            new = history.apply(events, event.message.offset)
+            stream, offset = source_of(event)
+            new = history.apply(events, offset, stream=stream)
             if new is not history:
                 deployments[key] = new.to_dict()
                 for dep in events:

@@ -2,7 +2,7 @@
 
 Consumes ``autopilot.metrics.keyed`` (lists of MetricPoint of one service), applies
 :func:`autopilot.detection.step_record` per series (one table write per series per
-record; a replayed offset changes nothing) and sends an Anomaly to
+record; a replayed input record changes nothing, see :mod:`autopilot.replay`) and sends an Anomaly to
 ``autopilot.anomalies`` for every anomalous sample.
 """
 
@@ -21,6 +21,7 @@ from autopilot.tables import baselines, series_index
 from autopilot.topics import anomalies_topic, metrics_keyed_topic
 
 from .deadletter import dead_letter, where
+from .ingest import source_of
 
 logger = logging.getLogger(__name__)
 STAGE = "metrics"
@@ -35,7 +36,7 @@ def _index_add(service_key: bytes, new_series: list[str]) -> None:
 async def process(event: Any, config: DetectorConfig) -> None:
     """Apply one keyed metrics record (see module docstring)."""
     points = decode_records(event.value, MetricPoint)
-    offset = event.message.offset
+    stream, offset = source_of(event)
     by_series: dict[str, list[MetricPoint]] = defaultdict(list)
     for p in points:
         by_series[p.series].append(p)
@@ -47,7 +48,8 @@ async def process(event: Any, config: DetectorConfig) -> None:
         if stored is None:
             new_series.append(series)
         new, verdicts = step_record(
-            base, [(p.value, p.timestamp.timestamp()) for p in pts], offset, config
+            base, [(p.value, p.timestamp.timestamp()) for p in pts], offset, config,
+            stream=stream,
         )
         if not verdicts:
             continue  # replay of an applied record

@@ -20,6 +20,7 @@ from autopilot.settings import Settings, load_settings
 
 __all__ = ["app", "faust_options", "main", "settings"]
 
+#: Default app id (``AUTOPILOT_APP_ID``); the id in force is ``app.conf.id``.
 APP_ID = "autopilot"
 
 
@@ -79,6 +80,18 @@ app = faust.App(
     origin="autopilot",
 )
 app.config_from_object(_LazyOptions())
+
+
+@app.on_configured.connect
+def _set_app_id(app_: Any, conf: Any, **kwargs: Any) -> None:
+    """Apply ``AUTOPILOT_APP_ID`` (the consumer group and changelog-topic prefix).
+
+    ``faust.App`` takes the id at construction (here, at import, before any setting is
+    read) and builds its configuration with ``Settings(appid, **options)``, so the id
+    cannot come through :class:`_LazyOptions`; Faust's ``on_configured`` signal hands
+    over the configuration before it is used, and ``conf.id`` is settable there.
+    """
+    conf.id = settings().app_id
 
 
 def main() -> None:

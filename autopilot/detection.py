@@ -33,11 +33,13 @@ from __future__ import annotations
 import base64
 import math
 from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from autopilot import replay
 from autopilot.models import Anomaly, MetricPoint, Severity
 
 __all__ = [
@@ -98,8 +100,9 @@ class Baseline:
         mean: mean of ``window``.
         m2: sum of squared deviations from the mean (Welford), so var = m2 / n.
         count: samples ever applied (not capped by the window).
-        last_offset: source offset of the last record applied (−1: none); a record at
-            or below it is a replay and changes nothing.
+        offsets: per source stream (``"<input topic>/<partition>"``, see
+            :mod:`autopilot.replay`), the offset of the last record applied; a record
+            at or below it is a replay and changes nothing.
         last_timestamp: epoch seconds of the newest sample applied (0.0: none).
     """
 
@@ -108,7 +111,7 @@ class Baseline:
     mean: float = 0.0
     m2: float = 0.0
     count: int = 0
-    last_offset: int = -1
+    offsets: Mapping[str, int] = field(default_factory=dict)
     last_timestamp: float = 0.0
 
     @property
@@ -132,7 +135,7 @@ class Baseline:
             "mean": self.mean,
             "m2": self.m2,
             "count": self.count,
-            "last_offset": self.last_offset,
+            "offsets": dict(self.offsets),
             "last_timestamp": self.last_timestamp,
         }
 
@@ -149,7 +152,7 @@ class Baseline:
             mean=float(data["mean"]),
             m2=float(data["m2"]),
             count=int(data["count"]),
-            last_offset=int(data["last_offset"]),
+            offsets=replay.offsets_from_dict(data),
             last_timestamp=float(data.get("last_timestamp", 0.0)),
         )
 
@@ -161,7 +164,7 @@ class Baseline:
             "mean": self.mean,
             "std_dev": self.std,
             "last_timestamp": self.last_timestamp,
-            "last_offset": self.last_offset,
+            "source_offsets": dict(self.offsets),
         }
 
 
@@ -303,27 +306,30 @@ def step_record(
     samples: list[tuple[float, float]],
     offset: int,
     config: DetectorConfig,
+    stream: str = "",
 ) -> tuple[Baseline, list[Verdict]]:
     """Apply the samples of one source record (same series) idempotently.
 
     Args:
         baseline: current baseline.
         samples: ``(value, epoch_seconds)`` pairs, in record order.
-        offset: the source record's offset in its partition; if it is not above
-            ``baseline.last_offset`` the record was applied before (a replay after a
-            crash) and nothing changes.
+        offset: the source record's offset in ``stream``; if it is not above the
+            last offset applied from that stream the record was applied before (a
+            replay after a crash) and nothing changes.
         config: detection parameters.
+        stream: the source stream (``"<input topic>/<partition>"``,
+            :func:`autopilot.replay.stream_id`) ``offset`` belongs to.
 
     Returns:
         ``(new_baseline, verdicts)`` with one verdict per sample (empty on replay).
     """
-    if offset <= baseline.last_offset:
+    if replay.seen(baseline.offsets, stream, offset):
         return baseline, []
     verdicts = []
     for value, ts in samples:
         baseline, verdict = step(baseline, value, ts, config)
         verdicts.append(verdict)
-    return replace(baseline, last_offset=offset), verdicts
+    return replace(baseline, offsets=replay.advance(baseline.offsets, stream, offset)), verdicts
 
 
 def make_anomaly(point: MetricPoint, verdict: Verdict) -> Anomaly:

@@ -44,6 +44,21 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     # --- Kafka / Faust -----------------------------------------------------------
+    app_id: str = _env(
+        "AUTOPILOT_APP_ID",
+        "autopilot",
+        "Faust app id: the consumer group, and the prefix of changelog topics "
+        "(<id>-<table>-changelog)",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=100,
+    )
+    topic_prefix: str | None = _env(
+        "AUTOPILOT_TOPIC_PREFIX",
+        None,
+        "Prefix of the autopilot's topics (<prefix>.metrics …); default: the app id",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=100,
+    )
     broker: str = _env(
         "AUTOPILOT_BROKER", "kafka://localhost:9092", "Kafka bootstrap URL (kafka://host:port)"
     )
@@ -174,6 +189,11 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Only explicit values: :func:`load_settings` passes the environment in."""
         return (init_settings,)
+
+    @property
+    def topic_namespace(self) -> str:
+        """The prefix of every topic name: ``AUTOPILOT_TOPIC_PREFIX`` or the app id."""
+        return self.topic_prefix or self.app_id
 
     @classmethod
     def env_names(cls) -> dict[str, str]:

@@ -103,3 +103,50 @@ def test_faust_environment_variables_do_not_override_the_settings(
     assert app.conf.web_host == "worker-3.internal"
     assert app.conf.store.scheme == "memory"
     assert_conf_matches(app, settings)
+
+
+def _names_in_a_fresh_worker_process(env: dict[str, str]) -> list[str]:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from autopilot.app import app\n"
+        "from autopilot import tables, topics\n"
+        "print(app.conf.id)\n"
+        "print(tables.baselines.changelog_topic.get_topic_name())\n"
+        "print(topics.metrics_topic.get_topic_name())\n"
+        "print(topics.alerts_topic.get_topic_name())\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPILOT_")}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env},
+                         capture_output=True, text=True, check=True, timeout=60)
+    return out.stdout.split()
+
+
+def test_default_names_are_unchanged() -> None:
+    assert _names_in_a_fresh_worker_process({}) == [
+        "autopilot", "autopilot-baselines-changelog", "autopilot.metrics", "autopilot.alerts",
+    ]
+
+
+def test_app_id_sets_group_changelogs_and_topic_prefix() -> None:
+    assert _names_in_a_fresh_worker_process({"AUTOPILOT_APP_ID": "t-42"}) == [
+        "t-42", "t-42-baselines-changelog", "t-42.metrics", "t-42.alerts",
+    ]
+
+
+def test_topic_prefix_overrides_the_app_id_for_topics_only() -> None:
+    names = _names_in_a_fresh_worker_process(
+        {"AUTOPILOT_APP_ID": "blue", "AUTOPILOT_TOPIC_PREFIX": "shared"}
+    )
+    assert names == ["blue", "blue-baselines-changelog", "shared.metrics", "shared.alerts"]
+
+
+def test_topic_name_maps_default_names() -> None:
+    from autopilot.topics import topic_name
+
+    assert topic_name("autopilot.metrics", "team-a") == "team-a.metrics"
+    assert topic_name("autopilot.correlation.control", "x") == "x.correlation.control"
+    with pytest.raises(ValueError):
+        topic_name("other.metrics", "x")
