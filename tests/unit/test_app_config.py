@@ -150,3 +150,17 @@ def test_topic_name_maps_default_names() -> None:
     assert topic_name("autopilot.correlation.control", "x") == "x.correlation.control"
     with pytest.raises(ValueError):
         topic_name("other.metrics", "x")
+
+
+def test_analysis_concurrency_reaches_the_agent() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = ("from autopilot.agents.analysis import analyse_incidents\n"
+            "print(analyse_incidents.concurrency)\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPILOT_")}
+    out = subprocess.run([sys.executable, "-c", code],
+                         env={**clean, "AUTOPILOT_ANALYSIS_CONCURRENCY": "7"},
+                         capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split() == ["7"]
