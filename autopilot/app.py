@@ -30,6 +30,38 @@ def settings() -> Settings:
     return load_settings()
 
 
+def broker_credentials(s: Settings) -> Any:
+    """Faust ``broker_credentials`` for ``AUTOPILOT_KAFKA_SECURITY_PROTOCOL``.
+
+    ``PLAINTEXT``: ``None``. ``SSL``: TLS with the CA bundle
+    (``AUTOPILOT_KAFKA_SSL_CAFILE``, default: the system's) and, for mutual TLS, the
+    client certificate and key. ``SASL_PLAINTEXT`` / ``SASL_SSL``: SASL
+    (``AUTOPILOT_KAFKA_SASL_MECHANISM``: PLAIN or SCRAM) with user name and password,
+    over TLS for ``SASL_SSL``.
+    """
+    import ssl
+
+    protocol = s.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context: ssl.SSLContext | None = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            purpose=ssl.Purpose.SERVER_AUTH, cafile=s.kafka_ssl_cafile
+        )
+        if s.kafka_ssl_certfile:
+            context.load_cert_chain(s.kafka_ssl_certfile, s.kafka_ssl_keyfile)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    assert s.kafka_sasl_password is not None  # checked by Settings
+    return faust.SASLCredentials(
+        username=s.kafka_sasl_username,
+        password=s.kafka_sasl_password.get_secret_value(),
+        mechanism=s.kafka_sasl_mechanism,
+        ssl_context=context,
+    )
+
+
 def faust_options(s: Settings) -> dict[str, Any]:
     """Map :class:`Settings` to ``faust.App`` configuration keys.
 
@@ -54,6 +86,7 @@ def faust_options(s: Settings) -> dict[str, Any]:
         "table_standby_replicas": s.standby_replicas,
         "web_enabled": True,
         "producer_acks": -1,
+        "broker_credentials": broker_credentials(s),
     }
 
 

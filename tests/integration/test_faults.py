@@ -157,11 +157,14 @@ def test_worker_sigkill_and_empty_datadir_restart_keeps_baselines_incidents_and_
 
 
 def test_two_workers_split_partitions_route_views_and_survive_losing_one(
-    kafka: BrokerUnderTest, start_worker: Callable[..., Worker]
+    kafka: BrokerUnderTest, start_worker: Callable[..., Worker], redis_server: RedisServer
 ) -> None:
     with SlackWebhookServer() as slack:
+        # Redis makes the alerts w1 re-reads after the takeover (sent by w2 but not yet
+        # committed) a no-op; without it they would be sent again (at least once).
         env = {"SLACK_WEBHOOK_URL": slack.url, "OLLAMA_URL": f"http://127.0.0.1:{free_port()}",
-               "OLLAMA_TIMEOUT_S": "3", "AUTOPILOT_PARTITIONS": "4"}
+               "OLLAMA_TIMEOUT_S": "3", "AUTOPILOT_PARTITIONS": "4",
+               "REDIS_URL": redis_server.url}
         w1 = start_worker(env, name="w1")
         w2 = start_worker(env, name="w2")
         wait_for(lambda: w1.get("/health").status_code == 200

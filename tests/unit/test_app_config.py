@@ -164,3 +164,33 @@ def test_analysis_concurrency_reaches_the_agent() -> None:
                          env={**clean, "AUTOPILOT_ANALYSIS_CONCURRENCY": "7"},
                          capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.split() == ["7"]
+
+
+def test_kafka_security_settings_become_faust_credentials() -> None:
+    from faust.types.auth import AuthProtocol
+
+    from autopilot.app import broker_credentials
+    from autopilot.errors import ConfigError
+
+    assert broker_credentials(load_settings({})) is None
+    ssl_only = broker_credentials(load_settings({"AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SSL"}))
+    assert ssl_only.protocol == AuthProtocol.SSL
+    sasl = broker_credentials(load_settings({
+        "AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "AUTOPILOT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "AUTOPILOT_KAFKA_SASL_USERNAME": "autopilot",
+        "AUTOPILOT_KAFKA_SASL_PASSWORD": "s3cret",
+    }))
+    assert sasl.protocol == AuthProtocol.SASL_SSL
+    assert sasl.mechanism.value == "SCRAM-SHA-512"
+    assert sasl.username == "autopilot" and sasl.password == "s3cret"
+    app = faust.App("autopilot-conf-sasl", **faust_options(load_settings({
+        "AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "AUTOPILOT_KAFKA_SASL_USERNAME": "u", "AUTOPILOT_KAFKA_SASL_PASSWORD": "p"})))
+    assert app.conf.broker_credentials.protocol == AuthProtocol.SASL_PLAINTEXT
+    with pytest.raises(ConfigError, match="AUTOPILOT_KAFKA_SASL_USERNAME"):
+        load_settings({"AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+    assert "s3cret" not in repr(load_settings({
+        "AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "AUTOPILOT_KAFKA_SASL_USERNAME": "autopilot",
+        "AUTOPILOT_KAFKA_SASL_PASSWORD": "s3cret"}))
