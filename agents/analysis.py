@@ -55,7 +55,10 @@ async def analyse(client: OllamaClient, incident: Incident) -> Alert:
     return Alert(incident=incident, analysis=analysis)
 
 
-@app.agent(incidents_topic, name="analysis", concurrency=settings().analysis_concurrency)
+_CONCURRENCY = settings().analysis_concurrency
+
+
+@app.agent(incidents_topic, name="analysis", concurrency=_CONCURRENCY)
 async def analyse_incidents(stream: Any) -> None:
     """Analyse notifying incidents and publish alerts."""
     client = OllamaClient(settings())

@@ -20,6 +20,8 @@ import logging
 import time
 from typing import Any
 
+from autopilot.tables import deployments, error_rates, open_incidents
+
 from autopilot import correlation, telemetry
 from autopilot.app import app, settings
 from autopilot.correlation import CorrelationConfig, CorrelationState
@@ -27,8 +29,13 @@ from autopilot.deployments import DeploymentHistory
 from autopilot.errorrate import ErrorRateState
 from autopilot.errors import BadRecord
 from autopilot.models import Anomaly, Incident, decode_records
-from autopilot.tables import deployments, error_rates, open_incidents
-from autopilot.topics import ANOMALIES, CORRELATION_CONTROL, control_topic, incidents_topic, topic_name
+from autopilot.topics import (
+    ANOMALIES,
+    CORRELATION_CONTROL,
+    control_topic,
+    incidents_topic,
+    topic_name,
+)
 
 from .deadletter import dead_letter, where
 

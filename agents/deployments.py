@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from autopilot.tables import deployments
+
 from autopilot import telemetry
 from autopilot.app import app
 from autopilot.deployments import DeploymentHistory
 from autopilot.errors import BadRecord
 from autopilot.models import DeploymentEvent, decode_records
-from autopilot.tables import deployments
 from autopilot.topics import deployments_keyed_topic
 
 from .deadletter import dead_letter, where

@@ -24,9 +24,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from autopilot import replay, telemetry
+from autopilot.app import app
 from autopilot.errors import BadRecord
 from autopilot.models import DeploymentEvent, LogEntry, MetricPoint, decode_records
-from autopilot.app import app
 from autopilot.topics import (
     deployments_keyed_topic,
     deployments_topic,
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 def _service(item: BaseModel) -> str:
     if isinstance(item, MetricPoint):
         return item.service
-    return str(getattr(item, "service"))
+    return str(item.service)
 
 
 def group_by_service(items: list[Any]) -> dict[str, list[Any]]:

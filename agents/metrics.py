@@ -2,7 +2,7 @@
 
 Consumes ``autopilot.metrics.keyed`` (lists of MetricPoint of one service), applies
 :func:`autopilot.detection.step_record` per series (one table write per series per
-record; a replayed input record changes nothing, see :mod:`autopilot.replay`) and sends an Anomaly to
+record; a replayed input record changes nothing: :mod:`autopilot.replay`) and sends an Anomaly to
 ``autopilot.anomalies`` for every anomalous sample.
 """
 
@@ -12,12 +12,13 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from autopilot.tables import baselines, series_index
+
 from autopilot import telemetry
 from autopilot.app import app, settings
 from autopilot.detection import Baseline, DetectorConfig, make_anomaly, step_record
 from autopilot.errors import BadRecord
 from autopilot.models import MetricPoint, decode_records
-from autopilot.tables import baselines, series_index
 from autopilot.topics import anomalies_topic, metrics_keyed_topic
 
 from .deadletter import dead_letter, where

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import base64
 import math
-from dataclasses import dataclass, field, replace
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 

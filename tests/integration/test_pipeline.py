@@ -124,8 +124,9 @@ def test_malformed_record_is_dead_lettered_and_the_next_good_record_is_processed
         return sum(s["samples_seen"] for s in series.values())
 
     wait_for(lambda: samples() == 1, 30, "the good record in the baselines")
-    dead = wait_for(lambda: len(consume_all(broker.bootstrap, broker.topic("autopilot.deadletter"))) >= 2
-                    and consume_all(broker.bootstrap, broker.topic("autopilot.deadletter")), 20,
+    dlq = broker.topic("autopilot.deadletter")
+    dead = wait_for(lambda: len(consume_all(broker.bootstrap, dlq)) >= 2
+                    and consume_all(broker.bootstrap, dlq), 20,
                     "two dead letters")
     by_value = {rec.value: dict(rec.headers) for rec in dead}
     assert set(by_value) == {bad, missing_service}  # original bytes, unchanged
@@ -211,8 +212,8 @@ def test_broker_command_and_kcat_seed_json_lines_produce_an_incident_and_alert(
             })
             lines = [json.dumps(m) for m in metric_series("orders", normal=30, spikes=2)]
             data = "".join(f"orders|{line}\n" for line in lines)
-            subprocess.run([kcat(), "-P", "-b", f"127.0.0.1:{port}", "-t", broker.topic("autopilot.metrics"),
-                            "-K", "|"], input=data.encode(), check=True, timeout=30)
+            subprocess.run([kcat(), "-P", "-b", f"127.0.0.1:{port}",
+                            "-t", broker.topic("autopilot.metrics"), "-K", "|"], input=data.encode(), check=True, timeout=30)
             wait_for(lambda: slack.requests, 40, "the Slack alert")
             assert "orders" in _all_text(slack.requests[0])
             inc = worker.get("/incidents/orders").json()["open_incident"]
@@ -249,8 +250,8 @@ def test_two_workers_kcat_and_http_records_meet_in_one_incident_per_service(
             series = metric_series(svc, normal=30, spikes=0)
             series.append(metric(svc, 100.0 + 3.6 * 3.2, start + 30 * 15))
             lines += [f"{svc}|{json.dumps(m)}" for m in series]
-        subprocess.run([kcat(), "-P", "-b", broker.bootstrap, "-t", broker.topic("autopilot.metrics"),
-                        "-K", "|"], input=("\n".join(lines) + "\n").encode(), check=True,
+        subprocess.run([kcat(), "-P", "-b", broker.bootstrap,
+                        "-t", broker.topic("autopilot.metrics"), "-K", "|"], input=("\n".join(lines) + "\n").encode(), check=True,
                        timeout=30)
 
         def opened() -> set[str]:
