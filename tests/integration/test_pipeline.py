@@ -213,7 +213,8 @@ def test_broker_command_and_kcat_seed_json_lines_produce_an_incident_and_alert(
             lines = [json.dumps(m) for m in metric_series("orders", normal=30, spikes=2)]
             data = "".join(f"orders|{line}\n" for line in lines)
             subprocess.run([kcat(), "-P", "-b", f"127.0.0.1:{port}",
-                            "-t", broker.topic("autopilot.metrics"), "-K", "|"], input=data.encode(), check=True, timeout=30)
+                            "-t", broker.topic("autopilot.metrics"), "-K", "|"],
+                           input=data.encode(), check=True, timeout=30)
             wait_for(lambda: slack.requests, 40, "the Slack alert")
             assert "orders" in _all_text(slack.requests[0])
             inc = worker.get("/incidents/orders").json()["open_incident"]
@@ -251,8 +252,8 @@ def test_two_workers_kcat_and_http_records_meet_in_one_incident_per_service(
             series.append(metric(svc, 100.0 + 3.6 * 3.2, start + 30 * 15))
             lines += [f"{svc}|{json.dumps(m)}" for m in series]
         subprocess.run([kcat(), "-P", "-b", broker.bootstrap,
-                        "-t", broker.topic("autopilot.metrics"), "-K", "|"], input=("\n".join(lines) + "\n").encode(), check=True,
-                       timeout=30)
+                        "-t", broker.topic("autopilot.metrics"), "-K", "|"],
+                       input=("\n".join(lines) + "\n").encode(), check=True, timeout=30)
 
         def opened() -> set[str]:
             got = set()
