@@ -20,6 +20,8 @@ from autopilot.settings import Settings, load_settings
 
 __all__ = ["app", "faust_options", "main", "settings"]
 
+#: How often consumers refresh topic metadata (ms); see ``faust_options``.
+METADATA_MAX_AGE_MS = 10_000
 #: Default app id (``AUTOPILOT_APP_ID``); the id in force is ``app.conf.id``.
 APP_ID = "autopilot"
 
@@ -86,6 +88,13 @@ def faust_options(s: Settings) -> dict[str, Any]:
         "table_standby_replicas": s.standby_replicas,
         "web_enabled": True,
         "producer_acks": -1,
+        # A worker that creates the topics and joins the group at once can see the
+        # group leader assign from metadata that does not list the new topics yet
+        # (Faust: "Ignoring missing topic"); those topics then get no consumer until
+        # the metadata is refreshed, which triggers a rebalance. aiokafka refreshes
+        # every 5 minutes by default; seen on Apache Kafka 3.9 (the incidents and
+        # alerts topics unconsumed for > 60 s). 10 s bounds that stall.
+        "consumer_metadata_max_age_ms": METADATA_MAX_AGE_MS,
         "broker_credentials": broker_credentials(s),
     }
 

@@ -65,6 +65,7 @@ def assert_conf_matches(app: faust.App, s: Settings) -> None:
     assert conf.broker_heartbeat_interval == s.heartbeat_interval_s
     assert conf.broker_commit_interval == s.commit_interval_s
     assert conf.consumer_auto_offset_reset == "earliest"
+    assert conf.consumer_metadata_max_age_ms == 10_000
     assert Path(conf.datadir) == Path(s.datadir)
     assert conf.store.scheme == s.store.split("://", 1)[0]
 
