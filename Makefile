@@ -1,10 +1,10 @@
-# The README's commands. CI runs `.ci/run`, which calls `make test`.
+# The README's commands. CI runs `.ci/run`, which calls `make test` and `make test-kafka`.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-integration test-deps lint clean
+.PHONY: install demo test test-kafka kafka-deps test-unit test-integration test-deps lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,29 @@ test-deps:
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-## test: install, provide what the tests need, run every test
+## test: install, provide what the tests need, run every test on the embedded broker
+## (the fault tests, marked `kafka`, need Apache Kafka: `make test-kafka`)
 test: install test-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not kafka"
+
+## kafka-deps: a JDK and Maven for scripts/apache-kafka.sh (Debian packages when missing)
+kafka-deps:
+	@missing=""; \
+	command -v java >/dev/null 2>&1 || missing="$$missing default-jdk-headless"; \
+	command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+## test-kafka: a fresh single-node Apache Kafka (KRaft, KAFKA_PORT, default 9092), the
+## integration suite and the fault tests on it, then Kafka is stopped
+test-kafka: install test-deps kafka-deps
+	scripts/apache-kafka.sh clean
+	scripts/apache-kafka.sh start
+	AUTOPILOT_TEST_BROKER=kafka $(PY) -m pytest tests/integration; \
+	  rc=$$?; scripts/apache-kafka.sh stop; exit $$rc
 
 test-unit: install
 	$(PY) -m pytest tests/unit
@@ -44,4 +64,5 @@ lint: install
 	$(VENV)/bin/ruff check autopilot agents tables tests
 
 clean:
+	-scripts/apache-kafka.sh clean
 	rm -rf $(VENV) build *.egg-info autopilot-data demo-summary.json

@@ -7,8 +7,12 @@ the rule-based analysis is used instead. The Alert (incident + analysis) goes to
 ``autopilot.alerts``. Other incident records (quiet updates, closes) need no
 message and are only counted.
 
-``AUTOPILOT_ANALYSIS_CONCURRENCY`` analyses run at once (Faust agent concurrency),
-so one slow analysis does not hold back the others.
+``AUTOPILOT_ANALYSIS_CONCURRENCY`` analyses run at once (Faust agent concurrency:
+that many actors share the stream, each with its own Ollama client), so one slow
+analysis does not hold back the others. The value is read when this module is
+imported (Faust's agent discovery, after the app was configured): an
+``on_after_configured`` hook would never fire, because importing the tables
+configures the app before this module is imported.
 """
 
 from __future__ import annotations
@@ -51,7 +55,10 @@ async def analyse(client: OllamaClient, incident: Incident) -> Alert:
     return Alert(incident=incident, analysis=analysis)
 
 
-@app.agent(incidents_topic, name="analysis")
+_CONCURRENCY = settings().analysis_concurrency
+
+
+@app.agent(incidents_topic, name="analysis", concurrency=_CONCURRENCY)
 async def analyse_incidents(stream: Any) -> None:
     """Analyse notifying incidents and publish alerts."""
     client = OllamaClient(settings())
@@ -79,7 +86,3 @@ async def analyse_incidents(stream: Any) -> None:
     finally:
         await client.aclose()
 
-
-@app.on_after_configured.connect
-def _set_concurrency(app_: Any, **kwargs: Any) -> None:
-    analyse_incidents.concurrency = settings().analysis_concurrency

@@ -22,17 +22,24 @@ import logging
 import time
 from typing import Any
 
+from pydantic import ValidationError
+
+from autopilot.tables import deployments, error_rates, open_incidents
+
 from autopilot import correlation, telemetry
 from autopilot.app import app, settings
 from autopilot.correlation import CorrelationConfig, CorrelationState
 from autopilot.deployments import DeploymentHistory
 from autopilot.errorrate import ErrorRateState
 from autopilot.errors import BadRecord
-from pydantic import ValidationError
-
 from autopilot.models import Anomaly, DeploymentEvent, Incident, decode_records
-from autopilot.tables import deployments, error_rates, open_incidents
-from autopilot.topics import ANOMALIES, CORRELATION_CONTROL, control_topic, incidents_topic
+from autopilot.topics import (
+    ANOMALIES,
+    CORRELATION_CONTROL,
+    control_topic,
+    incidents_topic,
+    topic_name,
+)
 
 from .deadletter import dead_letter, where
 
@@ -40,8 +47,8 @@ logger = logging.getLogger(__name__)
 STAGE = "correlation"
 
 correlation_input = app.topic(
-    ANOMALIES,
-    CORRELATION_CONTROL,
+    topic_name(ANOMALIES),
+    topic_name(CORRELATION_CONTROL),
     internal=True,
     key_type=bytes,
     value_type=bytes,
@@ -86,7 +93,7 @@ async def process(event: Any, config: CorrelationConfig) -> None:
     state = CorrelationState.from_dict(open_incidents.get(key))
     history, errors = _context(key)
     now = time.time()
-    if msg.topic == CORRELATION_CONTROL:
+    if msg.topic == control_topic.get_topic_name():
         control = _control(event.value)
         if control.get("kind") == "deployment":
             deployment = DeploymentEvent.model_validate(control.get("deployment"))

@@ -14,15 +14,17 @@ import json
 import logging
 from typing import Any
 
+from autopilot.tables import deployments
+
 from autopilot import telemetry
 from autopilot.app import app
 from autopilot.deployments import DeploymentHistory
 from autopilot.errors import BadRecord
 from autopilot.models import DeploymentEvent, decode_records
-from autopilot.tables import deployments
 from autopilot.topics import control_topic, deployments_keyed_topic
 
 from .deadletter import dead_letter, where
+from .ingest import source_of
 
 logger = logging.getLogger(__name__)
 STAGE = "deployments"
@@ -36,7 +38,8 @@ async def track_deployments(stream: Any) -> None:
             events = decode_records(event.value, DeploymentEvent)
             key = events[0].service.encode()
             history = DeploymentHistory.from_dict(deployments.get(key))
-            new = history.apply(events, event.message.offset)
+            stream, offset = source_of(event)
+            new = history.apply(events, offset, stream=stream)
             if new is not history:
                 deployments[key] = new.to_dict()
                 for dep in events:

@@ -7,6 +7,11 @@ murmur2, sarama: FNV-1a), so the records of one service can sit on any partition
 items grouped by service to the ``*.keyed`` topics with the service as key through
 Faust's own producer — the same hop ``Stream.group_by`` makes — so every later
 topic and table is co-partitioned by service.
+
+Each forwarded record carries the header ``x-autopilot-source`` =
+``"<input topic>/<partition>/<offset>"``: the table agents deduplicate on that input
+position, so replaying this stage after a crash (which re-sends records under new
+keyed offsets) changes no table (:mod:`autopilot.replay`).
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from autopilot import telemetry
+from autopilot import replay, telemetry
+from autopilot.app import app
 from autopilot.errors import BadRecord
 from autopilot.models import DeploymentEvent, LogEntry, MetricPoint, decode_records
-from autopilot.app import app
 from autopilot.topics import (
     deployments_keyed_topic,
     deployments_topic,
@@ -39,7 +44,7 @@ logger = logging.getLogger(__name__)
 def _service(item: BaseModel) -> str:
     if isinstance(item, MetricPoint):
         return item.service
-    return str(getattr(item, "service"))
+    return str(item.service)
 
 
 def group_by_service(items: list[Any]) -> dict[str, list[Any]]:
@@ -57,12 +62,31 @@ def encode_items(items: list[BaseModel]) -> bytes:
     ).encode()
 
 
+def source_of(event: Any) -> tuple[str, int]:
+    """``(source stream, offset)`` of a keyed record: the input position named by its
+    ``x-autopilot-source`` header, or (older records without it) its own position."""
+    msg = event.message
+    headers = msg.headers or ()
+    items = headers.items() if isinstance(headers, dict) else headers
+    for name, value in items:
+        if name == replay.SOURCE_HEADER:
+            parsed = replay.parse_source(value)
+            if parsed is not None:
+                return parsed
+    return replay.stream_id(msg.topic, msg.partition), msg.offset
+
+
 async def _rekey(stream: Any, model: type[BaseModel], target: Any, stage: str) -> None:
     async for event in stream.events():
         try:
             items = decode_records(event.value, model)
+            msg = event.message
+            headers = [(replay.SOURCE_HEADER,
+                        replay.format_source(msg.topic, msg.partition, msg.offset))]
             for service, group in group_by_service(items).items():
-                await target.send(key=service.encode(), value=encode_items(group))
+                await target.send(
+                    key=service.encode(), value=encode_items(group), headers=headers
+                )
             telemetry.RECORDS.labels(stage=stage).inc()
         except BadRecord as exc:
             await dead_letter(event, exc.reason, stage)

@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from autopilot.tables import error_rates
+
 from autopilot import errorrate, telemetry
 from autopilot.app import app, settings
-from autopilot.errors import BadRecord
 from autopilot.errorrate import ErrorRateConfig, ErrorRateState
+from autopilot.errors import BadRecord
 from autopilot.models import LogEntry, decode_records
-from autopilot.tables import error_rates
 from autopilot.topics import anomalies_topic, logs_keyed_topic
 
 from .deadletter import dead_letter, where
+from .ingest import source_of
 
 logger = logging.getLogger(__name__)
 STAGE = "logs"
@@ -29,7 +31,8 @@ async def process(event: Any, config: ErrorRateConfig) -> None:
     entries = decode_records(event.value, LogEntry)
     key = entries[0].service.encode()
     state = ErrorRateState.from_dict(error_rates.get(key))
-    new, anomalies = errorrate.step(state, entries, event.message.offset, config)
+    stream, offset = source_of(event)
+    new, anomalies = errorrate.step(state, entries, offset, config, stream=stream)
     if new is state:
         return  # replay
     error_rates[key] = new.to_dict()

@@ -2,8 +2,9 @@
 
 Consumes ``autopilot.metrics.keyed`` (lists of MetricPoint of one service), applies
 :func:`autopilot.detection.detect_series` per series (one table write per series per
-record; a replayed offset changes nothing) and sends the Anomaly records it builds to
-``autopilot.anomalies``. ``autopilot backtest`` runs the same function offline.
+record; a replayed input record changes nothing: :mod:`autopilot.replay`) and sends
+the Anomaly records it builds to ``autopilot.anomalies``. ``autopilot backtest``
+runs the same function offline.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from autopilot.tables import baselines, series_index
+
 from autopilot import telemetry
 from autopilot.app import app, settings
 from autopilot.detection import Baseline, DetectorConfig, detect_series
 from autopilot.errors import BadRecord
 from autopilot.models import MetricPoint, decode_records
-from autopilot.tables import baselines, series_index
 from autopilot.topics import anomalies_topic, metrics_keyed_topic
 
 from .deadletter import dead_letter, where
+from .ingest import source_of
 
 logger = logging.getLogger(__name__)
 STAGE = "metrics"
@@ -35,7 +38,7 @@ def _index_add(service_key: bytes, new_series: list[str]) -> None:
 async def process(event: Any, config: DetectorConfig) -> None:
     """Apply one keyed metrics record (see module docstring)."""
     points = decode_records(event.value, MetricPoint)
-    offset = event.message.offset
+    stream, offset = source_of(event)
     by_series: dict[str, list[MetricPoint]] = defaultdict(list)
     for p in points:
         by_series[p.series].append(p)
@@ -46,7 +49,7 @@ async def process(event: Any, config: DetectorConfig) -> None:
         base = Baseline.from_dict(stored)
         if stored is None:
             new_series.append(series)
-        new, results = detect_series(base, pts, offset, config)
+        new, results = detect_series(base, pts, offset, config, stream=stream)
         if not results:
             continue  # replay of an applied record
         baselines[key] = new.to_dict()

@@ -2,8 +2,10 @@
 
 Consumes ``autopilot.alerts``. For each alert:
 
-1. claim the send in Redis (``SET NX`` on the incident id and revision); a claim
-   that already exists means the alert was sent before a crash: skip it. Without
+1. claim the send in Redis (``SET NX`` of a short "pending" lease on the incident id
+   and revision); a key marked "sent" means the alert went out before a crash: skip
+   it; a "pending" one left by a worker that died mid-send is taken over when its
+   lease runs out (:mod:`autopilot.integrations.history`). Without
    ``REDIS_URL``, or while Redis is down, the send goes ahead (at least once wins
    over at most once; a counter and a warning say so);
 2. post the Block Kit message (webhook or bot token; slack-sdk retries 429 with
@@ -14,7 +16,7 @@ Consumes ``autopilot.alerts``. For each alert:
    :data:`MAX_BACKOFF_S` — until Slack is back, so an acknowledged alert is never
    dropped; a permanent refusal (``invalid_payload``, ``channel_not_found`` …) is
    dead-lettered with Slack's reason;
-4. record the alert in the service's history in Redis.
+4. mark the claim "sent" and record the alert in the service's history in Redis.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from autopilot import telemetry
 from autopilot.app import app, settings
 from autopilot.errors import AlertDeliveryError, BadRecord, DeliveryError
-from autopilot.integrations.history import AlertHistory
+from autopilot.integrations.history import CLAIM_LEASE_S, AlertHistory
 from autopilot.integrations.slack import build_notifier
 from autopilot.models import Alert, decode_records
 from autopilot.topics import alerts_topic
@@ -98,12 +100,18 @@ async def deliver(notifier: Any, history: AlertHistory, alert: Alert, event: Any
                 return "dead_lettered"
             wait = max(backoff, exc.retry_after or 0.0)
             telemetry.SLACK_RETRIES.labels(reason="delivery").inc()
+            try:
+                await history.renew_claim(alert.incident.id, str(alert.incident.revision),
+                                          lease_s=wait + CLAIM_LEASE_S)
+            except DeliveryError:
+                telemetry.REDIS_ERRORS.inc()
             logger.warning("%s: Slack unavailable for incident %s (%s); retrying in %.0f s",
                            where(event), alert.incident.id, exc, wait)
             await asyncio.sleep(wait)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
     telemetry.SLACK_SENDS.labels(outcome=outcome).inc()
     try:
+        await history.mark_sent(alert.incident.id, str(alert.incident.revision))
         await history.record(alert, ts, channel=channel)
     except DeliveryError as exc:
         telemetry.REDIS_ERRORS.inc()

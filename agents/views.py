@@ -25,6 +25,7 @@ import json
 import logging
 from typing import Any
 
+from autopilot.tables import deployments, open_incidents, series_index
 from faust.web import View
 from pydantic import BaseModel, ValidationError
 
@@ -33,7 +34,6 @@ from autopilot.app import app
 from autopilot.correlation import CorrelationState
 from autopilot.deployments import DeploymentHistory
 from autopilot.models import DeploymentEvent, LogEntry, MetricPoint
-from autopilot.tables import deployments, open_incidents, series_index
 from autopilot.topics import deployments_topic, logs_topic, metrics_topic
 
 from .ingest import encode_items, group_by_service

@@ -20,6 +20,9 @@ from autopilot.settings import Settings, load_settings
 
 __all__ = ["app", "faust_options", "main", "settings"]
 
+#: How often consumers refresh topic metadata (ms); see ``faust_options``.
+METADATA_MAX_AGE_MS = 10_000
+#: Default app id (``AUTOPILOT_APP_ID``); the id in force is ``app.conf.id``.
 APP_ID = "autopilot"
 
 
@@ -27,6 +30,38 @@ APP_ID = "autopilot"
 def settings() -> Settings:
     """The process settings, read from the environment on first use (then cached)."""
     return load_settings()
+
+
+def broker_credentials(s: Settings) -> Any:
+    """Faust ``broker_credentials`` for ``AUTOPILOT_KAFKA_SECURITY_PROTOCOL``.
+
+    ``PLAINTEXT``: ``None``. ``SSL``: TLS with the CA bundle
+    (``AUTOPILOT_KAFKA_SSL_CAFILE``, default: the system's) and, for mutual TLS, the
+    client certificate and key. ``SASL_PLAINTEXT`` / ``SASL_SSL``: SASL
+    (``AUTOPILOT_KAFKA_SASL_MECHANISM``: PLAIN or SCRAM) with user name and password,
+    over TLS for ``SASL_SSL``.
+    """
+    import ssl
+
+    protocol = s.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context: ssl.SSLContext | None = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            purpose=ssl.Purpose.SERVER_AUTH, cafile=s.kafka_ssl_cafile
+        )
+        if s.kafka_ssl_certfile:
+            context.load_cert_chain(s.kafka_ssl_certfile, s.kafka_ssl_keyfile)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    assert s.kafka_sasl_password is not None  # checked by Settings
+    return faust.SASLCredentials(
+        username=s.kafka_sasl_username,
+        password=s.kafka_sasl_password.get_secret_value(),
+        mechanism=s.kafka_sasl_mechanism,
+        ssl_context=context,
+    )
 
 
 def faust_options(s: Settings) -> dict[str, Any]:
@@ -53,6 +88,14 @@ def faust_options(s: Settings) -> dict[str, Any]:
         "table_standby_replicas": s.standby_replicas,
         "web_enabled": True,
         "producer_acks": -1,
+        # A worker that creates the topics and joins the group at once can see the
+        # group leader assign from metadata that does not list the new topics yet
+        # (Faust: "Ignoring missing topic"); those topics then get no consumer until
+        # the metadata is refreshed, which triggers a rebalance. aiokafka refreshes
+        # every 5 minutes by default; seen on Apache Kafka 3.9 (the incidents and
+        # alerts topics unconsumed for > 60 s). 10 s bounds that stall.
+        "consumer_metadata_max_age_ms": METADATA_MAX_AGE_MS,
+        "broker_credentials": broker_credentials(s),
     }
 
 
@@ -79,6 +122,18 @@ app = faust.App(
     origin="autopilot",
 )
 app.config_from_object(_LazyOptions())
+
+
+@app.on_configured.connect
+def _set_app_id(app_: Any, conf: Any, **kwargs: Any) -> None:
+    """Apply ``AUTOPILOT_APP_ID`` (the consumer group and changelog-topic prefix).
+
+    ``faust.App`` takes the id at construction (here, at import, before any setting is
+    read) and builds its configuration with ``Settings(appid, **options)``, so the id
+    cannot come through :class:`_LazyOptions`; Faust's ``on_configured`` signal hands
+    over the configuration before it is used, and ``conf.id`` is settable there.
+    """
+    conf.id = settings().app_id
 
 
 def main() -> None:

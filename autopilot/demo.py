@@ -285,10 +285,19 @@ class _Watcher:
             _say("")
 
 
-async def _consume(bootstrap: str, watcher: _Watcher, stop: asyncio.Event) -> None:
+def _names(prefix: str, *defaults: str) -> dict[str, str]:
+    """Map default topic names to the names in force under ``prefix``."""
+    return {d: prefix + d[len("autopilot"):] for d in defaults}
+
+
+async def _consume(
+    bootstrap: str, watcher: _Watcher, stop: asyncio.Event, prefix: str = "autopilot"
+) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    topics = ["autopilot.anomalies", "autopilot.incidents", "autopilot.alerts"]
+    names = _names(prefix, "autopilot.anomalies", "autopilot.incidents", "autopilot.alerts")
+    defaults = {v: k for k, v in names.items()}
+    topics = list(names.values())
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
@@ -312,20 +321,21 @@ async def _consume(bootstrap: str, watcher: _Watcher, stop: asyncio.Event) -> No
             batch = await consumer.getmany(timeout_ms=500)
             for tp, records in batch.items():
                 for rec in records:
-                    watcher.on_record(tp.topic, rec.value)
+                    watcher.on_record(defaults[tp.topic], rec.value)
     finally:
         await consumer.stop()
 
 
-async def _produce(bootstrap: str, samples: list[Sample]) -> int:
+async def _produce(bootstrap: str, samples: list[Sample], prefix: str = "autopilot") -> int:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     sent = 0
     try:
+        names = _names(prefix, "autopilot.metrics", "autopilot.logs", "autopilot.deployments")
         for topic, key, value in generate_traffic(samples):
-            await producer.send(topic, value, key=key)
+            await producer.send(names[topic], value, key=key)
             sent += 1
         await producer.flush()
     finally:
@@ -333,7 +343,7 @@ async def _produce(bootstrap: str, samples: list[Sample]) -> int:
     return sent
 
 
-async def _create_topics(bootstrap: str, partitions: int) -> None:
+async def _create_topics(bootstrap: str, partitions: int, prefix: str = "autopilot") -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -342,7 +352,9 @@ async def _create_topics(bootstrap: str, partitions: int) -> None:
         existing = set(await admin.list_topics())
         new = [
             NewTopic(t, num_partitions=partitions, replication_factor=1)
-            for t in ("autopilot.metrics", "autopilot.logs", "autopilot.deployments")
+            for t in _names(
+                prefix, "autopilot.metrics", "autopilot.logs", "autopilot.deployments"
+            ).values()
             if t not in existing
         ]
         if new:
@@ -370,15 +382,24 @@ async def run_demo(*, timeout_s: float = 600.0, summary_path: Path | None = None
     worker: subprocess.Popen[bytes] | None = None
     started = time.monotonic()
     try:
+        app_id = s.app_id
         if os.environ.get("AUTOPILOT_BROKER"):
             bootstrap = s.broker.split("://", 1)[1]
             _say(f"Using the broker at {bootstrap} (AUTOPILOT_BROKER).")
+            if not os.environ.get("AUTOPILOT_APP_ID") and not os.environ.get(
+                "AUTOPILOT_TOPIC_PREFIX"
+            ):
+                # A broker that outlives the demo keeps earlier runs' topics, groups
+                # and changelogs: a fresh namespace makes every run start clean.
+                app_id = f"autopilot-demo-{int(time.time())}"
+                _say(f"Using the fresh app id and topic prefix {app_id!r}.")
         else:
             broker = EmbeddedBroker(log_path=workdir / "broker.log")
             await broker.start_async()
             bootstrap = broker.bootstrap
             _say(f"Started the embedded broker (Tansu) at {bootstrap}.")
-        await _create_topics(bootstrap, s.partitions)
+        prefix = s.topic_prefix or app_id
+        await _create_topics(bootstrap, s.partitions, prefix)
         port = free_port()
         env = {
             **os.environ,
@@ -386,6 +407,7 @@ async def run_demo(*, timeout_s: float = 600.0, summary_path: Path | None = None
             "AUTOPILOT_DATADIR": str(workdir / "data"),
             "AUTOPILOT_WEB_PORT": str(port),
             "AUTOPILOT_WEB_HOST": "127.0.0.1",
+            "AUTOPILOT_APP_ID": app_id,
         }
         log_path = workdir / "worker.log"
         _say(f"Starting a worker (web port {port}, log {log_path}) …")
@@ -409,8 +431,8 @@ async def run_demo(*, timeout_s: float = 600.0, summary_path: Path | None = None
         )
         watcher = _Watcher()
         stop = asyncio.Event()
-        consumer = asyncio.create_task(_consume(bootstrap, watcher, stop))
-        sent = await _produce(bootstrap, samples)
+        consumer = asyncio.create_task(_consume(bootstrap, watcher, stop, prefix))
+        sent = await _produce(bootstrap, samples, prefix)
         _say(f"Produced {sent} records; waiting for the pipeline to finish …")
         deadline = started + timeout_s
         seen = 0

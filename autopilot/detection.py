@@ -65,13 +65,14 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
 
+from autopilot import replay
 from autopilot.models import Anomaly, MetricPoint, Severity
 
 __all__ = [
@@ -243,8 +244,9 @@ class Baseline:
         mean: seed: mean of ``window``; adaptive: robust location.
         m2: seed: sum of squared deviations from the mean (Welford), var = m2 / n.
         count: samples ever applied.
-        last_offset: source offset of the last record applied (−1: none); a record at
-            or below it is a replay and changes nothing.
+        offsets: per source stream (``"<input topic>/<partition>"``, see
+            :mod:`autopilot.replay`), the offset of the last record applied; a record
+            at or below it is a replay and changes nothing.
         last_timestamp: epoch seconds of the newest sample applied (0.0: none).
         mode: the detector mode that built this state.
         learned: adaptive: values learned (counters: rates, one fewer than samples).
@@ -262,7 +264,7 @@ class Baseline:
     mean: float = 0.0
     m2: float = 0.0
     count: int = 0
-    last_offset: int = -1
+    offsets: Mapping[str, int] = field(default_factory=dict)
     last_timestamp: float = 0.0
     mode: str = "seed"
     learned: int = 0
@@ -300,7 +302,7 @@ class Baseline:
             "mode": self.mode,
             "mean": self.mean,
             "count": self.count,
-            "last_offset": self.last_offset,
+            "offsets": dict(self.offsets),
             "last_timestamp": self.last_timestamp,
         }
         if self.mode == "seed":
@@ -326,7 +328,7 @@ class Baseline:
         common = {
             "mean": float(data["mean"]),
             "count": int(data["count"]),
-            "last_offset": int(data["last_offset"]),
+            "offsets": replay.offsets_from_dict(data),
             "last_timestamp": float(data.get("last_timestamp", 0.0)),
             "mode": mode,
         }
@@ -346,7 +348,7 @@ class Baseline:
             "mean": self.mean,
             "std_dev": self.std,
             "last_timestamp": self.last_timestamp,
-            "last_offset": self.last_offset,
+            "source_offsets": dict(self.offsets),
         }
 
 
@@ -573,7 +575,7 @@ def _step_adaptive(
     baseline: Baseline, value: float, timestamp: float, config: DetectorConfig
 ) -> tuple[Baseline, Verdict]:
     b = baseline if baseline.mode == "adaptive" else Baseline(
-        mode="adaptive", count=baseline.count, last_offset=baseline.last_offset,
+        mode="adaptive", count=baseline.count, offsets=baseline.offsets,
         last_timestamp=baseline.last_timestamp,
     )
     stamp = {"count": b.count + 1, "last_timestamp": max(timestamp, b.last_timestamp)}
@@ -665,7 +667,7 @@ def step(
     """
     if config.mode == "seed":
         if baseline.mode != "seed":
-            baseline = Baseline(count=baseline.count, last_offset=baseline.last_offset,
+            baseline = Baseline(count=baseline.count, offsets=baseline.offsets,
                                 last_timestamp=baseline.last_timestamp)
         return _step_seed(baseline, value, timestamp, config)
     return _step_adaptive(baseline, value, timestamp, config)
@@ -676,27 +678,30 @@ def step_record(
     samples: list[tuple[float, float]],
     offset: int,
     config: DetectorConfig,
+    stream: str = "",
 ) -> tuple[Baseline, list[Verdict]]:
     """Apply the samples of one source record (same series) idempotently.
 
     Args:
         baseline: current baseline.
         samples: ``(value, epoch_seconds)`` pairs, in record order.
-        offset: the source record's offset in its partition; if it is not above
-            ``baseline.last_offset`` the record was applied before (a replay after a
-            crash) and nothing changes.
+        offset: the source record's offset in ``stream``; if it is not above the
+            last offset applied from that stream the record was applied before (a
+            replay after a crash) and nothing changes.
         config: detection parameters, resolved for the series.
+        stream: the source stream (``"<input topic>/<partition>"``,
+            :func:`autopilot.replay.stream_id`) ``offset`` belongs to.
 
     Returns:
         ``(new_baseline, verdicts)`` with one verdict per sample (empty on replay).
     """
-    if offset <= baseline.last_offset:
+    if replay.seen(baseline.offsets, stream, offset):
         return baseline, []
     verdicts = []
     for value, ts in samples:
         baseline, verdict = step(baseline, value, ts, config)
         verdicts.append(verdict)
-    return replace(baseline, last_offset=offset), verdicts
+    return replace(baseline, offsets=replay.advance(baseline.offsets, stream, offset)), verdicts
 
 
 @dataclass(frozen=True, slots=True)
@@ -713,6 +718,7 @@ def detect_series(
     points: Sequence[MetricPoint],
     offset: int,
     config: DetectorConfig,
+    stream: str = "",
 ) -> tuple[Baseline, list[SeriesResult]]:
     """Run the detector over the points of one series from one source record.
 
@@ -724,8 +730,9 @@ def detect_series(
     Args:
         baseline: the series' baseline.
         points: samples of one series (same service, metric and labels), in order.
-        offset: the source record's offset (a replayed offset changes nothing).
+        offset: the source record's offset in ``stream`` (a replay changes nothing).
         config: detection parameters (not yet resolved for the metric).
+        stream: the source stream ``offset`` belongs to (:mod:`autopilot.replay`).
 
     Returns:
         ``(new_baseline, results)``, one result per point (empty on replay).
@@ -734,7 +741,8 @@ def detect_series(
         return baseline, []
     series_config = config.for_metric(points[0].metric_name)
     new, verdicts = step_record(
-        baseline, [(p.value, p.timestamp.timestamp()) for p in points], offset, series_config
+        baseline, [(p.value, p.timestamp.timestamp()) for p in points], offset, series_config,
+        stream=stream,
     )
     results = [
         SeriesResult(p, v, make_anomaly(p, v) if v.anomalous else None)

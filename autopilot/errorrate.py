@@ -22,9 +22,11 @@ The newest error lines are kept (``recent_max``, default 20) for incident contex
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from autopilot import replay
 from autopilot.detection import DetectorConfig, severity_for
 from autopilot.models import Anomaly, LogEntry
 
@@ -95,7 +97,8 @@ class ErrorRateState:
         history: error counts of past windows, oldest first.
         flagged: a spike was already reported for the current window.
         recent_errors: newest error lines (JSON dicts of LogEntry), oldest first.
-        last_offset: source offset of the last record applied (replays are no-ops).
+        offsets: per source stream, the offset of the last record applied (replays
+            are no-ops; see :mod:`autopilot.replay`).
     """
 
     bucket_start: int = -1
@@ -104,7 +107,7 @@ class ErrorRateState:
     history: tuple[int, ...] = ()
     flagged: bool = False
     recent_errors: tuple[dict[str, Any], ...] = ()
-    last_offset: int = -1
+    offsets: Mapping[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form for the error-rate table."""
@@ -115,7 +118,7 @@ class ErrorRateState:
             "history": list(self.history),
             "flagged": self.flagged,
             "recent_errors": list(self.recent_errors),
-            "last_offset": self.last_offset,
+            "offsets": dict(self.offsets),
         }
 
     @classmethod
@@ -130,7 +133,7 @@ class ErrorRateState:
             history=tuple(int(x) for x in data["history"]),
             flagged=bool(data["flagged"]),
             recent_errors=tuple(data["recent_errors"]),
-            last_offset=int(data["last_offset"]),
+            offsets=replay.offsets_from_dict(data),
         )
 
     def recent_error_entries(self) -> list[LogEntry]:
@@ -163,15 +166,17 @@ def step(
     entries: list[LogEntry],
     offset: int,
     config: ErrorRateConfig,
+    stream: str = "",
 ) -> tuple[ErrorRateState, list[Anomaly]]:
     """Apply the log lines of one source record (one service) idempotently.
 
     Args:
         state: the service's current state.
         entries: log lines of one service, in record order.
-        offset: the source record's offset; at or below ``state.last_offset`` it is
-            a replay and nothing changes.
+        offset: the source record's offset in ``stream``; at or below the last offset
+            applied from that stream it is a replay and nothing changes.
         config: parameters.
+        stream: the source stream ``offset`` belongs to (:mod:`autopilot.replay`).
 
     Returns:
         ``(new_state, anomalies)``: at most one ``error_rate`` Anomaly per window,
@@ -179,7 +184,7 @@ def step(
         Lines older than the current window still join the recent error lines but
         not the counts (late data).
     """
-    if offset <= state.last_offset:
+    if replay.seen(state.offsets, stream, offset):
         return state, []
     anomalies: list[Anomaly] = []
     for entry in entries:
@@ -199,7 +204,7 @@ def step(
             if anomaly is not None:
                 state = replace(state, flagged=True)
                 anomalies.append(anomaly)
-    return replace(state, last_offset=offset), anomalies
+    return replace(state, offsets=replay.advance(state.offsets, stream, offset)), anomalies
 
 
 def _spike(state: ErrorRateState, entry: LogEntry, config: ErrorRateConfig) -> Anomaly | None:

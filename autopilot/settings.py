@@ -46,6 +46,21 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     # --- Kafka / Faust -----------------------------------------------------------
+    app_id: str = _env(
+        "AUTOPILOT_APP_ID",
+        "autopilot",
+        "Faust app id: the consumer group, and the prefix of changelog topics "
+        "(<id>-<table>-changelog)",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=100,
+    )
+    topic_prefix: str | None = _env(
+        "AUTOPILOT_TOPIC_PREFIX",
+        None,
+        "Prefix of the autopilot's topics (<prefix>.metrics …); default: the app id",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=100,
+    )
     broker: str = _env(
         "AUTOPILOT_BROKER", "kafka://localhost:9092", "Kafka bootstrap URL (kafka://host:port)"
     )
@@ -75,6 +90,34 @@ class Settings(BaseSettings):
     )
     commit_interval_s: float = _env(
         "AUTOPILOT_COMMIT_INTERVAL_S", 2.0, "How often consumed offsets are committed (s)", gt=0
+    )
+
+    kafka_security_protocol: str = _env(
+        "AUTOPILOT_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+        pattern=r"^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$",
+    )
+    kafka_sasl_mechanism: str = _env(
+        "AUTOPILOT_KAFKA_SASL_MECHANISM",
+        "PLAIN",
+        "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+        pattern=r"^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$",
+    )
+    kafka_sasl_username: str | None = _env(
+        "AUTOPILOT_KAFKA_SASL_USERNAME", None, "SASL user name"
+    )
+    kafka_sasl_password: SecretStr | None = _env(
+        "AUTOPILOT_KAFKA_SASL_PASSWORD", None, "SASL password (secret)"
+    )
+    kafka_ssl_cafile: str | None = _env(
+        "AUTOPILOT_KAFKA_SSL_CAFILE", None, "CA bundle (PEM) to verify the brokers (SSL, SASL_SSL)"
+    )
+    kafka_ssl_certfile: str | None = _env(
+        "AUTOPILOT_KAFKA_SSL_CERTFILE", None, "Client certificate (PEM) for mutual TLS"
+    )
+    kafka_ssl_keyfile: str | None = _env(
+        "AUTOPILOT_KAFKA_SSL_KEYFILE", None, "Private key (PEM) of the client certificate"
     )
 
     # --- Redis, Ollama, Slack ----------------------------------------------------
@@ -198,6 +241,13 @@ class Settings(BaseSettings):
             )
         if self.min_samples > self.window_size:
             raise ValueError("AUTOPILOT_MIN_SAMPLES must not exceed AUTOPILOT_WINDOW_SIZE")
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "AUTOPILOT_KAFKA_SECURITY_PROTOCOL=SASL_* needs AUTOPILOT_KAFKA_SASL_USERNAME "
+                "and AUTOPILOT_KAFKA_SASL_PASSWORD"
+            )
         if self.slack_bot_token is not None and not self.slack_channel:
             raise ValueError("SLACK_BOT_TOKEN needs SLACK_CHANNEL")
         return self
@@ -213,6 +263,11 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Only explicit values: :func:`load_settings` passes the environment in."""
         return (init_settings,)
+
+    @property
+    def topic_namespace(self) -> str:
+        """The prefix of every topic name: ``AUTOPILOT_TOPIC_PREFIX`` or the app id."""
+        return self.topic_prefix or self.app_id
 
     @classmethod
     def env_names(cls) -> dict[str, str]:

@@ -5,6 +5,13 @@ agents decode themselves, so undecodable records can be dead-lettered with their
 topic, partition and offset (a typed Faust topic would fail before the agent's
 error boundary). Renaming a topic is a migration.
 
+The names below are the defaults. ``AUTOPILOT_TOPIC_PREFIX`` (default: the app id,
+``AUTOPILOT_APP_ID``, itself ``autopilot``) replaces their leading ``autopilot``, so
+several autopilots (or test runs) can share one Kafka cluster without seeing each
+other's records: with prefix ``team-a`` the input topic is ``team-a.metrics``.
+:func:`topic_name` maps a default name to the one in force; the worker reads the
+prefix when this module is first imported (when Faust discovers the agents).
+
 =========================  =====================================================
 topic                      key → value
 =========================  =====================================================
@@ -31,7 +38,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autopilot.app import app
+from autopilot.app import app, settings
 
 METRICS = "autopilot.metrics"
 LOGS = "autopilot.logs"
@@ -63,11 +70,27 @@ ALL_TOPICS = (
 )
 
 
+DEFAULT_PREFIX = "autopilot"
+
+
+def topic_name(default: str, prefix: str | None = None) -> str:
+    """The name in force of the topic whose default name is ``default``.
+
+    ``prefix`` defaults to the worker's setting (``AUTOPILOT_TOPIC_PREFIX``, else
+    ``AUTOPILOT_APP_ID``). ``topic_name("autopilot.metrics", "team-a")`` is
+    ``"team-a.metrics"``.
+    """
+    if not default.startswith(DEFAULT_PREFIX + "."):
+        raise ValueError(f"not an autopilot topic name: {default!r}")
+    ns = settings().topic_namespace if prefix is None else prefix
+    return ns + default[len(DEFAULT_PREFIX):]
+
+
 def _raw(name: str, **kw: Any) -> Any:
     """A raw-bytes topic the worker creates at start-up (``AUTOPILOT_PARTITIONS``
     partitions) unless it exists already."""
     return app.topic(
-        name,
+        topic_name(name),
         internal=True,
         key_type=bytes,
         value_type=bytes,

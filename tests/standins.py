@@ -445,6 +445,8 @@ class OllamaServer(_ThreadedServer):
 
     Attributes:
         requests: the JSON bodies received on ``/api/chat`` (valid ones).
+        in_flight, max_in_flight: chat requests being answered now, and the most
+            ever answered at once (to observe the client's concurrency).
         content, delay_s: may be changed between requests.
         error: ``(status, message)`` to answer instead of a completion, or ``None``.
     """
@@ -461,6 +463,8 @@ class OllamaServer(_ThreadedServer):
         self.delay_s = delay_s
         self.error: tuple[int, str] | None = None
         self.requests: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     @property
     def url(self) -> str:
@@ -522,8 +526,14 @@ class OllamaServer(_ThreadedServer):
             return _ollama_error(404, f'model "{name}" not found, try pulling it first')
         with self._lock:
             self.requests.append(body)
-        if self.delay_s > 0:
-            await self._sleep(self.delay_s)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.delay_s > 0:
+                await self._sleep(self.delay_s)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         if self.error is not None:
             return _ollama_error(*self.error)
         content = self.content

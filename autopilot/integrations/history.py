@@ -3,10 +3,16 @@
 Keys (all strings UTF-8; names are a persisted contract):
 
 ``autopilot:sent:{incident_id}:{revision_key}``
-    String ``"1"``, TTL 7 days, set with ``SET NX``: whoever sets it owns the send of
-    that incident revision. Kafka delivers at least once, so after a crash the
-    alert is seen again; the key makes the resend a no-op. Deleted again when the
-    send failed, so a retry can send.
+    The send of one incident revision. ``SET NX`` of ``"pending"`` with a short
+    lease (:data:`CLAIM_LEASE_S`, renewed while Slack is retried) claims it; once
+    Slack has answered it becomes ``"sent"`` (TTL 7 days; ``"1"`` from older
+    workers means the same). Kafka delivers at least once, so after a crash the
+    alert is seen again: a ``"sent"`` key makes the resend a no-op, and a
+    ``"pending"`` key left by a worker that died before Slack answered expires
+    with its lease, after which the alert is claimed and sent again (an alert is
+    never lost; it is sent twice only if the worker died in the instant between
+    Slack's answer and the ``"sent"`` mark). Deleted when the send failed
+    permanently, so a later retry can send.
 ``autopilot:history:{service}``
     List of JSON summaries, newest first (``LPUSH``), capped at
     ``AUTOPILOT_ALERT_HISTORY`` entries (``LTRIM``), TTL 7 days from the last alert.
@@ -26,8 +32,10 @@ send (no idempotency: a replay may resend), records nothing, and logs one warnin
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -40,12 +48,15 @@ from autopilot.errors import DeliveryError
 from autopilot.models import Alert
 from autopilot.settings import Settings
 
-__all__ = ["AlertHistory", "SENT_TTL_S"]
+__all__ = ["AlertHistory", "CLAIM_LEASE_S", "SENT_TTL_S"]
 
 logger = logging.getLogger(__name__)
 
 #: Lifetime of idempotency keys, history lists and incident hashes (s): 7 days.
 SENT_TTL_S = 7 * 24 * 3600
+#: Lease of a ``"pending"`` claim (s): how long a replayed alert waits for a worker
+#: that may still be sending it before taking the send over.
+CLAIM_LEASE_S = 30.0
 #: Default socket connect/read timeout for Redis (s).
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
 _KEY_PREFIX = "autopilot"
@@ -197,12 +208,18 @@ class AlertHistory:
 
     # --- idempotency ------------------------------------------------------------------
 
-    async def claim_send(self, incident_id: str, revision_key: str) -> bool:
-        """Claim the send of one incident revision (``SET NX``, TTL 7 days).
+    async def claim_send(
+        self, incident_id: str, revision_key: str, lease_s: float = CLAIM_LEASE_S
+    ) -> bool:
+        """Claim the send of one incident revision (see the module docstring).
+
+        ``SET NX`` of ``"pending"`` for ``lease_s`` seconds. If the key says
+        ``"sent"``, the alert went out before: skip. If it says ``"pending"``,
+        another attempt holds it (a worker that died mid-send, or one still sending):
+        wait until it is marked sent (skip) or its lease runs out (claim it).
 
         Returns:
-            True when this caller owns the send (the key was not there); False when
-            it was already claimed (sent, or being sent) -- skip sending.
+            True when this caller owns the send; False when it was sent already.
             Disabled history: always True.
 
         Raises:
@@ -211,15 +228,63 @@ class AlertHistory:
         if not self._enabled:
             self._warn_disabled()
             return True
+        key = sent_key(incident_id, revision_key)
+        deadline = time.monotonic() + lease_s + 5.0
         try:
-            created = await self._client().set(
-                sent_key(incident_id, revision_key), "1", nx=True, ex=SENT_TTL_S
-            )
+            while True:
+                if await self._client().set(key, "pending", nx=True, px=int(lease_s * 1000)):
+                    return True
+                value = await self._client().get(key)
+                if isinstance(value, bytes):
+                    value = value.decode()
+                if value is not None and value != "pending":
+                    return False  # "sent" (or "1" from older workers)
+                if value is not None and time.monotonic() >= deadline:
+                    logger.warning("claim of incident %s revision %s still pending after "
+                                   "%.0f s; taking it over", incident_id, revision_key, lease_s)
+                    await self._client().set(key, "pending", px=int(lease_s * 1000))
+                    return True
+                if value is not None:
+                    await asyncio.sleep(min(1.0, lease_s / 4))
         except (RedisError, OSError) as exc:
             raise self._error(
                 f"claim of incident {incident_id} revision {revision_key}", exc
             ) from None
-        return bool(created)
+
+    async def renew_claim(
+        self, incident_id: str, revision_key: str, lease_s: float = CLAIM_LEASE_S
+    ) -> None:
+        """Extend a pending claim's lease (called while Slack is being retried).
+
+        Raises:
+            DeliveryError: Redis failed.
+        """
+        if not self._enabled:
+            return
+        try:
+            await self._client().set(
+                sent_key(incident_id, revision_key), "pending", xx=True, px=int(lease_s * 1000)
+            )
+        except (RedisError, OSError) as exc:
+            raise self._error(
+                f"lease renewal of incident {incident_id} revision {revision_key}", exc
+            ) from None
+
+    async def mark_sent(self, incident_id: str, revision_key: str) -> None:
+        """Mark a claimed send as done (``"sent"``, TTL 7 days).
+
+        Raises:
+            DeliveryError: Redis failed (the pending claim then expires with its
+            lease, and a replay would send again).
+        """
+        if not self._enabled:
+            return
+        try:
+            await self._client().set(sent_key(incident_id, revision_key), "sent", ex=SENT_TTL_S)
+        except (RedisError, OSError) as exc:
+            raise self._error(
+                f"sent mark of incident {incident_id} revision {revision_key}", exc
+            ) from None
 
     async def release_send(self, incident_id: str, revision_key: str) -> None:
         """Give up a claim after a failed send, so a retry can claim and send again.

@@ -1,7 +1,16 @@
 """Fixtures for integration tests: a real broker, real redis-server, real workers.
 
-* ``broker``: a fresh embedded Kafka-compatible broker (Tansu, in memory) per test,
-  so every test has its own topics and consumer groups.
+* ``broker``: where a test's records go. ``AUTOPILOT_TEST_BROKER`` selects the broker:
+  ``embedded`` (default) starts a fresh embedded broker (Tansu, in memory) per test,
+  with the default names; ``kafka`` uses the Apache Kafka at
+  ``AUTOPILOT_TEST_KAFKA`` (default ``127.0.0.1:$KAFKA_PORT``, port 9092; started by
+  ``make test-kafka`` through ``scripts/apache-kafka.sh``), shared by all tests, and
+  isolates each test with its own namespace: a fresh ``AUTOPILOT_APP_ID`` (consumer
+  group, changelog topics) that is also the topic prefix (``t1a2b3c4.metrics``).
+  ``broker.topic("autopilot.metrics")`` gives the name in force; the namespace's
+  topics are deleted after the test. A Kafka that does not answer fails the run.
+* ``kafka``: the same, but only on Apache Kafka (the fault tests, marked ``kafka``):
+  without ``AUTOPILOT_TEST_BROKER=kafka`` it fails with a message saying so.
 * ``redis_server``: one real ``redis-server`` for the session, flushed per test.
 * ``start_worker``: starts ``python -m autopilot worker`` processes with the given
   environment and waits until ``GET /health`` answers 200 (never a fixed sleep).
@@ -19,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,16 +40,141 @@ from autopilot.broker import EmbeddedBroker
 from tests.standins import RedisServer, free_port
 
 WORKER_READY_TIMEOUT_S = 90.0
+REPO = Path(__file__).resolve().parents[2]
+KAFKA_SCRIPT = REPO / "scripts" / "apache-kafka.sh"
+
+
+def broker_kind() -> str:
+    kind = os.environ.get("AUTOPILOT_TEST_BROKER", "embedded")
+    if kind not in ("embedded", "kafka"):
+        raise pytest.UsageError(f"AUTOPILOT_TEST_BROKER must be embedded or kafka, not {kind!r}")
+    return kind
+
+
+class BrokerUnderTest:
+    """The broker of one test and its namespace (see the module docstring)."""
+
+    def __init__(self, bootstrap: str, kind: str, namespace: str | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.kind = kind
+        self.namespace = namespace
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+    def topic(self, default_name: str) -> str:
+        """The name in force of a topic (``"autopilot.metrics"`` → ``"<ns>.metrics"``)."""
+        from autopilot.topics import topic_name
+
+        return topic_name(default_name, self.namespace or "autopilot")
+
+    def worker_env(self) -> dict[str, str]:
+        env = {"AUTOPILOT_BROKER": self.url}
+        if self.namespace:
+            env["AUTOPILOT_APP_ID"] = self.namespace
+        return env
+
+    # --- Apache Kafka only ------------------------------------------------------------
+    def _script(self, command: str) -> None:
+        port = self.bootstrap.rsplit(":", 1)[1]
+        done = subprocess.run([str(KAFKA_SCRIPT), command], env={**os.environ, "KAFKA_PORT": port},
+                              capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def stop_kafka(self) -> None:
+        """Clean shutdown of the Apache Kafka (its data stays)."""
+        assert self.kind == "kafka"
+        self._script("stop")
+
+    def start_kafka(self) -> None:
+        """Start the Apache Kafka again and wait until it accepts clients."""
+        assert self.kind == "kafka"
+        self._script("start")
+
+    def delete_namespace_topics(self) -> None:
+        if not self.namespace:
+            return
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        async def run() -> None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            await admin.start()
+            try:
+                mine = [t for t in await admin.list_topics()
+                        if t.startswith((f"{self.namespace}.", f"{self.namespace}-"))]
+                if mine:
+                    await admin.delete_topics(mine)
+            finally:
+                await admin.close()
+
+        try:
+            asyncio.run(run())
+        except Exception as exc:  # cleanup only: the next test has its own namespace
+            print(f"could not delete the topics of {self.namespace}: {exc!r}")
+
+
+def _kafka_bootstrap() -> str:
+    return os.environ.get(
+        "AUTOPILOT_TEST_KAFKA", f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
+    )
+
+
+@pytest.fixture(scope="session")
+def _kafka_session() -> str:
+    """Check once that the Apache Kafka answers (fails the run otherwise)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    bootstrap = _kafka_bootstrap()
+
+    async def probe() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+        await admin.start()
+        try:
+            await admin.list_topics()
+        finally:
+            await admin.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:
+        raise AssertionError(
+            f"Apache Kafka at {bootstrap} does not answer ({exc!r}); "
+            "start it with `scripts/apache-kafka.sh start` or run `make test-kafka`"
+        ) from None
+    return bootstrap
+
+
+def _fresh_namespace() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    b = EmbeddedBroker(log_path=tmp_path / "broker.log")
-    b.start()
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BrokerUnderTest]:
+    if broker_kind() == "kafka":
+        b = BrokerUnderTest(request.getfixturevalue("_kafka_session"), "kafka", _fresh_namespace())
+        try:
+            yield b
+        finally:
+            b.delete_namespace_topics()
+        return
+    embedded = EmbeddedBroker(log_path=tmp_path / "broker.log")
+    embedded.start()
     try:
-        yield b
+        yield BrokerUnderTest(embedded.bootstrap, "embedded")
     finally:
-        b.stop()
+        embedded.stop()
+
+
+@pytest.fixture
+def kafka(broker: BrokerUnderTest) -> BrokerUnderTest:
+    """The test's broker, which must be Apache Kafka (fault tests)."""
+    if broker.kind != "kafka":
+        raise AssertionError(
+            "this test runs on Apache Kafka only: run `make test-kafka` "
+            "(or set AUTOPILOT_TEST_BROKER=kafka with Kafka running)"
+        )
+    return broker
 
 
 @pytest.fixture(scope="session")
@@ -125,12 +260,12 @@ class Worker:
 
 
 @pytest.fixture
-def start_worker(tmp_path: Path, broker: EmbeddedBroker) -> Iterator[Callable[..., Worker]]:
+def start_worker(tmp_path: Path, broker: BrokerUnderTest) -> Iterator[Callable[..., Worker]]:
     workers: list[Worker] = []
 
     def _start(env: dict[str, str] | None = None, name: str | None = None,
                wait: bool = True) -> Worker:
-        w = Worker({"AUTOPILOT_BROKER": broker.url, **(env or {})}, tmp_path,
+        w = Worker({**broker.worker_env(), **(env or {})}, tmp_path,
                    name or f"worker{len(workers)}")
         workers.append(w)
         w.start()

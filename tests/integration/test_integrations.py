@@ -489,6 +489,7 @@ def test_claim_send_is_exclusive_and_release_allows_reclaim(redis_server: RedisS
     async def run() -> list[bool]:
         async with AlertHistory(config) as history:
             first = await history.claim_send("inc-1", "r1")
+            await history.mark_sent("inc-1", "r1")
             second = await history.claim_send("inc-1", "r1")
             other_revision = await history.claim_send("inc-1", "r2")
             await history.release_send("inc-1", "r1")
@@ -498,10 +499,31 @@ def test_claim_send_is_exclusive_and_release_allows_reclaim(redis_server: RedisS
     assert asyncio.run(run()) == [True, False, True, True]
 
 
+def test_a_pending_claim_of_a_dead_sender_is_taken_over_after_its_lease(
+    redis_server: RedisServer,
+) -> None:
+    # A worker claimed the send and died before Slack answered: the alert must not
+    # be lost, so the replay takes the claim over once the lease has run out.
+    async def run() -> tuple[bool, bool, float, bool]:
+        async with AlertHistory(settings(REDIS_URL=redis_server.url)) as history:
+            dead = await history.claim_send("inc-7", "r1", lease_s=1.0)
+            started = time.monotonic()
+            replay = await history.claim_send("inc-7", "r1", lease_s=1.0)
+            waited = time.monotonic() - started
+            await history.mark_sent("inc-7", "r1")
+            after_sent = await history.claim_send("inc-7", "r1", lease_s=1.0)
+            return dead, replay, waited, after_sent
+
+    dead, replay, waited, after_sent = asyncio.run(run())
+    assert dead and replay and not after_sent
+    assert 0.2 < waited < 8.0
+
+
 def test_claim_key_expires_after_seven_days(redis_server: RedisServer) -> None:
     async def run() -> int:
         async with AlertHistory(settings(REDIS_URL=redis_server.url)) as history:
             await history.claim_send("inc-9", "r1")
+            await history.mark_sent("inc-9", "r1")
             return int(await history._client().ttl("autopilot:sent:inc-9:r1"))
 
     ttl = asyncio.run(run())

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import redis
 
-from autopilot.broker import EmbeddedBroker
 from tests.integration.conftest import (
+    BrokerUnderTest,
     Worker,
     as_bytes,
     consume_all,
@@ -34,7 +34,7 @@ def _all_text(payload: dict) -> str:
 
 
 def test_scenario_produces_exactly_one_alert_carrying_the_llm_root_cause(
-    broker: EmbeddedBroker, start_worker: Callable[..., Worker], redis_server: RedisServer
+    broker: BrokerUnderTest, start_worker: Callable[..., Worker], redis_server: RedisServer
 ) -> None:
     with OllamaServer() as ollama, SlackWebhookServer() as slack:
         worker = start_worker({
@@ -43,7 +43,7 @@ def test_scenario_produces_exactly_one_alert_carrying_the_llm_root_cause(
             "REDIS_URL": redis_server.url,
         })
         series = metric_series("checkout", normal=40, spikes=4)
-        produce(broker.bootstrap, "autopilot.metrics",
+        produce(broker.bootstrap, broker.topic("autopilot.metrics"),
                 [(str(i).encode(), as_bytes(m)) for i, m in enumerate(series)])
 
         wait_for(lambda: slack.requests, 60, "the Slack alert")
@@ -80,7 +80,7 @@ def test_scenario_produces_exactly_one_alert_carrying_the_llm_root_cause(
 
 
 def test_ollama_unreachable_alert_still_arrives_with_rule_based_analysis(
-    broker: EmbeddedBroker, start_worker: Callable[..., Worker]
+    broker: BrokerUnderTest, start_worker: Callable[..., Worker]
 ) -> None:
     with SlackWebhookServer() as slack:
         worker = start_worker({
@@ -89,7 +89,7 @@ def test_ollama_unreachable_alert_still_arrives_with_rule_based_analysis(
             "SLACK_WEBHOOK_URL": slack.url,
         })
         series = metric_series("payments", normal=30, spikes=1)
-        produce(broker.bootstrap, "autopilot.metrics",
+        produce(broker.bootstrap, broker.topic("autopilot.metrics"),
                 [(b"payments", as_bytes(m)) for m in series])
         started = time.monotonic()
         wait_for(lambda: slack.requests, 30, "the Slack alert")
@@ -101,11 +101,11 @@ def test_ollama_unreachable_alert_still_arrives_with_rule_based_analysis(
 
 
 def test_ollama_model_not_found_falls_back_to_rules(
-    broker: EmbeddedBroker, start_worker: Callable[..., Worker]
+    broker: BrokerUnderTest, start_worker: Callable[..., Worker]
 ) -> None:
     with OllamaServer(models=("mistral:latest",)) as ollama, SlackWebhookServer() as slack:
         start_worker({"OLLAMA_URL": ollama.url, "SLACK_WEBHOOK_URL": slack.url})
-        produce(broker.bootstrap, "autopilot.metrics",
+        produce(broker.bootstrap, broker.topic("autopilot.metrics"),
                 [(b"search", as_bytes(m)) for m in metric_series("search", 30, 1)])
         wait_for(lambda: slack.requests, 30, "the Slack alert")
         assert "Rule-based" in _all_text(slack.requests[0])
@@ -113,14 +113,14 @@ def test_ollama_model_not_found_falls_back_to_rules(
 
 
 def test_malformed_record_is_dead_lettered_and_the_next_good_record_is_processed(
-    broker: EmbeddedBroker, start_worker: Callable[..., Worker]
+    broker: BrokerUnderTest, start_worker: Callable[..., Worker]
 ) -> None:
     worker = start_worker()
     bad = b'{"timestamp": 1700000000, "metric_name": "cpu", "value": NaN'
     missing_service = as_bytes({"timestamp": 1700000000, "metric_name": "cpu", "value": 1.0,
                                 "labels": {}})
     good = as_bytes(metric("inventory", 42.0, 1_700_000_100.0, name="cpu"))
-    produce(broker.bootstrap, "autopilot.metrics",
+    produce(broker.bootstrap, broker.topic("autopilot.metrics"),
             [(b"k1", bad), (b"k2", missing_service), (b"k3", good)])
 
     def samples() -> int:
@@ -128,19 +128,20 @@ def test_malformed_record_is_dead_lettered_and_the_next_good_record_is_processed
         return sum(s["samples_seen"] for s in series.values())
 
     wait_for(lambda: samples() == 1, 30, "the good record in the baselines")
-    dead = wait_for(lambda: len(consume_all(broker.bootstrap, "autopilot.deadletter")) >= 2
-                    and consume_all(broker.bootstrap, "autopilot.deadletter"), 20,
+    dlq = broker.topic("autopilot.deadletter")
+    dead = wait_for(lambda: len(consume_all(broker.bootstrap, dlq)) >= 2
+                    and consume_all(broker.bootstrap, dlq), 20,
                     "two dead letters")
     by_value = {rec.value: dict(rec.headers) for rec in dead}
     assert set(by_value) == {bad, missing_service}  # original bytes, unchanged
     assert b"JSON" in by_value[bad]["x-autopilot-reason"]
     assert b"service" in by_value[missing_service]["x-autopilot-reason"]
-    assert by_value[bad]["x-autopilot-topic"] == b"autopilot.metrics"
+    assert by_value[bad]["x-autopilot-topic"] == broker.topic("autopilot.metrics").encode()
     assert 'autopilot_dead_letters_total{stage="metrics.ingest"} 2.0' in worker.get("/metrics").text
 
 
 def test_http_ingest_validates_and_produces(
-    broker: EmbeddedBroker, start_worker: Callable[..., Worker]
+    broker: BrokerUnderTest, start_worker: Callable[..., Worker]
 ) -> None:
     worker = start_worker()
     r = worker.post("/ingest/metrics", content=b"not json")
@@ -172,7 +173,7 @@ def test_http_ingest_validates_and_produces(
 
 
 def test_health_is_503_until_the_worker_has_its_partitions(
-    broker: EmbeddedBroker, start_worker: Callable[..., Worker]
+    broker: BrokerUnderTest, start_worker: Callable[..., Worker]
 ) -> None:
     worker = start_worker(wait=False)
     seen = set()
@@ -191,7 +192,7 @@ def test_health_is_503_until_the_worker_has_its_partitions(
 
 
 def test_broker_command_and_kcat_seed_json_lines_produce_an_incident_and_alert(
-    tmp_path: Path, start_worker: Callable[..., Worker], broker: EmbeddedBroker
+    tmp_path: Path, start_worker: Callable[..., Worker], broker: BrokerUnderTest
 ) -> None:
     """`autopilot broker` + `autopilot worker`, fed by kcat (librdkafka partitioner)."""
     port = free_port()
@@ -215,8 +216,9 @@ def test_broker_command_and_kcat_seed_json_lines_produce_an_incident_and_alert(
             })
             lines = [json.dumps(m) for m in metric_series("orders", normal=30, spikes=2)]
             data = "".join(f"orders|{line}\n" for line in lines)
-            subprocess.run([kcat(), "-P", "-b", f"127.0.0.1:{port}", "-t", "autopilot.metrics",
-                            "-K", "|"], input=data.encode(), check=True, timeout=30)
+            subprocess.run([kcat(), "-P", "-b", f"127.0.0.1:{port}",
+                            "-t", broker.topic("autopilot.metrics"), "-K", "|"],
+                           input=data.encode(), check=True, timeout=30)
             wait_for(lambda: slack.requests, 40, "the Slack alert")
             assert "orders" in _all_text(slack.requests[0])
             inc = worker.get("/incidents/orders").json()["open_incident"]
@@ -227,7 +229,7 @@ def test_broker_command_and_kcat_seed_json_lines_produce_an_incident_and_alert(
 
 
 def test_two_workers_kcat_and_http_records_meet_in_one_incident_per_service(
-    broker: EmbeddedBroker, start_worker: Callable[..., Worker]
+    broker: BrokerUnderTest, start_worker: Callable[..., Worker]
 ) -> None:
     """Records from kcat (CRC32 partitioner) and from the HTTP views (any worker) are
     re-keyed by service, so deployments and metrics of one service correlate on one
@@ -253,9 +255,9 @@ def test_two_workers_kcat_and_http_records_meet_in_one_incident_per_service(
             series = metric_series(svc, normal=30, spikes=0)
             series.append(metric(svc, 100.0 + 3.6 * 3.2, start + 30 * 15))
             lines += [f"{svc}|{json.dumps(m)}" for m in series]
-        subprocess.run([kcat(), "-P", "-b", broker.bootstrap, "-t", "autopilot.metrics",
-                        "-K", "|"], input=("\n".join(lines) + "\n").encode(), check=True,
-                       timeout=30)
+        subprocess.run([kcat(), "-P", "-b", broker.bootstrap,
+                        "-t", broker.topic("autopilot.metrics"), "-K", "|"],
+                       input=("\n".join(lines) + "\n").encode(), check=True, timeout=30)
 
         def opened() -> set[str]:
             got = set()

@@ -65,6 +65,7 @@ def assert_conf_matches(app: faust.App, s: Settings) -> None:
     assert conf.broker_heartbeat_interval == s.heartbeat_interval_s
     assert conf.broker_commit_interval == s.commit_interval_s
     assert conf.consumer_auto_offset_reset == "earliest"
+    assert conf.consumer_metadata_max_age_ms == 10_000
     assert Path(conf.datadir) == Path(s.datadir)
     assert conf.store.scheme == s.store.split("://", 1)[0]
 
@@ -103,3 +104,94 @@ def test_faust_environment_variables_do_not_override_the_settings(
     assert app.conf.web_host == "worker-3.internal"
     assert app.conf.store.scheme == "memory"
     assert_conf_matches(app, settings)
+
+
+def _names_in_a_fresh_worker_process(env: dict[str, str]) -> list[str]:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from autopilot.app import app\n"
+        "from autopilot import tables, topics\n"
+        "print(app.conf.id)\n"
+        "print(tables.baselines.changelog_topic.get_topic_name())\n"
+        "print(topics.metrics_topic.get_topic_name())\n"
+        "print(topics.alerts_topic.get_topic_name())\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPILOT_")}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env},
+                         capture_output=True, text=True, check=True, timeout=60)
+    return out.stdout.split()
+
+
+def test_default_names_are_unchanged() -> None:
+    assert _names_in_a_fresh_worker_process({}) == [
+        "autopilot", "autopilot-baselines-changelog", "autopilot.metrics", "autopilot.alerts",
+    ]
+
+
+def test_app_id_sets_group_changelogs_and_topic_prefix() -> None:
+    assert _names_in_a_fresh_worker_process({"AUTOPILOT_APP_ID": "t-42"}) == [
+        "t-42", "t-42-baselines-changelog", "t-42.metrics", "t-42.alerts",
+    ]
+
+
+def test_topic_prefix_overrides_the_app_id_for_topics_only() -> None:
+    names = _names_in_a_fresh_worker_process(
+        {"AUTOPILOT_APP_ID": "blue", "AUTOPILOT_TOPIC_PREFIX": "shared"}
+    )
+    assert names == ["blue", "blue-baselines-changelog", "shared.metrics", "shared.alerts"]
+
+
+def test_topic_name_maps_default_names() -> None:
+    from autopilot.topics import topic_name
+
+    assert topic_name("autopilot.metrics", "team-a") == "team-a.metrics"
+    assert topic_name("autopilot.correlation.control", "x") == "x.correlation.control"
+    with pytest.raises(ValueError):
+        topic_name("other.metrics", "x")
+
+
+def test_analysis_concurrency_reaches_the_agent() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = ("from autopilot.agents.analysis import analyse_incidents\n"
+            "print(analyse_incidents.concurrency)\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPILOT_")}
+    out = subprocess.run([sys.executable, "-c", code],
+                         env={**clean, "AUTOPILOT_ANALYSIS_CONCURRENCY": "7"},
+                         capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split() == ["7"]
+
+
+def test_kafka_security_settings_become_faust_credentials() -> None:
+    from faust.types.auth import AuthProtocol
+
+    from autopilot.app import broker_credentials
+    from autopilot.errors import ConfigError
+
+    assert broker_credentials(load_settings({})) is None
+    ssl_only = broker_credentials(load_settings({"AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SSL"}))
+    assert ssl_only.protocol == AuthProtocol.SSL
+    sasl = broker_credentials(load_settings({
+        "AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "AUTOPILOT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "AUTOPILOT_KAFKA_SASL_USERNAME": "autopilot",
+        "AUTOPILOT_KAFKA_SASL_PASSWORD": "s3cret",
+    }))
+    assert sasl.protocol == AuthProtocol.SASL_SSL
+    assert sasl.mechanism.value == "SCRAM-SHA-512"
+    assert sasl.username == "autopilot" and sasl.password == "s3cret"
+    app = faust.App("autopilot-conf-sasl", **faust_options(load_settings({
+        "AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "AUTOPILOT_KAFKA_SASL_USERNAME": "u", "AUTOPILOT_KAFKA_SASL_PASSWORD": "p"})))
+    assert app.conf.broker_credentials.protocol == AuthProtocol.SASL_PLAINTEXT
+    with pytest.raises(ConfigError, match="AUTOPILOT_KAFKA_SASL_USERNAME"):
+        load_settings({"AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+    assert "s3cret" not in repr(load_settings({
+        "AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "AUTOPILOT_KAFKA_SASL_USERNAME": "autopilot",
+        "AUTOPILOT_KAFKA_SASL_PASSWORD": "s3cret"}))

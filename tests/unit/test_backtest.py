@@ -109,6 +109,7 @@ def test_backtest_and_the_live_agent_send_identical_anomalies(mode: str, monkeyp
     and the backtest emit the same Anomaly records for the same samples, although the
     agent receives them in records of 7 points and the backtest one by one."""
     from agents import metrics as agent
+    from autopilot.replay import SOURCE_HEADER, format_source
 
     rows, _ = load_series(NAB_LATENCY)
     config = replace(CONFIG, mode=mode)
@@ -130,7 +131,10 @@ def test_backtest_and_the_live_agent_send_identical_anomalies(mode: str, monkeyp
             chunk = rows[start:start + 7]
             value = json.dumps([{"timestamp": r.epoch_s, "metric_name": metric, "value": r.value,
                                  "labels": {"service": service}} for r in chunk]).encode()
-            event = SimpleNamespace(value=value, message=SimpleNamespace(offset=offset))
+            source = format_source("autopilot.metrics", 0, offset)  # as the ingest hop sets
+            message = SimpleNamespace(topic="autopilot.metrics.keyed", partition=0,
+                                      offset=offset, headers=[(SOURCE_HEADER, source)])
+            event = SimpleNamespace(value=value, message=message)
             await agent.process(event, config)
 
     asyncio.run(run())

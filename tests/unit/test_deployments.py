@@ -53,8 +53,8 @@ def test_replay_of_an_applied_offset_is_a_no_op() -> None:
 
     assert again is once and older is once
     assert len(once.deployments()) == 1
-    assert once.last_offset == 5
-    assert once.apply([dep(2)], offset=6).last_offset == 6
+    assert once.offsets == {"": 5}
+    assert once.apply([dep(2)], offset=6).offsets == {"": 6}
 
 
 def test_before_and_within_are_inclusive_event_time_windows() -> None:

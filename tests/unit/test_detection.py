@@ -280,7 +280,7 @@ def test_step_record_replay_of_the_same_offset_changes_nothing() -> None:
     older, replayed_older = step_record(once, samples, offset=41, config=SEED)
 
     assert len(verdicts) == 2 and verdicts[0].anomalous
-    assert once.last_offset == 42
+    assert once.offsets == {"": 42}
     assert once.count == b.count + 2
     assert again == once and replayed == []
     assert older == once and replayed_older == []
@@ -292,7 +292,7 @@ def test_step_record_applies_a_newer_offset() -> None:
     twice, verdicts = step_record(once, [(2.0, 2.0)], offset=1, config=SEED)
 
     assert len(verdicts) == 1
-    assert twice.count == 2 and twice.last_offset == 1
+    assert twice.count == 2 and twice.offsets == {"": 1}
     assert twice.last_timestamp == 2.0
 
 
@@ -300,7 +300,7 @@ def test_to_dict_from_dict_round_trip_is_equal_and_json_serialisable() -> None:
     rng = random.Random(11)
     config = DetectorConfig(window_size=30, mode="seed")
     b, _ = feed([rng.uniform(-50, 50) for _ in range(77)], config)
-    b = replace(b, last_offset=1234)
+    b = replace(b, offsets={"autopilot.metrics/3": 1234})
 
     data = json.loads(json.dumps(b.to_dict(), allow_nan=False))
     restored = Baseline.from_dict(data)

@@ -218,7 +218,7 @@ def test_replay_of_the_same_offset_changes_nothing() -> None:
     assert len(anomalies) == 1
     assert again == once and replayed == []
     assert older == once and replayed_older == []
-    assert once.last_offset == 10
+    assert once.offsets == {"": 10}
 
 
 def test_round_trip_to_dict_from_dict() -> None:

@@ -20,6 +20,7 @@ PURE_MODULES = [
     "autopilot.analysis",
     "autopilot.blockkit",
     "autopilot.errors",
+    "autopilot.replay",
 ]
 FORBIDDEN = {"faust", "httpx", "slack_sdk", "redis", "aiohttp", "aiokafka"}
 

@@ -170,3 +170,12 @@ def test_every_field_has_an_environment_variable() -> None:
     assert set(names.values()) == set(Settings.model_fields)
     assert names["AUTOPILOT_BROKER"] == "broker"
     assert names["OLLAMA_URL"] == "ollama_url"
+
+
+def test_every_setting_is_documented_in_the_readme_settings_table() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in Settings.env_names() if f"| `{name}` |" not in table]
+    assert not missing, f"settings missing from the README table: {missing}"
