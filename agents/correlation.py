@@ -22,16 +22,16 @@ import logging
 import time
 from typing import Any
 
+from autopilot.tables import deployments, error_rates, open_incidents
+from pydantic import ValidationError
+
 from autopilot import correlation, telemetry
 from autopilot.app import app, settings
 from autopilot.correlation import CorrelationConfig, CorrelationState
 from autopilot.deployments import DeploymentHistory
 from autopilot.errorrate import ErrorRateState
 from autopilot.errors import BadRecord
-from pydantic import ValidationError
-
 from autopilot.models import Anomaly, DeploymentEvent, Incident, decode_records
-from autopilot.tables import deployments, error_rates, open_incidents
 from autopilot.topics import ANOMALIES, CORRELATION_CONTROL, control_topic, incidents_topic
 
 from .deadletter import dead_letter, where

@@ -14,12 +14,13 @@ import json
 import logging
 from typing import Any
 
+from autopilot.tables import deployments
+
 from autopilot import telemetry
 from autopilot.app import app
 from autopilot.deployments import DeploymentHistory
 from autopilot.errors import BadRecord
 from autopilot.models import DeploymentEvent, decode_records
-from autopilot.tables import deployments
 from autopilot.topics import control_topic, deployments_keyed_topic
 
 from .deadletter import dead_letter, where

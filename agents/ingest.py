@@ -19,9 +19,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from autopilot import telemetry
-from autopilot.errors import BadRecord
-from autopilot.models import DeploymentEvent, LogEntry, MetricPoint, decode_records
 from autopilot.app import app
+from autopilot.errors import BadRecord
+from autopilot.models import MetricPoint
 from autopilot.topics import (
     deployments_keyed_topic,
     deployments_topic,
@@ -32,6 +32,7 @@ from autopilot.topics import (
 )
 
 from .deadletter import dead_letter, where
+from .decoding import decode_deployments_event, decode_logs_event, decode_metrics_event
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 def _service(item: BaseModel) -> str:
     if isinstance(item, MetricPoint):
         return item.service
-    return str(getattr(item, "service"))
+    return str(item.service)
 
 
 def group_by_service(items: list[Any]) -> dict[str, list[Any]]:
@@ -57,10 +58,10 @@ def encode_items(items: list[BaseModel]) -> bytes:
     ).encode()
 
 
-async def _rekey(stream: Any, model: type[BaseModel], target: Any, stage: str) -> None:
+async def _rekey(stream: Any, decode: Any, target: Any, stage: str) -> None:
     async for event in stream.events():
         try:
-            items = decode_records(event.value, model)
+            items = decode(event)  # autopilot.agents.decoding: raises BadRecord
             for service, group in group_by_service(items).items():
                 await target.send(key=service.encode(), value=encode_items(group))
             telemetry.RECORDS.labels(stage=stage).inc()
@@ -74,16 +75,18 @@ async def _rekey(stream: Any, model: type[BaseModel], target: Any, stage: str) -
 @app.agent(metrics_topic, name="metrics.ingest")
 async def ingest_metrics(stream: Any) -> None:
     """autopilot.metrics → autopilot.metrics.keyed (validated, keyed by service)."""
-    await _rekey(stream, MetricPoint, metrics_keyed_topic, "metrics.ingest")
+    await _rekey(stream, decode_metrics_event, metrics_keyed_topic, "metrics.ingest")
 
 
 @app.agent(logs_topic, name="logs.ingest")
 async def ingest_logs(stream: Any) -> None:
     """autopilot.logs → autopilot.logs.keyed (validated, keyed by service)."""
-    await _rekey(stream, LogEntry, logs_keyed_topic, "logs.ingest")
+    await _rekey(stream, decode_logs_event, logs_keyed_topic, "logs.ingest")
 
 
 @app.agent(deployments_topic, name="deployments.ingest")
 async def ingest_deployments(stream: Any) -> None:
     """autopilot.deployments → autopilot.deployments.keyed (validated, keyed by service)."""
-    await _rekey(stream, DeploymentEvent, deployments_keyed_topic, "deployments.ingest")
+    await _rekey(
+        stream, decode_deployments_event, deployments_keyed_topic, "deployments.ingest"
+    )

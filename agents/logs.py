@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from autopilot.tables import error_rates
+
 from autopilot import errorrate, telemetry
 from autopilot.app import app, settings
-from autopilot.errors import BadRecord
 from autopilot.errorrate import ErrorRateConfig, ErrorRateState
+from autopilot.errors import BadRecord
 from autopilot.models import LogEntry, decode_records
-from autopilot.tables import error_rates
 from autopilot.topics import anomalies_topic, logs_keyed_topic
 
 from .deadletter import dead_letter, where

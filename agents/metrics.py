@@ -12,15 +12,17 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from autopilot.tables import baselines, series_index
+
 from autopilot import telemetry
 from autopilot.app import app, settings
 from autopilot.detection import Baseline, DetectorConfig, make_anomaly, step_record
 from autopilot.errors import BadRecord
 from autopilot.models import MetricPoint, decode_records
-from autopilot.tables import baselines, series_index
 from autopilot.topics import anomalies_topic, metrics_keyed_topic
 
 from .deadletter import dead_letter, where
+from .rates import counter_rates
 
 logger = logging.getLogger(__name__)
 STAGE = "metrics"
@@ -42,6 +44,10 @@ async def process(event: Any, config: DetectorConfig) -> None:
     new_series: list[str] = []
     for series, pts in by_series.items():
         key = series.encode()
+        rated = counter_rates(key, pts, offset)  # counters → per-second rates
+        if not rated:
+            continue  # replay, or the first sample of a counter
+        pts = rated
         stored = baselines.get(key)
         base = Baseline.from_dict(stored)
         if stored is None:

@@ -18,7 +18,7 @@ import faust
 
 from autopilot.settings import Settings, load_settings
 
-__all__ = ["app", "faust_options", "main", "settings"]
+__all__ = ["app", "faust_options", "kafka_credentials", "main", "settings"]
 
 APP_ID = "autopilot"
 
@@ -52,8 +52,58 @@ def faust_options(s: Settings) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest",
         "table_standby_replicas": s.standby_replicas,
         "web_enabled": True,
+        # Faust's built-in views show state (tables, topology, sensors): all off.
+        # Table routing does not need /router (it resolves owners locally).
+        "web_router_enabled": False,
+        "web_tables_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
+        "web_metrics_enabled": False,
+        "web_application_options": _web_application_options(s),
+        "broker_credentials": kafka_credentials(s),
         "producer_acks": -1,
     }
+
+
+def _web_application_options(s: Settings) -> dict[str, Any]:
+    from autopilot.agents.security import web_application_options  # aiohttp, not the core
+
+    return web_application_options(s)
+
+
+def kafka_credentials(s: Settings) -> Any:
+    """Faust ``broker_credentials`` for ``AUTOPILOT_KAFKA_*`` (``None`` for PLAINTEXT).
+
+    SSL: a default-verifying ``ssl.SSLContext`` (``AUTOPILOT_KAFKA_SSL_CAFILE`` or the
+    system CAs; client certificate and key for mutual TLS). SASL_PLAINTEXT/SASL_SSL:
+    ``faust.SASLCredentials`` with the mechanism, user and password (and the TLS
+    context for SASL_SSL). Faust hands these to aiokafka's consumer, producer and
+    admin client.
+    """
+    protocol = s.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        import ssl
+
+        context = ssl.create_default_context(cafile=s.kafka_ssl_cafile)
+        if s.kafka_ssl_certfile and s.kafka_ssl_keyfile:
+            password = s.kafka_ssl_key_password
+            context.load_cert_chain(
+                s.kafka_ssl_certfile,
+                s.kafka_ssl_keyfile,
+                password=password.get_secret_value() if password else None,
+            )
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    assert s.kafka_sasl_password is not None  # checked by Settings
+    return faust.SASLCredentials(
+        username=s.kafka_sasl_username,
+        password=s.kafka_sasl_password.get_secret_value(),
+        ssl_context=context,
+        mechanism=s.kafka_sasl_mechanism,
+    )
 
 
 class _LazyOptions(Mapping[str, Any]):

@@ -19,6 +19,7 @@ SERIES_INDEX = "series_index"
 ERROR_RATES = "error_rates"
 DEPLOYMENTS = "deployments"
 OPEN_INCIDENTS = "open_incidents"
+COUNTER_STATE = "counter_state"
 
 baselines = app.Table(
     BASELINES,
@@ -49,4 +50,11 @@ open_incidents = app.Table(
     key_type=bytes,
     default=None,
     help="service → autopilot.correlation.CorrelationState.to_dict()",
+)
+counter_state = app.Table(
+    COUNTER_STATE,
+    key_type=bytes,
+    default=None,
+    help="series key b'service|metric|k=v,…' of a counter → "
+    "autopilot.formats.counters.CounterState.to_dict() (last raw value and time)",
 )
