@@ -53,7 +53,7 @@ def decode_metrics_event(event: Any) -> list[Any]:
     try:
         decoded = decode_metrics(event.value, settings().service_label_list())
     except ValueError as exc:
-        raise BadRecord(f"not valid JSON: {exc}") from None
+        raise BadRecord(str(exc)) from None
     return _finish(decoded, "kafka")
 
 
@@ -67,7 +67,7 @@ def decode_logs_event(event: Any) -> list[Any]:
     try:
         decoded = decode_logs(event.value, _key_text(event))
     except ValueError as exc:
-        raise BadRecord(f"not valid JSON: {exc}") from None
+        raise BadRecord(str(exc)) from None
     return _finish(decoded, "kafka")
 
 
@@ -78,5 +78,5 @@ def decode_deployments_event(event: Any) -> list[Any]:
     try:
         decoded = decode_deployments(event.value)
     except ValueError as exc:
-        raise BadRecord(f"not valid JSON: {exc}") from None
+        raise BadRecord(str(exc)) from None
     return _finish(decoded, "kafka")

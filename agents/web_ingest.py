@@ -63,7 +63,7 @@ async def ingest_decoded(
     try:
         decoded = decode(raw)
     except ValueError as exc:
-        return web.json({"error": f"body is not valid: {exc}"}, status=400)
+        return web.json({"error": f"bad body: {exc}"}, status=400)
     count_skipped(decoded, source)
     if decoded.errors:
         return web.json({"error": "validation failed", "errors": decoded.errors[:50]}, status=422)

@@ -43,7 +43,10 @@ def loads_strict(raw: bytes | str) -> object:
         ValueError: not JSON (the message says where).
     """
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-    return json.loads(text, parse_constant=_refuse_constant)
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
 
 
 def _refuse_constant(name: str) -> object:

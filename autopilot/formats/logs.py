@@ -94,7 +94,7 @@ def decode_logs(raw: bytes | str, default_service: str | None = None) -> Decoded
             try:
                 item = loads_strict(line)
             except ValueError as exc:
-                raise ValueError(f"line {number}: not valid JSON: {exc}") from None
+                raise ValueError(f"line {number}: {exc}") from None
             map_log_object(item, number - 1, default_service, out)
         return out
     return parse_text_lines(text, default_service, out)
