@@ -216,6 +216,20 @@ def openapi_spec(server_url: str | None = None) -> dict[str, Any]:
             "/api/v1/write": {
                 "post": {
                     "summary": "Prometheus remote write 1.0 (snappy protobuf WriteRequest)",
+                    "parameters": [
+                        {
+                            "name": "Content-Encoding",
+                            "in": "header",
+                            "required": True,
+                            "schema": {"type": "string", "enum": ["snappy"]},
+                        },
+                        {
+                            "name": "X-Prometheus-Remote-Write-Version",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "enum": ["0.1.0"]},
+                        },
+                    ],
                     "requestBody": {
                         "required": True,
                         "content": {
