@@ -20,6 +20,16 @@ PURE_MODULES = [
     "autopilot.analysis",
     "autopilot.blockkit",
     "autopilot.errors",
+    "autopilot.formats",
+    "autopilot.formats.levels",
+    "autopilot.formats.logs",
+    "autopilot.formats.metrics_json",
+    "autopilot.formats.exposition",
+    "autopilot.formats.remote_write",
+    "autopilot.formats.deployments",
+    "autopilot.formats.counters",
+    "autopilot.security",
+    "autopilot.openapi",
 ]
 FORBIDDEN = {"faust", "httpx", "slack_sdk", "redis", "aiohttp", "aiokafka"}
 
