@@ -7,7 +7,6 @@ import json
 import shutil
 import struct
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -125,7 +124,8 @@ def test_kcat_produces_each_documented_kafka_format_and_each_arrives(
     _kcat_produce(broker.bootstrap, "autopilot.metrics",
                   [f"kafkafmt|{json.dumps(v)}" for v in KAFKA_METRICS.values()])
 
-    want = {"kafkafmt|seed_latency_ms|", "kafkafmt|adapter_queue_depth|instance=10.0.0.1:9100,job=kafkafmt",
+    want = {"kafkafmt|seed_latency_ms|",
+            "kafkafmt|adapter_queue_depth|instance=10.0.0.1:9100,job=kafkafmt",
             "kafkafmt|cpu_usage_user|host=web-1", "kafkafmt|cpu_usage_system|host=web-1",
             "kafkafmt|mem_used_percent|app=kafkafmt"}
     wait_for(lambda: want <= set(series_of(worker, "kafkafmt")), 45,
@@ -149,8 +149,9 @@ def test_kcat_produces_each_documented_kafka_format_and_each_arrives(
                    check=True, timeout=60)
 
     # Deployments: GitHub deployment_status and Argo CD notification bodies.
-    github = json.loads((Path(__file__).parent / "data" / "github_deployment_status.json").read_text())
-    argocd = json.loads((Path(__file__).parent / "data" / "argocd_notification.json").read_text())
+    data = Path(__file__).parent / "data"
+    github = json.loads((data / "github_deployment_status.json").read_text())
+    argocd = json.loads((data / "argocd_notification.json").read_text())
     _kcat_produce(broker.bootstrap, "autopilot.deployments",
                   [f"x|{json.dumps(github)}", f"y|{json.dumps(argocd)}"])
 
@@ -187,7 +188,8 @@ def test_every_bad_input_gets_its_documented_answer_and_the_worker_keeps_process
 ) -> None:
     worker = start_worker({"AUTOPILOT_API_KEYS": KEY})
     post = worker.post_auth  # type: ignore[attr-defined]
-    good_rw = encode_write_request([({"__name__": "queue_depth", "job": "badin"}, [(3.0, T0 * 1000)])])
+    good_rw = encode_write_request(
+        [({"__name__": "queue_depth", "job": "badin"}, [(3.0, T0 * 1000)])])
     raw_pb = bytes(cramjam.snappy.decompress_raw(good_rw))
 
     r = post("/api/v1/write", content=b"\x00not snappy at all", headers=RW)
@@ -197,7 +199,8 @@ def test_every_bad_input_gets_its_documented_answer_and_the_worker_keeps_process
     r = post("/api/v1/write", content=good_rw, headers={**RW, "Content-Type": "application/json"})
     assert r.status_code == 415
     r = post("/api/v1/write", content=good_rw,
-             headers={**RW, "Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request"})
+             headers={**RW, "Content-Type":
+                      "application/x-protobuf;proto=io.prometheus.write.v2.Request"})
     assert r.status_code == 415
     r = post("/api/v1/write", content=raw_pb, headers={**RW, "Content-Encoding": "identity"})
     assert r.status_code == 415
@@ -211,7 +214,8 @@ def test_every_bad_input_gets_its_documented_answer_and_the_worker_keeps_process
 
     r = post("/ingest/metrics", content=b'{"metric_name": ')
     assert r.status_code == 400 and "JSON" in r.json()["error"]
-    r = post("/ingest/logs", json={"timestamp": T0, "level": "LOUD", "message": "x", "service": "badin"})
+    r = post("/ingest/logs", json={"timestamp": T0, "level": "LOUD", "message": "x",
+                                   "service": "badin"})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "level"
     r = post("/ingest/logs", json={"timestamp": "yesterday", "level": "info", "message": "x",
                                    "service": "badin"})
@@ -222,12 +226,14 @@ def test_every_bad_input_gets_its_documented_answer_and_the_worker_keeps_process
     r = post("/ingest/logs?service=badin", content=b"2025-11-29T10:00:00Z ERROR \xff\xfe bytes",
              headers={"Content-Type": "text/plain"})
     assert r.status_code == 202
-    r = post("/ingest/metrics", json={"timestamp": T0, "metric_name": "m", "value": 1, "labels": {"env": "x"}})
+    r = post("/ingest/metrics", json={"timestamp": T0, "metric_name": "m", "value": 1,
+                                      "labels": {"env": "x"}})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "labels"
     r = post("/ingest/prometheus", content=b"this is { not exposition",
              headers={"Content-Type": "text/plain"})
     assert r.status_code == 400
-    r = post("/ingest/prometheus", content=b"queue_depth 1\n", headers={"Content-Type": "application/json"})
+    r = post("/ingest/prometheus", content=b"queue_depth 1\n",
+             headers={"Content-Type": "application/json"})
     assert r.status_code == 415
     r = post("/ingest/prometheus", content=b"queue_depth 1\n")
     assert r.status_code == 422 and "service" in r.json()["errors"][0]["msg"]
@@ -237,7 +243,8 @@ def test_every_bad_input_gets_its_documented_answer_and_the_worker_keeps_process
     assert r.status_code == 202 and r.json()["accepted"] == 2
     r = post("/ingest/deployment", json={"zen": "hi"}, headers={"X-GitHub-Event": "ping"})
     assert r.status_code == 200
-    r = post("/ingest/deployment", json={"service": "badin", "version": "1", "timestamp": "not a time"})
+    r = post("/ingest/deployment",
+             json={"service": "badin", "version": "1", "timestamp": "not a time"})
     assert r.status_code == 422
 
     # The same bad inputs on Kafka are dead-lettered with a reason.

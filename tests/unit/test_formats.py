@@ -88,7 +88,8 @@ def test_seed_adapter_and_telegraf_shapes_are_detected_and_mapped() -> None:
 def test_telegraf_batch_and_adapter_nan_is_skipped_not_an_error() -> None:
     batch = {"metrics": [{"name": "mem", "fields": {"free": 5}, "tags": {"app": "a"},
                           "timestamp": T0}]}
-    assert [p.metric_name for p in decode_metrics(json.dumps(batch).encode()).records] == ["mem_free"]
+    names = [p.metric_name for p in decode_metrics(json.dumps(batch).encode()).records]
+    assert names == ["mem_free"]
     nan = {"timestamp": "2025-11-29T10:00:00Z", "value": "NaN", "name": "up",
            "labels": {"job": "a"}}
     decoded = decode_metrics(json.dumps(nan).encode())
@@ -97,7 +98,8 @@ def test_telegraf_batch_and_adapter_nan_is_skipped_not_an_error() -> None:
 
 @pytest.mark.parametrize(("obj", "loc"), [
     ({"timestamp": T0, "metric_name": "x", "value": 1, "labels": {"env": "p"}}, "labels"),
-    ({"timestamp": "never", "metric_name": "x", "value": 1, "labels": {"service": "a"}}, "timestamp"),
+    ({"timestamp": "never", "metric_name": "x", "value": 1, "labels": {"service": "a"}},
+     "timestamp"),
     ({"value": "1", "name": "up", "labels": {"instance": "x"}}, "labels"),
     ({"name": "cpu", "fields": {"a": 1}, "tags": {"host": "h"}, "timestamp": T0}, "labels"),
     ({"something": "else"}, ""),
@@ -264,7 +266,8 @@ def test_json_lines_with_shipper_field_names() -> None:
 
 @pytest.mark.parametrize(("body", "service", "loc"), [
     (b'{"timestamp": 1, "level": "LOUD", "message": "x", "service": "a"}', None, "level"),
-    (b'{"timestamp": "tuesday", "level": "info", "message": "x", "service": "a"}', None, "timestamp"),
+    (b'{"timestamp": "tuesday", "level": "info", "message": "x", "service": "a"}', None,
+     "timestamp"),
     (b'{"timestamp": 1764410400, "level": "info", "message": "x"}', None, "service"),
     (b"2025-11-29T10:00:05Z ERROR no service", None, "service"),
     (b"2025-13-45T10:00:05Z ERROR bad date", "a", "timestamp"),
