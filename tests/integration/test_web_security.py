@@ -136,8 +136,9 @@ def test_schemathesis_finds_no_server_error(
          "--phases", "examples,coverage,fuzzing", "--mode", "all",
          "--report-dir", str(tmp_path / "st")],
         capture_output=True, text=True, timeout=240, check=False,
-        cwd=Path(__file__).resolve().parents[2],
-        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.integration.schemathesis_hooks"},
+        cwd=tmp_path,  # schemathesis keeps a cache in its working directory
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.integration.schemathesis_hooks",
+             "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     output = result.stdout + result.stderr
     print(output[-1500:])  # the summary: operations, phases, test cases generated
