@@ -19,11 +19,12 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/autopilot demo
 
-## test-deps: the programs the integration tests run (Debian packages redis-server, kcat)
+## test-deps: the programs the integration tests run (Debian packages redis-server, kcat, prometheus)
 test-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v kcat >/dev/null 2>&1 || missing="$$missing kcat"; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

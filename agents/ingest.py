@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from autopilot import replay, telemetry
 from autopilot.app import app
 from autopilot.errors import BadRecord
-from autopilot.models import DeploymentEvent, LogEntry, MetricPoint, decode_records
+from autopilot.models import MetricPoint
 from autopilot.topics import (
     deployments_keyed_topic,
     deployments_topic,
@@ -37,6 +37,7 @@ from autopilot.topics import (
 )
 
 from .deadletter import dead_letter, where
+from .decoding import decode_deployments_event, decode_logs_event, decode_metrics_event
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +77,10 @@ def source_of(event: Any) -> tuple[str, int]:
     return replay.stream_id(msg.topic, msg.partition), msg.offset
 
 
-async def _rekey(stream: Any, model: type[BaseModel], target: Any, stage: str) -> None:
+async def _rekey(stream: Any, decode: Any, target: Any, stage: str) -> None:
     async for event in stream.events():
         try:
-            items = decode_records(event.value, model)
+            items = decode(event)  # autopilot.agents.decoding: raises BadRecord
             msg = event.message
             headers = [(replay.SOURCE_HEADER,
                         replay.format_source(msg.topic, msg.partition, msg.offset))]
@@ -98,16 +99,18 @@ async def _rekey(stream: Any, model: type[BaseModel], target: Any, stage: str) -
 @app.agent(metrics_topic, name="metrics.ingest")
 async def ingest_metrics(stream: Any) -> None:
     """autopilot.metrics → autopilot.metrics.keyed (validated, keyed by service)."""
-    await _rekey(stream, MetricPoint, metrics_keyed_topic, "metrics.ingest")
+    await _rekey(stream, decode_metrics_event, metrics_keyed_topic, "metrics.ingest")
 
 
 @app.agent(logs_topic, name="logs.ingest")
 async def ingest_logs(stream: Any) -> None:
     """autopilot.logs → autopilot.logs.keyed (validated, keyed by service)."""
-    await _rekey(stream, LogEntry, logs_keyed_topic, "logs.ingest")
+    await _rekey(stream, decode_logs_event, logs_keyed_topic, "logs.ingest")
 
 
 @app.agent(deployments_topic, name="deployments.ingest")
 async def ingest_deployments(stream: Any) -> None:
     """autopilot.deployments → autopilot.deployments.keyed (validated, keyed by service)."""
-    await _rekey(stream, DeploymentEvent, deployments_keyed_topic, "deployments.ingest")
+    await _rekey(
+        stream, decode_deployments_event, deployments_keyed_topic, "deployments.ingest"
+    )

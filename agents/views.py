@@ -4,16 +4,21 @@
 ``GET /health``                    200 ``{"status": "ok"}`` once partitions are assigned
                                    and tables recovered; 503 with the reason before
 ``GET /metrics``                   Prometheus text exposition format
-``POST /ingest/metrics``           one MetricPoint or a JSON list → ``autopilot.metrics``
-``POST /ingest/logs``              one LogEntry or a list → ``autopilot.logs``
-``POST /ingest/deployment``        one DeploymentEvent or a list → ``autopilot.deployments``
+``POST /ingest/metrics``           MetricPoints (seed, prometheus-kafka-adapter, Telegraf
+                                   JSON; :mod:`autopilot.formats.metrics_json`)
+``POST /ingest/logs``              log lines (:mod:`autopilot.formats.logs`) → logs topic
+``POST /ingest/deployment``        deployments (seed, GitHub, Argo CD;
+                                   :mod:`autopilot.formats.deployments`)
 ``GET /baselines/{service}``       the service's series baselines
 ``GET /deployments/{service}``     the service's recent deployments
 ``GET /incidents/{service}``       the service's open incident and recent anomalies
 =================================  ====================================================
 
-Ingestion answers 202 ``{"accepted": N}`` once the broker has acknowledged every
-record, 400 when the body is not JSON, 422 with the validation errors (``errors``:
+More ingestion endpoints (remote write, exposition format) and ``/openapi.json`` are
+in :mod:`autopilot.agents.web_ingest`; authentication, rate and size limits in
+:mod:`autopilot.agents.security`. Ingestion answers 202 ``{"accepted": N}`` once the
+broker has acknowledged every record, 400 when the body is not JSON, 422 with the
+validation errors (``errors``:
 ``[{"item": i, "loc": "labels", "msg": "…"}]``) when a record is invalid (nothing is
 produced then). Table views are answered by whichever worker owns the service's
 partition (Faust table routing by the service-keyed tables).
@@ -21,23 +26,23 @@ partition (Faust table routing by the service-keyed tables).
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from autopilot.tables import deployments, open_incidents, series_index
 from faust.web import View
-from pydantic import BaseModel, ValidationError
 
 from autopilot import telemetry
-from autopilot.app import app
+from autopilot.app import app, settings
 from autopilot.correlation import CorrelationState
 from autopilot.deployments import DeploymentHistory
-from autopilot.models import DeploymentEvent, LogEntry, MetricPoint
+from autopilot.formats.deployments import decode_deployments
+from autopilot.formats.logs import decode_logs
+from autopilot.formats.metrics_json import decode_metrics
 from autopilot.topics import deployments_topic, logs_topic, metrics_topic
 
-from .ingest import encode_items, group_by_service
 from .metrics import baselines_for
+from .web_ingest import ingest_decoded
 
 logger = logging.getLogger(__name__)
 
@@ -70,78 +75,59 @@ async def metrics(web: Any, request: Any) -> Any:
     return web.bytes(telemetry.exposition(), content_type="text/plain; version=0.0.4")
 
 
-def validate_body(raw: bytes, model: type[BaseModel]) -> tuple[list[Any], list[dict[str, Any]]]:
-    """Validate a JSON body of one object or a list; returns (items, errors)."""
-    data = json.loads(raw.decode("utf-8", errors="replace"), parse_constant=_no_constant)
-    items = data if isinstance(data, list) else [data]
-    good: list[Any] = []
-    errors: list[dict[str, Any]] = []
-    if not items:
-        errors.append({"item": None, "loc": "", "msg": "empty list"})
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            errors.append({"item": index, "loc": "", "msg": "expected a JSON object"})
-            continue
-        try:
-            good.append(model.model_validate(item))
-        except ValidationError as exc:
-            for err in exc.errors():
-                errors.append(
-                    {"item": index, "loc": ".".join(str(p) for p in err["loc"]), "msg": err["msg"]}
-                )
-    return good, errors
+def _decode_metrics(request: Any) -> Any:
+    labels = settings().service_label_list()
+    return lambda raw: decode_metrics(raw, labels)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in strict JSON")
+def _decode_logs(request: Any) -> Any:
+    service = request.query.get("service") or None
+    return lambda raw: decode_logs(raw, service)
 
 
-async def _ingest(web: Any, request: Any, model: type[BaseModel], topic: Any) -> Any:
-    raw = await request.read()
-    try:
-        items, errors = validate_body(raw, model)
-    except ValueError as exc:
-        return web.json({"error": f"body is not valid JSON: {exc}"}, status=400)
-    if errors:
-        return web.json({"error": "validation failed", "errors": errors[:50]}, status=422)
-    futures = []
-    for service, group in group_by_service(items).items():
-        futures.append(await topic.send(key=service.encode(), value=encode_items(group)))
-    for fut in futures:
-        await fut  # broker acknowledgement
-    return web.json({"accepted": len(items)}, status=202)
+def _decode_deployments(request: Any) -> Any:
+    event = request.headers.get("X-GitHub-Event")
+    return lambda raw: decode_deployments(raw, event)
 
 
 class _IngestView:
-    model: type[BaseModel]
+    decoder: Any
     topic: Any
+    source = "http"
 
     async def post(self, request: Any) -> Any:
-        return await _ingest(self.web, request, self.model, self.topic)  # type: ignore[attr-defined]
+        decode = type(self).decoder(request)
+        return await ingest_decoded(self.web, request, decode, self.topic, self.source)  # type: ignore[attr-defined]
 
 
 @app.page("/ingest/metrics")
 class IngestMetrics(_IngestView, View):
-    """POST one MetricPoint or a list."""
+    """POST MetricPoints: seed JSON, prometheus-kafka-adapter or Telegraf JSON."""
 
-    model = MetricPoint
+    decoder = _decode_metrics
     topic = metrics_topic
 
 
 @app.page("/ingest/logs")
 class IngestLogs(_IngestView, View):
-    """POST one LogEntry or a list."""
+    """POST log lines: JSON object or list, JSON lines, plain text (``?service=``)."""
 
-    model = LogEntry
+    decoder = _decode_logs
     topic = logs_topic
 
 
 @app.page("/ingest/deployment")
 class IngestDeployment(_IngestView, View):
-    """POST one DeploymentEvent or a list."""
+    """POST a DeploymentEvent, a GitHub deployment_status webhook or an Argo CD payload."""
 
-    model = DeploymentEvent
+    decoder = _decode_deployments
     topic = deployments_topic
+
+    async def post(self, request: Any) -> Any:
+        """Answer GitHub's ``ping`` event with 200; ingest everything else."""
+        if request.headers.get("X-GitHub-Event") == "ping":
+            return self.json({"pong": True})  # type: ignore[attr-defined]
+        return await super().post(request)
 
 
 async def _ensure_route_metadata(table: Any) -> None:

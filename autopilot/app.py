@@ -18,7 +18,7 @@ import faust
 
 from autopilot.settings import Settings, load_settings
 
-__all__ = ["app", "faust_options", "main", "settings"]
+__all__ = ["app", "broker_credentials", "faust_options", "main", "settings"]
 
 #: How often consumers refresh topic metadata (ms); see ``faust_options``.
 METADATA_MAX_AGE_MS = 10_000
@@ -30,38 +30,6 @@ APP_ID = "autopilot"
 def settings() -> Settings:
     """The process settings, read from the environment on first use (then cached)."""
     return load_settings()
-
-
-def broker_credentials(s: Settings) -> Any:
-    """Faust ``broker_credentials`` for ``AUTOPILOT_KAFKA_SECURITY_PROTOCOL``.
-
-    ``PLAINTEXT``: ``None``. ``SSL``: TLS with the CA bundle
-    (``AUTOPILOT_KAFKA_SSL_CAFILE``, default: the system's) and, for mutual TLS, the
-    client certificate and key. ``SASL_PLAINTEXT`` / ``SASL_SSL``: SASL
-    (``AUTOPILOT_KAFKA_SASL_MECHANISM``: PLAIN or SCRAM) with user name and password,
-    over TLS for ``SASL_SSL``.
-    """
-    import ssl
-
-    protocol = s.kafka_security_protocol
-    if protocol == "PLAINTEXT":
-        return None
-    context: ssl.SSLContext | None = None
-    if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(
-            purpose=ssl.Purpose.SERVER_AUTH, cafile=s.kafka_ssl_cafile
-        )
-        if s.kafka_ssl_certfile:
-            context.load_cert_chain(s.kafka_ssl_certfile, s.kafka_ssl_keyfile)
-    if protocol == "SSL":
-        return faust.SSLCredentials(context)
-    assert s.kafka_sasl_password is not None  # checked by Settings
-    return faust.SASLCredentials(
-        username=s.kafka_sasl_username,
-        password=s.kafka_sasl_password.get_secret_value(),
-        mechanism=s.kafka_sasl_mechanism,
-        ssl_context=context,
-    )
 
 
 def faust_options(s: Settings) -> dict[str, Any]:
@@ -87,6 +55,15 @@ def faust_options(s: Settings) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest",
         "table_standby_replicas": s.standby_replicas,
         "web_enabled": True,
+        # Faust's built-in views show state (tables, topology, sensors): all off.
+        # Table routing does not need /router (it resolves owners locally).
+        "web_router_enabled": False,
+        "web_tables_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
+        "web_metrics_enabled": False,
+        "web_application_options": _web_application_options(s),
+        "broker_credentials": broker_credentials(s),
         "producer_acks": -1,
         # A worker that creates the topics and joins the group at once can see the
         # group leader assign from metadata that does not list the new topics yet
@@ -95,8 +72,48 @@ def faust_options(s: Settings) -> dict[str, Any]:
         # every 5 minutes by default; seen on Apache Kafka 3.9 (the incidents and
         # alerts topics unconsumed for > 60 s). 10 s bounds that stall.
         "consumer_metadata_max_age_ms": METADATA_MAX_AGE_MS,
-        "broker_credentials": broker_credentials(s),
     }
+
+
+def _web_application_options(s: Settings) -> dict[str, Any]:
+    from autopilot.agents.security import web_application_options  # aiohttp, not the core
+
+    return web_application_options(s)
+
+
+def broker_credentials(s: Settings) -> Any:
+    """Faust ``broker_credentials`` for ``AUTOPILOT_KAFKA_*`` (``None`` for PLAINTEXT).
+
+    SSL: a default-verifying ``ssl.SSLContext`` (``AUTOPILOT_KAFKA_SSL_CAFILE`` or the
+    system CAs; client certificate and key for mutual TLS). SASL_PLAINTEXT/SASL_SSL:
+    ``faust.SASLCredentials`` with the mechanism, user and password (and the TLS
+    context for SASL_SSL). Faust hands these to aiokafka's consumer, producer and
+    admin client.
+    """
+    protocol = s.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        import ssl
+
+        context = ssl.create_default_context(cafile=s.kafka_ssl_cafile)
+        if s.kafka_ssl_certfile and s.kafka_ssl_keyfile:
+            password = s.kafka_ssl_key_password
+            context.load_cert_chain(
+                s.kafka_ssl_certfile,
+                s.kafka_ssl_keyfile,
+                password=password.get_secret_value() if password else None,
+            )
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    assert s.kafka_sasl_password is not None  # checked by Settings
+    return faust.SASLCredentials(
+        username=s.kafka_sasl_username,
+        password=s.kafka_sasl_password.get_secret_value(),
+        ssl_context=context,
+        mechanism=s.kafka_sasl_mechanism,
+    )
 
 
 class _LazyOptions(Mapping[str, Any]):

@@ -194,17 +194,25 @@ class DetectorConfig:
             counter_suffixes=_split(settings.counter_suffixes),
         )
 
-    def for_metric(self, metric_name: str) -> DetectorConfig:
-        """This config with ``direction`` and ``counter`` set from the metric's name.
+    def for_metric(self, metric_name: str, metric_type: str | None = None) -> DetectorConfig:
+        """This config with ``direction`` and ``counter`` set for one metric.
 
-        The seed mode ignores both (it scores raw values in both directions).
+        A metric is a counter when its type says so (``metric_type="counter"``, from
+        remote_write metadata or an exposition ``# TYPE`` line), or when it is untyped
+        and its name ends in one of ``counter_suffixes``; ``metric_type="gauge"``
+        is never a counter. The seed mode ignores both (it scores raw values in both
+        directions).
         """
         if self.mode == "seed":
             return self
+        if metric_type is not None:
+            counter = metric_type == "counter"
+        else:
+            counter = metric_name.lower().endswith(self.counter_suffixes)
         return replace(
             self,
             direction=resolve_direction(metric_name, self.up_patterns, self.down_patterns),
-            counter=metric_name.lower().endswith(self.counter_suffixes),
+            counter=counter,
         )
 
 
@@ -739,7 +747,7 @@ def detect_series(
     """
     if not points:
         return baseline, []
-    series_config = config.for_metric(points[0].metric_name)
+    series_config = config.for_metric(points[0].metric_name, points[0].metric_type)
     new, verdicts = step_record(
         baseline, [(p.value, p.timestamp.timestamp()) for p in points], offset, series_config,
         stream=stream,

@@ -14,8 +14,9 @@ the window holds at least ``min_count`` errors (default 5), the history has at l
 ``min_buckets`` windows (default 5) and z > ``z_threshold`` (default 3.0). Its
 severity uses the detector's z thresholds (high > 3, critical > 4).
 
-Error levels (case-insensitive): error, err, critical, crit, fatal, alert, emerg,
-emergency, panic, severe, and numeric syslog severities 0–3 (RFC 5424 §6.2.1).
+Error levels are those :func:`autopilot.formats.levels.is_error_level` names (error,
+err, severe, critical, crit, fatal, panic, alert, emerg, emergency, and numeric syslog
+severities 0–3, RFC 5424 §6.2.1) — levels are normalised in that one place.
 The newest error lines are kept (``recent_max``, default 20) for incident context.
 """
 
@@ -28,26 +29,10 @@ from typing import Any
 
 from autopilot import replay
 from autopilot.detection import DetectorConfig, severity_for
+from autopilot.formats.levels import ERROR_LEVELS, is_error_level
 from autopilot.models import Anomaly, LogEntry
 
 __all__ = ["ERROR_LEVELS", "ErrorRateConfig", "ErrorRateState", "is_error_level", "step"]
-
-#: Level names counted as errors (lower case).
-ERROR_LEVELS = frozenset(
-    {"error", "err", "critical", "crit", "fatal", "alert", "emerg", "emergency", "panic", "severe"}
-)
-#: Numeric syslog severities that are errors: 0 emergency … 3 error (RFC 5424).
-_SYSLOG_ERROR_MAX = 3
-
-
-def is_error_level(level: str) -> bool:
-    """True when ``level`` names an error (see module docstring for the list)."""
-    text = level.strip().lower()
-    if text in ERROR_LEVELS:
-        return True
-    if text.isdigit():
-        return int(text) <= _SYSLOG_ERROR_MAX
-    return False
 
 
 @dataclass(frozen=True, slots=True)

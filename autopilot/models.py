@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from autopilot.errors import BadRecord
+from autopilot.formats.levels import normalize_level
 
 __all__ = [
     "Alert",
@@ -162,6 +163,9 @@ class MetricPoint(_Record):
     metric_name: str = Field(min_length=1, max_length=256)
     value: float
     labels: Labels
+    #: ``counter`` samples are turned into per-second rates before baselining (so
+    #: are names ending ``_total`` unless typed ``gauge``); ``None``: untyped.
+    metric_type: Literal["counter", "gauge"] | None = None
 
     @field_validator("labels")
     @classmethod
@@ -187,11 +191,24 @@ def series_key(service: str, metric_name: str, labels: dict[str, str]) -> str:
     return f"{service}|{metric_name}|{rest}"
 
 
+def _known_level(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str):
+        normalize_level(value)  # raises ValueError on an unknown level
+        return value.strip()
+    return value
+
+
 class LogEntry(_Record):
-    """One application log line (seed shape). ``level`` is kept as sent."""
+    """One application log line (seed shape).
+
+    ``level`` is kept as sent (trimmed) but must be a level
+    :func:`autopilot.formats.levels.normalize_level` knows (synonyms, syslog 0–7).
+    """
 
     timestamp: Timestamp
-    level: str = Field(min_length=1, max_length=32)
+    level: Annotated[str, BeforeValidator(_known_level)] = Field(min_length=1, max_length=32)
     message: str = Field(max_length=65536)
     service: str = Field(min_length=1, max_length=256)
     labels: Labels = Field(default_factory=dict)

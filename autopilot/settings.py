@@ -3,7 +3,8 @@
 Every setting has an environment variable (listed in the README's "Settings" table)
 and a default. :func:`load_settings` takes the environment as an argument so tests
 pass their own; nothing reads ``os.environ`` at import time. Secrets (Slack webhook
-URL and bot token) are :class:`pydantic.SecretStr` and never printed.
+URL and bot token, API keys, Kafka and webhook passwords) are
+:class:`pydantic.SecretStr` and never printed.
 
 Detection defaults keep the seed architecture's numbers: a rolling window of 1000
 samples (seed mode), no verdict before 10 samples, anomaly when |z| > 2.5, severity
@@ -92,17 +93,26 @@ class Settings(BaseSettings):
         "AUTOPILOT_COMMIT_INTERVAL_S", 2.0, "How often consumed offsets are committed (s)", gt=0
     )
 
-    kafka_security_protocol: str = _env(
+    # --- Kafka security (passed to aiokafka through Faust's broker_credentials) ------
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = _env(
         "AUTOPILOT_KAFKA_SECURITY_PROTOCOL",
         "PLAINTEXT",
-        "Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
-        pattern=r"^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
     )
-    kafka_sasl_mechanism: str = _env(
-        "AUTOPILOT_KAFKA_SASL_MECHANISM",
-        "PLAIN",
-        "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
-        pattern=r"^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$",
+    kafka_ssl_cafile: str | None = _env(
+        "AUTOPILOT_KAFKA_SSL_CAFILE", None, "CA bundle (PEM) for the brokers; unset: system CAs"
+    )
+    kafka_ssl_certfile: str | None = _env(
+        "AUTOPILOT_KAFKA_SSL_CERTFILE", None, "Client certificate (PEM) for mutual TLS"
+    )
+    kafka_ssl_keyfile: str | None = _env(
+        "AUTOPILOT_KAFKA_SSL_KEYFILE", None, "Client private key (PEM) for mutual TLS"
+    )
+    kafka_ssl_key_password: SecretStr | None = _env(
+        "AUTOPILOT_KAFKA_SSL_KEY_PASSWORD", None, "Password of the client key (secret)"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = _env(
+        "AUTOPILOT_KAFKA_SASL_MECHANISM", "PLAIN", "SASL mechanism"
     )
     kafka_sasl_username: str | None = _env(
         "AUTOPILOT_KAFKA_SASL_USERNAME", None, "SASL user name"
@@ -110,14 +120,30 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = _env(
         "AUTOPILOT_KAFKA_SASL_PASSWORD", None, "SASL password (secret)"
     )
-    kafka_ssl_cafile: str | None = _env(
-        "AUTOPILOT_KAFKA_SSL_CAFILE", None, "CA bundle (PEM) to verify the brokers (SSL, SASL_SSL)"
+
+    # --- HTTP surface: authentication, limits, ingestion ----------------------------
+    api_keys: SecretStr | None = _env(
+        "AUTOPILOT_API_KEYS", None, "Comma-separated API keys (secret); set: required on every "
+        "endpoint but /health and /openapi.json"
     )
-    kafka_ssl_certfile: str | None = _env(
-        "AUTOPILOT_KAFKA_SSL_CERTFILE", None, "Client certificate (PEM) for mutual TLS"
+    github_webhook_secret: SecretStr | None = _env(
+        "AUTOPILOT_GITHUB_WEBHOOK_SECRET", None, "GitHub webhook secret (secret): a valid "
+        "X-Hub-Signature-256 authenticates POST /ingest/deployment"
     )
-    kafka_ssl_keyfile: str | None = _env(
-        "AUTOPILOT_KAFKA_SSL_KEYFILE", None, "Private key (PEM) of the client certificate"
+    rate_limit_rps: float = _env(
+        "AUTOPILOT_RATE_LIMIT_RPS", 50.0, "Requests per second per API key (0: off)", ge=0
+    )
+    rate_limit_burst: int = _env(
+        "AUTOPILOT_RATE_LIMIT_BURST", 200, "Token-bucket size: requests allowed at once", ge=1
+    )
+    max_body_bytes: int = _env(
+        "AUTOPILOT_MAX_BODY_BYTES", 10 * 1024 * 1024, "Largest request body (bytes); 413 above",
+        ge=1024,
+    )
+    service_labels: str = _env(
+        "AUTOPILOT_SERVICE_LABELS", "service,app,app_kubernetes_io_name,job",
+        "Labels tried in order for a sample's service (remote_write, exposition, Kafka formats)",
+        min_length=1,
     )
 
     # --- Redis, Ollama, Slack ----------------------------------------------------
@@ -248,6 +274,14 @@ class Settings(BaseSettings):
                 "AUTOPILOT_KAFKA_SECURITY_PROTOCOL=SASL_* needs AUTOPILOT_KAFKA_SASL_USERNAME "
                 "and AUTOPILOT_KAFKA_SASL_PASSWORD"
             )
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError(
+                "AUTOPILOT_KAFKA_SSL_CERTFILE and AUTOPILOT_KAFKA_SSL_KEYFILE go together"
+            )
+        if self.api_keys is not None and not self.api_key_list():
+            raise ValueError("AUTOPILOT_API_KEYS holds no key (comma-separated list)")
+        if not self.service_label_list():
+            raise ValueError("AUTOPILOT_SERVICE_LABELS holds no label name")
         if self.slack_bot_token is not None and not self.slack_channel:
             raise ValueError("SLACK_BOT_TOKEN needs SLACK_CHANNEL")
         return self
@@ -268,6 +302,30 @@ class Settings(BaseSettings):
     def topic_namespace(self) -> str:
         """The prefix of every topic name: ``AUTOPILOT_TOPIC_PREFIX`` or the app id."""
         return self.topic_prefix or self.app_id
+
+    def api_key_list(self) -> list[str]:
+        """The API keys (secret values: never log them); empty when auth is off."""
+        if self.api_keys is None:
+            return []
+        return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+
+    def service_label_list(self) -> tuple[str, ...]:
+        """``AUTOPILOT_SERVICE_LABELS`` as a tuple of label names, in order."""
+        return tuple(x.strip() for x in self.service_labels.split(",") if x.strip())
+
+    def secret_values(self) -> list[str]:
+        """Every secret value set (API keys, Slack URL and token, passwords), for redaction."""
+        out = self.api_key_list()
+        for secret in (
+            self.slack_webhook_url,
+            self.slack_bot_token,
+            self.kafka_sasl_password,
+            self.kafka_ssl_key_password,
+            self.github_webhook_secret,
+        ):
+            if secret is not None and secret.get_secret_value():
+                out.append(secret.get_secret_value())
+        return out
 
     @classmethod
     def env_names(cls) -> dict[str, str]:

@@ -84,6 +84,20 @@ REDIS_ERRORS = Counter(
     "Redis operations that failed (alert still sent, history skipped)",
     registry=REGISTRY,
 )
+SAMPLES_SKIPPED = Counter(
+    "autopilot_samples_skipped",
+    "Input samples left out on purpose, by source (remote_write, exposition, kafka) and "
+    "reason (stale, non_finite, no_service, no_name, non_numeric)",
+    ["source", "reason"],
+    registry=REGISTRY,
+)
+HTTP_REJECTED = Counter(
+    "autopilot_http_rejected",
+    "HTTP requests refused before their view, by reason "
+    "(unauthorized, rate_limited, too_large)",
+    ["reason"],
+    registry=REGISTRY,
+)
 
 
 def exposition() -> bytes:

@@ -195,3 +195,50 @@ def test_kafka_security_settings_become_faust_credentials() -> None:
         "AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         "AUTOPILOT_KAFKA_SASL_USERNAME": "autopilot",
         "AUTOPILOT_KAFKA_SASL_PASSWORD": "s3cret"}))
+
+
+def test_faust_builtin_views_are_off_and_the_guard_is_installed() -> None:
+    opts = faust_options(load_settings({"AUTOPILOT_MAX_BODY_BYTES": "2048"}))
+
+    for flag in ("web_router_enabled", "web_tables_enabled", "web_graph_enabled",
+                 "web_stats_enabled", "web_metrics_enabled"):
+        assert opts[flag] is False, flag
+    assert opts["web_enabled"] is True
+    assert opts["web_application_options"]["client_max_size"] == 2048
+    assert len(opts["web_application_options"]["middlewares"]) == 1
+    assert opts["broker_credentials"] is None
+
+
+def test_kafka_sasl_ssl_settings_reach_faust_and_aiokafka() -> None:
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    s = load_settings({
+        "AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "AUTOPILOT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "AUTOPILOT_KAFKA_SASL_USERNAME": "autopilot",
+        "AUTOPILOT_KAFKA_SASL_PASSWORD": "pw-123",
+    })
+
+    auth = credentials_to_aiokafka_auth(faust_options(s)["broker_credentials"])
+
+    assert auth["security_protocol"] == "SASL_SSL"
+    assert auth["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert auth["sasl_plain_username"] == "autopilot"
+    assert auth["sasl_plain_password"] == "pw-123"
+    assert auth["ssl_context"] is not None
+    app = faust.App("sasl-conf-test", **faust_options(s))
+    assert app.conf.broker_credentials is not None
+
+
+def test_kafka_ssl_and_plain_sasl() -> None:
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    ssl_auth = credentials_to_aiokafka_auth(faust_options(load_settings(
+        {"AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SSL"}))["broker_credentials"])
+    assert ssl_auth["security_protocol"] == "SSL"
+    sasl = credentials_to_aiokafka_auth(faust_options(load_settings({
+        "AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "AUTOPILOT_KAFKA_SASL_USERNAME": "u", "AUTOPILOT_KAFKA_SASL_PASSWORD": "p",
+    }))["broker_credentials"])
+    assert (sasl["security_protocol"], sasl["sasl_mechanism"]) == ("SASL_PLAINTEXT", "PLAIN")
+    assert sasl["ssl_context"] is None

@@ -266,3 +266,11 @@ def test_huge_values_stay_finite() -> None:
     for v in verdicts:
         assert_finite(v)
     assert math.isfinite(b.mean) and math.isfinite(b.std)
+
+
+def test_counters_are_typed_or_named_like_counters_unless_typed_gauge() -> None:
+    assert ADAPTIVE.for_metric("x", "counter").counter
+    assert ADAPTIVE.for_metric("requests_total").counter
+    assert not ADAPTIVE.for_metric("requests_total", "gauge").counter
+    assert not ADAPTIVE.for_metric("latency_ms").counter
+    assert not DetectorConfig(mode="seed").for_metric("x", "counter").counter

@@ -21,6 +21,15 @@ PURE_MODULES = [
     "autopilot.blockkit",
     "autopilot.errors",
     "autopilot.replay",
+    "autopilot.formats",
+    "autopilot.formats.levels",
+    "autopilot.formats.logs",
+    "autopilot.formats.metrics_json",
+    "autopilot.formats.exposition",
+    "autopilot.formats.remote_write",
+    "autopilot.formats.deployments",
+    "autopilot.security",
+    "autopilot.openapi",
 ]
 FORBIDDEN = {"faust", "httpx", "slack_sdk", "redis", "aiohttp", "aiokafka"}
 

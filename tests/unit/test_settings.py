@@ -179,3 +179,31 @@ def test_every_setting_is_documented_in_the_readme_settings_table() -> None:
     table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
     missing = [name for name in Settings.env_names() if f"| `{name}` |" not in table]
     assert not missing, f"settings missing from the README table: {missing}"
+
+
+def test_http_and_kafka_security_settings_parse() -> None:
+    s = load_settings({
+        "AUTOPILOT_API_KEYS": " k1 ,k2,, ",
+        "AUTOPILOT_SERVICE_LABELS": "app, job",
+        "AUTOPILOT_RATE_LIMIT_RPS": "0",
+        "AUTOPILOT_MAX_BODY_BYTES": "4096",
+        "SLACK_WEBHOOK_URL": "https://hooks.example/secret",
+    })
+    assert s.api_key_list() == ["k1", "k2"]
+    assert s.service_label_list() == ("app", "job")
+    assert s.rate_limit_rps == 0.0 and s.max_body_bytes == 4096
+    assert set(s.secret_values()) == {"k1", "k2", "https://hooks.example/secret"}
+    assert "k1" not in repr(s) and "k1" not in str(s.model_dump())
+
+
+@pytest.mark.parametrize("env", [
+    {"AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
+    {"AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "TLS"},
+    {"AUTOPILOT_KAFKA_SSL_CERTFILE": "/x.pem"},
+    {"AUTOPILOT_API_KEYS": " , "},
+    {"AUTOPILOT_SERVICE_LABELS": ","},
+    {"AUTOPILOT_MAX_BODY_BYTES": "10"},
+])
+def test_inconsistent_security_settings_are_refused(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        load_settings(env)

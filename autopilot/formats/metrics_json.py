@@ -1,0 +1,215 @@
+"""JSON metrics on ``autopilot.metrics`` (and ``POST /ingest/metrics``), auto-detected.
+
+One Kafka record (or HTTP body) holds one object, a JSON list of objects, or a
+Telegraf batch ``{"metrics": [...]}``. Each object is recognised by its keys:
+
+**Seed MetricPoint** — has ``metric_name``::
+
+    {"timestamp": "2026-11-29T10:00:00Z", "metric_name": "api_latency_ms",
+     "value": 101.0, "labels": {"service": "checkout"}}
+
+**prometheus-kafka-adapter** (github.com/Telefonica/prometheus-kafka-adapter, JSON
+serialization) — has ``name``, ``value`` (a string) and ``labels``::
+
+    {"timestamp": "2026-11-29T10:00:00Z", "value": "42", "name": "http_requests_total",
+     "labels": {"__name__": "http_requests_total", "job": "checkout", "code": "200"}}
+
+**Telegraf JSON serializer** (``data_format = "json"``) — has ``name``, ``fields`` and
+``tags``; one sample per numeric field::
+
+    {"name": "cpu", "fields": {"usage_user": 12.5, "usage_system": 3.1},
+     "tags": {"service": "checkout", "host": "web-1"}, "timestamp": 1764410400}
+
+A Telegraf field named ``value``, ``gauge``, ``counter`` or ``untyped`` (what the
+Prometheus input plugin writes) is the measurement itself (``counter`` typed as a
+counter); any other field becomes ``<name>_<field>``. Booleans become 0/1, strings
+are skipped (``non_numeric``).
+
+The service is ``labels.service`` / ``tags.service`` or else the first present label
+of ``AUTOPILOT_SERVICE_LABELS`` (default ``service, app, app_kubernetes_io_name,
+job``), written to ``labels["service"]``; none present is an error (``labels:
+no service label``). NaN and ±Inf values (the adapter writes them as strings, as
+Prometheus' staleness markers are NaN) are skipped and counted (``non_finite``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from autopilot.formats import DEFAULT_SERVICE_LABELS, Decoded, loads_strict, service_from_labels
+from autopilot.models import MetricPoint
+
+__all__ = ["decode_metrics", "detect_format", "map_metric_objects"]
+
+_TELEGRAF_SELF_FIELDS = {"value": None, "gauge": "gauge", "counter": "counter", "untyped": None}
+
+
+def detect_format(obj: dict[str, Any]) -> str:
+    """``seed``, ``prometheus_kafka_adapter``, ``telegraf`` or ``unknown``."""
+    if "metric_name" in obj:
+        return "seed"
+    if "fields" in obj and "name" in obj:
+        return "telegraf"
+    if "name" in obj and "value" in obj and "labels" in obj:
+        return "prometheus_kafka_adapter"
+    return "unknown"
+
+
+def decode_metrics(raw: bytes, service_labels: Sequence[str] = DEFAULT_SERVICE_LABELS) -> Decoded:
+    """Decode one record value or body (see module docstring).
+
+    Raises:
+        ValueError: the bytes are not JSON (HTTP answers 400, Kafka dead-letters).
+    """
+    if not raw or not raw.strip():
+        raise ValueError("empty body")
+    return map_metric_objects(loads_strict(raw), service_labels)
+
+
+def map_metric_objects(
+    data: Any, service_labels: Sequence[str] = DEFAULT_SERVICE_LABELS
+) -> Decoded:
+    """Map parsed JSON (object, list, or ``{"metrics": [...]}``) to MetricPoints."""
+    out = Decoded()
+    if isinstance(data, dict) and isinstance(data.get("metrics"), list) and "name" not in data:
+        data = data["metrics"]  # Telegraf batch format
+    listed = isinstance(data, list)
+    items = data if listed else [data]
+    if not items:
+        out.error(None, "", "empty list")
+    for index, item in enumerate(items):
+        at = index if listed else None
+        if not isinstance(item, dict):
+            out.error(at, "", f"expected a JSON object, got {type(item).__name__}")
+            continue
+        kind = detect_format(item)
+        if kind == "seed":
+            _seed(item, at, service_labels, out)
+        elif kind == "prometheus_kafka_adapter":
+            _adapter(item, at, service_labels, out)
+        elif kind == "telegraf":
+            _telegraf(item, at, service_labels, out)
+        else:
+            out.error(
+                at,
+                "",
+                "unknown metric shape: expected a MetricPoint (metric_name), a "
+                "prometheus-kafka-adapter sample (name, value, labels) or a Telegraf "
+                "metric (name, fields, tags)",
+            )
+    return out
+
+
+def _validate(data: dict[str, Any], at: int | None, out: Decoded) -> None:
+    try:
+        out.records.append(MetricPoint.model_validate(data))
+    except ValidationError as exc:
+        for err in exc.errors():
+            out.error(at, ".".join(str(p) for p in err["loc"]), err["msg"])
+
+
+def _with_service(labels: dict[str, Any], service_labels: Sequence[str]) -> dict[str, str] | None:
+    text = {str(k): str(v) for k, v in labels.items()}
+    service = service_from_labels(text, service_labels)
+    if service is None:
+        return None
+    text["service"] = service
+    return text
+
+
+def _no_service(at: int | None, service_labels: Sequence[str], out: Decoded) -> None:
+    out.error(at, "labels", f"no service label (looked for {', '.join(service_labels)})")
+
+
+def _seed(
+    item: dict[str, Any], at: int | None, service_labels: Sequence[str], out: Decoded
+) -> None:
+    labels = item.get("labels")
+    if isinstance(labels, dict) and not labels.get("service"):
+        filled = _with_service(labels, service_labels)
+        if filled is not None:
+            item = {**item, "labels": filled}
+    _validate(item, at, out)
+
+
+def _number(value: Any) -> float | None:
+    """Float of a JSON number or numeric string; None when not numeric."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _adapter(
+    item: dict[str, Any], at: int | None, service_labels: Sequence[str], out: Decoded
+) -> None:
+    labels = item.get("labels")
+    if not isinstance(labels, dict):
+        out.error(at, "labels", "expected an object")
+        return
+    value = _number(item.get("value"))
+    if value is None:
+        out.error(at, "value", "not a number")
+        return
+    if not math.isfinite(value):
+        out.skip("non_finite")
+        return
+    name = str(item.get("name") or labels.get("__name__") or "")
+    rest = {k: v for k, v in labels.items() if k != "__name__"}
+    filled = _with_service(rest, service_labels)
+    if filled is None:
+        _no_service(at, service_labels, out)
+        return
+    _validate(
+        {"timestamp": item.get("timestamp"), "metric_name": name, "value": value, "labels": filled},
+        at,
+        out,
+    )
+
+
+def _telegraf(
+    item: dict[str, Any], at: int | None, service_labels: Sequence[str], out: Decoded
+) -> None:
+    fields, tags = item.get("fields"), item.get("tags") or {}
+    if not isinstance(fields, dict) or not isinstance(tags, dict):
+        out.error(at, "fields" if not isinstance(fields, dict) else "tags", "expected an object")
+        return
+    filled = _with_service(tags, service_labels)
+    if filled is None:
+        _no_service(at, service_labels, out)
+        return
+    name = str(item.get("name") or "")
+    for field, raw_value in fields.items():
+        if isinstance(raw_value, str) or raw_value is None:
+            out.skip("non_numeric")
+            continue
+        value = _number(raw_value)
+        if value is None:
+            out.skip("non_numeric")
+            continue
+        if not math.isfinite(value):
+            out.skip("non_finite")
+            continue
+        if field in _TELEGRAF_SELF_FIELDS:
+            metric, typ = name, _TELEGRAF_SELF_FIELDS[field]
+        else:
+            metric, typ = f"{name}_{field}", None
+        point: dict[str, Any] = {
+            "timestamp": item.get("timestamp"),
+            "metric_name": metric,
+            "value": value,
+            "labels": filled,
+        }
+        if typ is not None:
+            point["metric_type"] = typ
+        _validate(point, at, out)
