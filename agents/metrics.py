@@ -20,6 +20,7 @@ from autopilot.app import app, settings
 from autopilot.detection import Baseline, DetectorConfig, detect_series
 from autopilot.errors import BadRecord
 from autopilot.models import MetricPoint, decode_records
+from autopilot.series import SeriesIndex, SeriesLimits
 from autopilot.topics import anomalies_topic, metrics_keyed_topic
 
 from .deadletter import dead_letter, where
@@ -29,26 +30,38 @@ logger = logging.getLogger(__name__)
 STAGE = "metrics"
 
 
-def _index_add(service_key: bytes, new_series: list[str]) -> None:
-    current = series_index.get(service_key) or {"series": []}
-    merged = sorted(set(current["series"]) | set(new_series))
-    series_index[service_key] = {"series": merged}
-
-
-async def process(event: Any, config: DetectorConfig) -> None:
+async def process(event: Any, config: DetectorConfig, limits: SeriesLimits) -> None:
     """Apply one keyed metrics record (see module docstring)."""
     points = decode_records(event.value, MetricPoint)
     stream, offset = source_of(event)
     by_series: dict[str, list[MetricPoint]] = defaultdict(list)
     for p in points:
         by_series[p.series].append(p)
-    new_series: list[str] = []
+    service_key = points[0].service.encode()
+    index = SeriesIndex.from_dict(series_index.get(service_key))
+    newest = {key: max(p.timestamp.timestamp() for p in pts) for key, pts in by_series.items()}
+    new_index, admitted, dropped = index.admit(newest, limits)
+    if dropped:
+        telemetry.SERIES_DROPPED.inc(len(dropped))
+        logger.warning(
+            "%s: %s has %d series (AUTOPILOT_MAX_SERIES_PER_SERVICE); dropped %d new "
+            "series, e.g. %s", where(event), points[0].service, len(index.last_seen),
+            len(dropped), sorted(dropped)[0],
+        )
+    new_index, expired = new_index.expire(max(newest.values()), limits)
+    for key in expired:
+        baselines.pop(key.encode(), None)
+    if expired:
+        telemetry.SERIES_EXPIRED.inc(len(expired))
+        logger.info("%s: expired %d series of %s not seen for %.0f s", where(event),
+                    len(expired), points[0].service, limits.ttl_s)
+    if new_index is not index:
+        series_index[service_key] = new_index.to_dict()
     for series, pts in by_series.items():
+        if series not in admitted:
+            continue
         key = series.encode()
-        stored = baselines.get(key)
-        base = Baseline.from_dict(stored)
-        if stored is None:
-            new_series.append(series)
+        base = Baseline.from_dict(baselines.get(key))
         new, results = detect_series(base, pts, offset, config, stream=stream)
         if not results:
             continue  # replay of an applied record
@@ -60,8 +73,6 @@ async def process(event: Any, config: DetectorConfig) -> None:
                 await anomalies_topic.send(
                     key=anomaly.service.encode(), value=anomaly.model_dump_json().encode()
                 )
-    if new_series:
-        _index_add(points[0].service.encode(), new_series)
     telemetry.SAMPLES.labels(stage=STAGE).inc(len(points))
 
 
@@ -69,9 +80,10 @@ async def process(event: Any, config: DetectorConfig) -> None:
 async def detect_metrics(stream: Any) -> None:
     """Per-series baseline detection (adaptive or seed mode, see autopilot.detection)."""
     config = DetectorConfig.from_settings(settings())
+    limits = SeriesLimits.from_settings(settings())
     async for event in stream.events():
         try:
-            await process(event, config)
+            await process(event, config, limits)
             telemetry.RECORDS.labels(stage=STAGE).inc()
         except BadRecord as exc:
             await dead_letter(event, exc.reason, STAGE)
@@ -82,9 +94,9 @@ async def detect_metrics(stream: Any) -> None:
 
 def baselines_for(service: str) -> dict[str, Any]:
     """View helper: the baselines of every series of ``service`` (local partition)."""
-    index = series_index.get(service.encode()) or {"series": []}
+    index = SeriesIndex.from_dict(series_index.get(service.encode()))
     out = {}
-    for series in index["series"]:
+    for series in index.keys:
         out[series] = Baseline.from_dict(baselines.get(series.encode())).summary()
     return {"service": service, "series": out}
 

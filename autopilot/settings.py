@@ -223,6 +223,16 @@ class Settings(BaseSettings):
         "Metric-name suffixes of counters, scored as per-second rates (comma-separated)",
     )
 
+    max_series_per_service: int = _env(
+        "AUTOPILOT_MAX_SERIES_PER_SERVICE", 10_000,
+        "Series a service may have; samples of further new series are dropped and counted",
+        ge=1,
+    )
+    series_ttl_s: float = _env(
+        "AUTOPILOT_SERIES_TTL_S", 7 * 86_400.0,
+        "A series not seen this long (s, event time) is forgotten", gt=0,
+    )
+
     # --- Error-rate spikes ---------------------------------------------------------
     error_bucket_s: int = _env(
         "AUTOPILOT_ERROR_BUCKET_S", 60, "Error-rate window length (s, event time)", ge=1

@@ -79,6 +79,16 @@ SLACK_FAILURES = Counter(
     "Slack sends that failed after the client's retries",
     registry=REGISTRY,
 )
+SERIES_DROPPED = Counter(
+    "autopilot_series_dropped",
+    "Samples of new series dropped because their service is at AUTOPILOT_MAX_SERIES_PER_SERVICE",
+    registry=REGISTRY,
+)
+SERIES_EXPIRED = Counter(
+    "autopilot_series_expired",
+    "Series forgotten after AUTOPILOT_SERIES_TTL_S of event time without samples",
+    registry=REGISTRY,
+)
 REDIS_ERRORS = Counter(
     "autopilot_redis_errors",
     "Redis operations that failed (alert still sent, history skipped)",

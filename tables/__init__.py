@@ -30,7 +30,8 @@ series_index = app.Table(
     SERIES_INDEX,
     key_type=bytes,
     default=None,
-    help="service → {'series': [series key, …]} (the service's series, sorted)",
+    help="service → autopilot.series.SeriesIndex.to_dict(): {'series': {series key: last "
+    "seen, epoch s}, 'checked': epoch s of the last expiry check}",
 )
 error_rates = app.Table(
     ERROR_RATES,

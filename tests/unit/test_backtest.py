@@ -110,6 +110,7 @@ def test_backtest_and_the_live_agent_send_identical_anomalies(mode: str, monkeyp
     agent receives them in records of 7 points and the backtest one by one."""
     from agents import metrics as agent
     from autopilot.replay import SOURCE_HEADER, format_source
+    from autopilot.series import SeriesLimits
 
     rows, _ = load_series(NAB_LATENCY)
     config = replace(CONFIG, mode=mode)
@@ -135,7 +136,7 @@ def test_backtest_and_the_live_agent_send_identical_anomalies(mode: str, monkeyp
             message = SimpleNamespace(topic="autopilot.metrics.keyed", partition=0,
                                       offset=offset, headers=[(SOURCE_HEADER, source)])
             event = SimpleNamespace(value=value, message=message)
-            await agent.process(event, config)
+            await agent.process(event, config, SeriesLimits())
 
     asyncio.run(run())
     live = [json.loads(v) for v in sent]

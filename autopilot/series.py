@@ -1,0 +1,123 @@
+"""Bounded state per service: which series a service has, a cap, and expiry (pure).
+
+The ``series_index`` table holds, per service, the series it has baselines for and
+when each was last seen (event time). Two rules keep memory bounded whatever
+arrives:
+
+* **Cap**: a service has at most ``max_series`` series
+  (``AUTOPILOT_MAX_SERIES_PER_SERVICE``, default 10,000). Samples of a new series
+  beyond the cap are dropped and counted (``autopilot_series_dropped_total``); a
+  label with unbounded values (a request id, a timestamp) cannot exhaust the worker.
+* **Expiry**: a series not seen for ``ttl_s`` of event time
+  (``AUTOPILOT_SERIES_TTL_S``, default 7 days) is forgotten — its baseline is
+  deleted (a tombstone on the changelog) and it leaves the index. Expiry is checked
+  while the service's records are processed, at most every ``ttl_s / 10`` of event
+  time, so its cost is amortised.
+
+Last-seen times are only rewritten when they move by ``ttl_s / 100`` or more, so a
+busy series does not cost an index write per record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = ["SeriesIndex", "SeriesLimits"]
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesLimits:
+    """Limits from the settings (see module docstring)."""
+
+    max_series: int = 10_000
+    ttl_s: float = 7 * 86_400.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> SeriesLimits:
+        """Build from :class:`autopilot.settings.Settings`."""
+        return cls(max_series=settings.max_series_per_service, ttl_s=settings.series_ttl_s)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesIndex:
+    """The series of one service.
+
+    Attributes:
+        last_seen: series key → event time (epoch s) it was last seen, coarsened.
+        checked: event time of the last expiry check (epoch s).
+    """
+
+    last_seen: dict[str, float] = field(default_factory=dict)
+    checked: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form for the ``series_index`` table."""
+        return {"series": dict(self.last_seen), "checked": self.checked}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> SeriesIndex:
+        """Inverse of :meth:`to_dict`; an older value (a list of keys) loads with
+        last-seen 0 (expired at the next check unless seen again)."""
+        if not data:
+            return cls()
+        series = data.get("series", {})
+        if isinstance(series, list):
+            series = {key: 0.0 for key in series}
+        return cls(last_seen={str(k): float(v) for k, v in series.items()},
+                   checked=float(data.get("checked", 0.0)))
+
+    @property
+    def keys(self) -> list[str]:
+        """The series keys, sorted."""
+        return sorted(self.last_seen)
+
+    def admit(
+        self, seen: dict[str, float], limits: SeriesLimits
+    ) -> tuple[SeriesIndex, set[str], set[str]]:
+        """Record the series of one record.
+
+        Args:
+            seen: series key → newest event time (epoch s) in the record.
+            limits: the cap and the time-to-live.
+
+        Returns:
+            ``(new_index, admitted, dropped)``: ``admitted`` are the series whose
+            samples are processed (known ones and new ones within the cap),
+            ``dropped`` the new series beyond the cap. ``new_index is self`` when
+            nothing needs writing.
+        """
+        last_seen = self.last_seen
+        changed = False
+        admitted: set[str] = set()
+        dropped: set[str] = set()
+        coarse = limits.ttl_s / 100.0
+        for key, ts in seen.items():
+            previous = last_seen.get(key)
+            if previous is None:
+                if len(last_seen) >= limits.max_series:
+                    dropped.add(key)
+                    continue
+                if not changed:
+                    last_seen, changed = dict(last_seen), True
+                last_seen[key] = ts
+            elif ts - previous >= coarse:
+                if not changed:
+                    last_seen, changed = dict(last_seen), True
+                last_seen[key] = ts
+            admitted.add(key)
+        new = replace(self, last_seen=last_seen) if changed else self
+        return new, admitted, dropped
+
+    def expire(self, now: float, limits: SeriesLimits) -> tuple[SeriesIndex, list[str]]:
+        """Forget the series not seen for ``ttl_s`` before ``now`` (event time, s).
+
+        Checks at most every ``ttl_s / 10``; returns ``(new_index, expired_keys)``
+        (``new_index is self`` when nothing changed).
+        """
+        if now - self.checked < limits.ttl_s / 10.0:
+            return self, []
+        horizon = now - limits.ttl_s
+        expired = sorted(k for k, ts in self.last_seen.items() if ts < horizon)
+        kept = {k: ts for k, ts in self.last_seen.items() if ts >= horizon}
+        return replace(self, last_seen=kept, checked=now), expired
