@@ -51,7 +51,7 @@ NAB_FILE = "realKnownCause/ec2_request_latency_system_failure.csv"
 #: percentile is about 56 ms, its median 45 ms).
 ERROR_LATENCY_MS = 54.0
 DEPLOY_VERSION = "v2.14.0"
-DEPLOY_AT = datetime(2014, 3, 18, 22, 5, tzinfo=UTC)
+DEPLOY_AT = datetime(2014, 3, 18, 22, 10, tzinfo=UTC)
 SAMPLE_INTERVAL = timedelta(minutes=5)
 
 

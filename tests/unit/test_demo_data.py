@@ -99,7 +99,7 @@ def test_one_deployment_just_before_the_first_sample_after_deploy_at(series, tra
     assert len(deployments) == 1
     index = deployments[0]
     [event] = decode_records(traffic[index][2], DeploymentEvent)
-    assert event.timestamp == DEPLOY_AT == datetime(2014, 3, 18, 22, 5, tzinfo=UTC)
+    assert event.timestamp == DEPLOY_AT == datetime(2014, 3, 18, 22, 10, tzinfo=UTC)
     assert event.version == DEPLOY_VERSION
     assert event.service == SERVICE
 
