@@ -22,9 +22,8 @@ import logging
 import time
 from typing import Any
 
-from pydantic import ValidationError
-
 from autopilot.tables import deployments, error_rates, open_incidents
+from pydantic import ValidationError
 
 from autopilot import correlation, telemetry
 from autopilot.app import app, settings

@@ -40,7 +40,6 @@ import os
 import random
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,14 +61,11 @@ STEP_S = 15.0
 
 
 def say(text: str) -> None:
+    """Progress line on stderr (stdout carries the table)."""
     print(text, file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- traffic
-
-
-def series_values(rng: random.Random, n: int) -> list[float]:
-    return [100.0 + rng.gauss(0.0, 5.0) for _ in range(n)]
 
 
 def batched_records(
@@ -103,6 +99,7 @@ def batched_records(
 
 
 def single_records(batched: list[tuple[bytes, bytes, int]]) -> list[tuple[bytes, bytes, int]]:
+    """The same samples, one MetricPoint per record."""
     out = []
     for key, value, _ in batched:
         for item in json.loads(value):
@@ -111,6 +108,7 @@ def single_records(batched: list[tuple[bytes, bytes, int]]) -> list[tuple[bytes,
 
 
 async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, int]]) -> None:
+    """Produce ``(key, value, samples)`` records to ``topic`` and wait for the acks."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
@@ -125,6 +123,7 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, 
 
 
 async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """Create ``topic`` with ``partitions`` partitions."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -140,6 +139,7 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 
 @contextmanager
 def fresh_broker(url: str | None, workdir: Path) -> Iterator[str]:
+    """Bootstrap address of ``url``, or of a fresh embedded broker stopped on exit."""
     if url:
         yield url.split("://", 1)[1]
         return
@@ -152,6 +152,7 @@ def fresh_broker(url: str | None, workdir: Path) -> Iterator[str]:
 
 
 async def measure_raw(bootstrap: str, records: list[tuple[bytes, bytes, int]]) -> float:
+    """Samples/s of aiokafka ``getmany`` + ``json.loads`` over ``records``."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     topic = "bench.raw"
@@ -203,6 +204,7 @@ async def get_count(web, request):
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    """Wait until ``url`` answers 200 (raises if ``proc`` exits or time runs out)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -217,6 +219,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 30 s."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -227,6 +230,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def measure_floor(bootstrap: str, records: list[tuple[bytes, bytes, int]], workdir: Path) -> float:
+    """Records/s of a Faust agent that does nothing per record."""
     asyncio.run(create_topic(bootstrap, "bench.floor", 1))
     asyncio.run(produce(bootstrap, "bench.floor", records))
     module = workdir / "bench_floor_app.py"
@@ -263,6 +267,8 @@ def _rate(read_count: Any, total: int, timeout_s: float = 900.0) -> float:
 
 
 class WorkerProc:
+    """One ``autopilot worker`` process on a fresh data directory."""
+
     def __init__(self, bootstrap: str, workdir: Path, name: str) -> None:
         self.port = free_port()
         self.datadir = workdir / f"{name}-data"
@@ -279,11 +285,13 @@ class WorkerProc:
         wait_http(f"http://127.0.0.1:{self.port}/health", self.proc)
 
     def samples(self) -> int:
+        """The worker's ``autopilot_samples_processed_total{stage="metrics"}``."""
         text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
         m = re.search(r'autopilot_samples_processed_total\{stage="metrics"\} ([0-9.e+]+)', text)
         return int(float(m.group(1))) if m else 0
 
     def rss_bytes(self) -> int:
+        """Resident memory of the worker process (bytes)."""
         with open(f"/proc/{self.proc.pid}/status") as fh:
             for line in fh:
                 if line.startswith("VmRSS:"):
@@ -291,11 +299,13 @@ class WorkerProc:
         return 0
 
     def stop(self) -> None:
+        """Stop the worker."""
         stop(self.proc)
 
 
 def measure_worker(bootstrap: str, records: list[tuple[bytes, bytes, int]], workdir: Path,
                    name: str) -> tuple[float, WorkerProc]:
+    """Samples/s of a fresh worker over ``records``; the worker is left running."""
     worker = WorkerProc(bootstrap, workdir, name)
     total = sum(n for _, _, n in records)
     asyncio.run(produce(bootstrap, "autopilot.metrics", records))
@@ -303,6 +313,7 @@ def measure_worker(bootstrap: str, records: list[tuple[bytes, bytes, int]], work
 
 
 def dir_bytes(path: Path) -> int:
+    """Bytes of the files below ``path``."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
@@ -358,7 +369,7 @@ async def measure_latency(bootstrap: str, rate_samples_s: float, batch: int, ser
                                   "labels": {"service": svc}})
         items[-1]["value"] = 5000.0
         sent_at[(svc, items[-1]["timestamp"])] = time.perf_counter()
-        await producer.send(f"autopilot.metrics", json.dumps(items).encode(), key=svc.encode())
+        await producer.send("autopilot.metrics", json.dumps(items).encode(), key=svc.encode())
         r += 1
         next_t += interval
         await asyncio.sleep(max(0.0, next_t - time.perf_counter()))
@@ -372,6 +383,7 @@ async def measure_latency(bootstrap: str, rate_samples_s: float, batch: int, ser
 
 
 def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile ``q`` (0–100) of ``values`` (NaN when empty)."""
     if not values:
         return float("nan")
     ordered = sorted(values)
@@ -383,6 +395,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, float]:
+    """The five phases of the module docstring; returns the flat result."""
     workdir = Path(tempfile.mkdtemp(prefix="autopilot-bench-"))
     say(f"work directory: {workdir}")
     batched = list(batched_records(args.services, args.metrics, args.batch, args.records))
@@ -439,6 +452,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
 
 def soak(args: argparse.Namespace) -> dict[str, float]:
+    """Hold 1,000 samples/s for ``--soak`` seconds; memory after warm-up and at the end."""
     workdir = Path(tempfile.mkdtemp(prefix="autopilot-soak-"))
     with fresh_broker(args.broker, workdir) as bootstrap:
         worker = WorkerProc(bootstrap, workdir, "soak")
@@ -485,6 +499,7 @@ def soak(args: argparse.Namespace) -> dict[str, float]:
 
 
 def main() -> int:
+    """Command-line entry point."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--broker", help="kafka://HOST:PORT of an EMPTY cluster (default: embedded)")
     p.add_argument("--services", type=int, default=500)

@@ -278,7 +278,7 @@ def test_two_workers_kcat_and_http_records_meet_in_one_incident_per_service(
 
 
 def test_bot_token_posts_once_and_edits_the_message_when_severity_rises(
-    broker: EmbeddedBroker, start_worker: Callable[..., Worker], redis_server: RedisServer
+    broker: BrokerUnderTest, start_worker: Callable[..., Worker], redis_server: RedisServer
 ) -> None:
     from tests.standins import SlackWebApiServer
 
@@ -297,11 +297,11 @@ def test_bot_token_posts_once_and_edits_the_message_when_severity_rises(
         assert r.status_code == 202
         normal = metric_series("cart", normal=30, spikes=0, start=start)
         high = metric("cart", 100.0 + 3.5 * 3.2, start + 30 * 15)  # 3 < z <= 4: high
-        produce(broker.bootstrap, "autopilot.metrics",
+        produce(broker.bootstrap, broker.topic("autopilot.metrics"),
                 [(b"cart", as_bytes(m)) for m in [*normal, high]])
         wait_for(lambda: [c for c in slack.calls if c[0] == "chat.postMessage"], 40,
                  "the first post")
-        produce(broker.bootstrap, "autopilot.metrics",
+        produce(broker.bootstrap, broker.topic("autopilot.metrics"),
                 [(b"cart", as_bytes(metric("cart", 1500.0, start + 31 * 15)))])
         wait_for(lambda: [c for c in slack.calls if c[0] == "chat.update"], 40,
                  "the edit on escalation")

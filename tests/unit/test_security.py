@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 
 from autopilot.openapi import openapi_spec
 from autopilot.security import (
