@@ -135,16 +135,6 @@ def slack_api() -> Iterator[SlackWebApiServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
-def redis_session() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-def redis_server(redis_session: RedisServer) -> RedisServer:
-    redis_session.flush()
-    return redis_session
 
 
 # --- Ollama ---------------------------------------------------------------------------
