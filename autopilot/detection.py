@@ -767,6 +767,8 @@ def detect_series(
         baseline, [(p.value, p.timestamp.timestamp()) for p in points], offset, series_config,
         stream=stream,
     )
+    if not verdicts:
+        return new, []  # a replay: applied before, nothing changes
     results = [
         SeriesResult(p, v, make_anomaly(p, v) if v.anomalous else None)
         for p, v in zip(points, verdicts, strict=True)
