@@ -14,9 +14,15 @@ import cramjam
 import httpx
 import pytest
 
-from autopilot.broker import EmbeddedBroker
 from autopilot.formats.remote_write import STALE_NAN_BITS, encode_write_request
-from tests.integration.conftest import Worker, consume_all, kcat, metric, wait_for
+from tests.integration.conftest import (
+    BrokerUnderTest,
+    Worker,
+    consume_all,
+    kcat,
+    metric,
+    wait_for,
+)
 from tests.standins import free_port
 
 pytestmark = pytest.mark.integration
@@ -64,23 +70,32 @@ scrape_configs:
 remote_write:
   - url: {worker.url}/api/v1/write
     authorization:
-      credentials_file: {tmp_path / 'key'}
+      credentials_file: {tmp_path / "key"}
     queue_config:
       batch_send_deadline: 1s
       max_samples_per_send: 500
 """)
     with open(tmp_path / "prometheus.log", "wb") as log:
         proc = subprocess.Popen(
-            [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                prometheus,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
+
         def counter_rates() -> dict:
             series = series_of(worker, "prometheus")
-            return {k: v for k, v in series.items()
-                    if k.startswith("prometheus|prometheus_http_requests_total|")
-                    and v["samples_seen"] >= 2}
+            return {
+                k: v
+                for k, v in series.items()
+                if k.startswith("prometheus|prometheus_http_requests_total|")
+                and v["samples_seen"] >= 2
+            }
 
         rates = wait_for(counter_rates, 90, "prometheus_http_requests_total rates in baselines")
         series = series_of(worker, "prometheus")
@@ -96,67 +111,128 @@ remote_write:
 
 
 KAFKA_METRICS = {
-    "seed": {"timestamp": T0, "metric_name": "seed_latency_ms", "value": 101.0,
-             "labels": {"service": "kafkafmt"}},
-    "prometheus-kafka-adapter": {"timestamp": "2025-11-29T10:00:00Z", "value": "42",
-                                 "name": "adapter_queue_depth",
-                                 "labels": {"__name__": "adapter_queue_depth", "job": "kafkafmt",
-                                            "instance": "10.0.0.1:9100"}},
-    "telegraf": {"name": "cpu", "fields": {"usage_user": 12.5, "usage_system": 3.25,
-                                           "label": "text is skipped"},
-                 "tags": {"service": "kafkafmt", "host": "web-1"}, "timestamp": T0},
-    "telegraf-batch": {"metrics": [{"name": "mem", "fields": {"used_percent": 61.5},
-                                    "tags": {"app": "kafkafmt"}, "timestamp": T0}]},
+    "seed": {
+        "timestamp": T0,
+        "metric_name": "seed_latency_ms",
+        "value": 101.0,
+        "labels": {"service": "kafkafmt"},
+    },
+    "prometheus-kafka-adapter": {
+        "timestamp": "2025-11-29T10:00:00Z",
+        "value": "42",
+        "name": "adapter_queue_depth",
+        "labels": {
+            "__name__": "adapter_queue_depth",
+            "job": "kafkafmt",
+            "instance": "10.0.0.1:9100",
+        },
+    },
+    "telegraf": {
+        "name": "cpu",
+        "fields": {"usage_user": 12.5, "usage_system": 3.25, "label": "text is skipped"},
+        "tags": {"service": "kafkafmt", "host": "web-1"},
+        "timestamp": T0,
+    },
+    "telegraf-batch": {
+        "metrics": [
+            {
+                "name": "mem",
+                "fields": {"used_percent": 61.5},
+                "tags": {"app": "kafkafmt"},
+                "timestamp": T0,
+            }
+        ]
+    },
 }
 
 
 def _kcat_produce(bootstrap: str, topic: str, lines: list[str], key_sep: str = "|") -> None:
     subprocess.run(
         [kcat(), "-P", "-b", bootstrap, "-t", topic, "-K", key_sep],
-        input="\n".join(lines).encode() + b"\n", check=True, timeout=60,
+        input="\n".join(lines).encode() + b"\n",
+        check=True,
+        timeout=60,
     )
 
 
 def test_kcat_produces_each_documented_kafka_format_and_each_arrives(
-    broker: EmbeddedBroker, start_worker: Callable[..., Worker], tmp_path: Path
+    broker: BrokerUnderTest, start_worker: Callable[..., Worker], tmp_path: Path
 ) -> None:
     worker = start_worker({"AUTOPILOT_API_KEYS": KEY})
-    _kcat_produce(broker.bootstrap, "autopilot.metrics",
-                  [f"kafkafmt|{json.dumps(v)}" for v in KAFKA_METRICS.values()])
+    _kcat_produce(
+        broker.bootstrap,
+        broker.topic("autopilot.metrics"),
+        [f"kafkafmt|{json.dumps(v)}" for v in KAFKA_METRICS.values()],
+    )
 
-    want = {"kafkafmt|seed_latency_ms|",
-            "kafkafmt|adapter_queue_depth|instance=10.0.0.1:9100,job=kafkafmt",
-            "kafkafmt|cpu_usage_user|host=web-1", "kafkafmt|cpu_usage_system|host=web-1",
-            "kafkafmt|mem_used_percent|app=kafkafmt"}
-    wait_for(lambda: want <= set(series_of(worker, "kafkafmt")), 45,
-             f"all Kafka metric formats in the baselines: {want}")
-    assert series_of(worker, "kafkafmt")["kafkafmt|adapter_queue_depth|instance=10.0.0.1:9100,"
-                                         "job=kafkafmt"]["mean"] == 42.0
+    want = {
+        "kafkafmt|seed_latency_ms|",
+        "kafkafmt|adapter_queue_depth|instance=10.0.0.1:9100,job=kafkafmt",
+        "kafkafmt|cpu_usage_user|host=web-1",
+        "kafkafmt|cpu_usage_system|host=web-1",
+        "kafkafmt|mem_used_percent|app=kafkafmt",
+    }
+    wait_for(
+        lambda: want <= set(series_of(worker, "kafkafmt")),
+        45,
+        f"all Kafka metric formats in the baselines: {want}",
+    )
+    assert (
+        series_of(worker, "kafkafmt")[
+            "kafkafmt|adapter_queue_depth|instance=10.0.0.1:9100,job=kafkafmt"
+        ]["mean"]
+        == 42.0
+    )
 
     # Logs: a text record with a stack trace (service = the record key), JSON lines.
-    text = ("2025-11-29T10:00:05Z ERROR payment failed\nTraceback (most recent call last):\n"
-            '  File "pay.py", line 3, in charge\nValueError: card declined')
-    jsonl = "\n".join(json.dumps(o) for o in [
-        {"ts": T0 * 1000, "lvl": "warn", "msg": "slow upstream", "service": "kafkafmt"},
-        {"@timestamp": "2025-11-29T10:00:07+01:00", "severity": 3, "log": "db down",
-         "service": {"name": "kafkafmt"}},
-    ])
+    text = (
+        "2025-11-29T10:00:05Z ERROR payment failed\nTraceback (most recent call last):\n"
+        '  File "pay.py", line 3, in charge\nValueError: card declined'
+    )
+    jsonl = "\n".join(
+        json.dumps(o)
+        for o in [
+            {"ts": T0 * 1000, "lvl": "warn", "msg": "slow upstream", "service": "kafkafmt"},
+            {
+                "@timestamp": "2025-11-29T10:00:07+01:00",
+                "severity": 3,
+                "log": "db down",
+                "service": {"name": "kafkafmt"},
+            },
+        ]
+    )
     # kcat sends each file named on its command line as one message (lines stay together)
     (tmp_path / "trace.log").write_text(text)
     (tmp_path / "lines.jsonl").write_text(jsonl)
-    subprocess.run([kcat(), "-P", "-b", broker.bootstrap, "-t", "autopilot.logs", "-k", "kafkafmt",
-                    str(tmp_path / "trace.log"), str(tmp_path / "lines.jsonl")],
-                   check=True, timeout=60)
+    subprocess.run(
+        [
+            kcat(),
+            "-P",
+            "-b",
+            broker.bootstrap,
+            "-t",
+            broker.topic("autopilot.logs"),
+            "-k",
+            "kafkafmt",
+            str(tmp_path / "trace.log"),
+            str(tmp_path / "lines.jsonl"),
+        ],
+        check=True,
+        timeout=60,
+    )
 
     # Deployments: GitHub deployment_status and Argo CD notification bodies.
     data = Path(__file__).parent / "data"
     github = json.loads((data / "github_deployment_status.json").read_text())
     argocd = json.loads((data / "argocd_notification.json").read_text())
-    _kcat_produce(broker.bootstrap, "autopilot.deployments",
-                  [f"x|{json.dumps(github)}", f"y|{json.dumps(argocd)}"])
+    _kcat_produce(
+        broker.bootstrap,
+        broker.topic("autopilot.deployments"),
+        [f"x|{json.dumps(github)}", f"y|{json.dumps(argocd)}"],
+    )
 
     def keyed_logs() -> list[dict]:
-        recs = consume_all(broker.bootstrap, "autopilot.logs.keyed")
+        recs = consume_all(broker.bootstrap, broker.topic("autopilot.logs.keyed"))
         return [e for r in recs for e in json.loads(r.value)]
 
     entries = wait_for(lambda: len(keyed_logs()) >= 3 and keyed_logs(), 30, "3 log entries")
@@ -166,30 +242,40 @@ def test_kcat_produces_each_documented_kafka_format_and_each_arrives(
     assert by_msg["slow upstream"]["level"] == "warn"
     assert by_msg["db down"]["timestamp"] == "2025-11-29T09:00:07Z"
 
-    deps = wait_for(lambda: worker.get_auth("/deployments/checkout").json()["deployments"], 30,
-                    "the GitHub deployment")
+    deps = wait_for(
+        lambda: worker.get_auth("/deployments/checkout").json()["deployments"],
+        30,
+        "the GitHub deployment",
+    )
     assert deps[0]["version"] == "v1.4.2" and deps[0]["metadata"]["source"] == "github"
-    argo = wait_for(lambda: worker.get_auth("/deployments/guestbook").json()["deployments"], 30,
-                    "the Argo CD deployment")
+    argo = wait_for(
+        lambda: worker.get_auth("/deployments/guestbook").json()["deployments"],
+        30,
+        "the Argo CD deployment",
+    )
     assert argo[0]["status"] == "success" and argo[0]["metadata"]["source"] == "argocd"
-    assert consume_all(broker.bootstrap, "autopilot.deadletter") == []
+    assert consume_all(broker.bootstrap, broker.topic("autopilot.deadletter")) == []
 
 
 def _snappy(data: bytes) -> bytes:
     return bytes(cramjam.snappy.compress_raw(data))
 
 
-RW = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
-      "X-Prometheus-Remote-Write-Version": "0.1.0"}
+RW = {
+    "Content-Type": "application/x-protobuf",
+    "Content-Encoding": "snappy",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
 
 
 def test_every_bad_input_gets_its_documented_answer_and_the_worker_keeps_processing(
-    broker: EmbeddedBroker, start_worker: Callable[..., Worker]
+    broker: BrokerUnderTest, start_worker: Callable[..., Worker]
 ) -> None:
     worker = start_worker({"AUTOPILOT_API_KEYS": KEY})
     post = worker.post_auth  # type: ignore[attr-defined]
     good_rw = encode_write_request(
-        [({"__name__": "queue_depth", "job": "badin"}, [(3.0, T0 * 1000)])])
+        [({"__name__": "queue_depth", "job": "badin"}, [(3.0, T0 * 1000)])]
+    )
     raw_pb = bytes(cramjam.snappy.decompress_raw(good_rw))
 
     r = post("/api/v1/write", content=b"\x00not snappy at all", headers=RW)
@@ -198,53 +284,86 @@ def test_every_bad_input_gets_its_documented_answer_and_the_worker_keeps_process
     assert r.status_code == 400 and "WriteRequest" in r.json()["error"]
     r = post("/api/v1/write", content=good_rw, headers={**RW, "Content-Type": "application/json"})
     assert r.status_code == 415
-    r = post("/api/v1/write", content=good_rw,
-             headers={**RW, "Content-Type":
-                      "application/x-protobuf;proto=io.prometheus.write.v2.Request"})
+    r = post(
+        "/api/v1/write",
+        content=good_rw,
+        headers={
+            **RW,
+            "Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        },
+    )
     assert r.status_code == 415
     r = post("/api/v1/write", content=raw_pb, headers={**RW, "Content-Encoding": "identity"})
     assert r.status_code == 415
     stale = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
-    r = post("/api/v1/write", headers=RW, content=encode_write_request([
-        ({"__name__": "queue_depth", "job": "badin"}, [(3.0, T0 * 1000), (stale, T0 * 1000 + 1000),
-                                                       (float("inf"), T0 * 1000 + 2000)]),
-        ({"__name__": "orphan"}, [(1.0, T0 * 1000)]),
-    ]))
+    r = post(
+        "/api/v1/write",
+        headers=RW,
+        content=encode_write_request(
+            [
+                (
+                    {"__name__": "queue_depth", "job": "badin"},
+                    [(3.0, T0 * 1000), (stale, T0 * 1000 + 1000), (float("inf"), T0 * 1000 + 2000)],
+                ),
+                ({"__name__": "orphan"}, [(1.0, T0 * 1000)]),
+            ]
+        ),
+    )
     assert r.status_code == 204, r.text
 
     r = post("/ingest/metrics", content=b'{"metric_name": ')
     assert r.status_code == 400 and "JSON" in r.json()["error"]
-    r = post("/ingest/logs", json={"timestamp": T0, "level": "LOUD", "message": "x",
-                                   "service": "badin"})
+    r = post(
+        "/ingest/logs", json={"timestamp": T0, "level": "LOUD", "message": "x", "service": "badin"}
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "level"
-    r = post("/ingest/logs", json={"timestamp": "yesterday", "level": "info", "message": "x",
-                                   "service": "badin"})
+    r = post(
+        "/ingest/logs",
+        json={"timestamp": "yesterday", "level": "info", "message": "x", "service": "badin"},
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "timestamp"
-    r = post("/ingest/logs", content=b"2025-11-29T10:00:00Z ERROR no service given",
-             headers={"Content-Type": "text/plain"})
+    r = post(
+        "/ingest/logs",
+        content=b"2025-11-29T10:00:00Z ERROR no service given",
+        headers={"Content-Type": "text/plain"},
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "service"
-    r = post("/ingest/logs?service=badin", content=b"2025-11-29T10:00:00Z ERROR \xff\xfe bytes",
-             headers={"Content-Type": "text/plain"})
+    r = post(
+        "/ingest/logs?service=badin",
+        content=b"2025-11-29T10:00:00Z ERROR \xff\xfe bytes",
+        headers={"Content-Type": "text/plain"},
+    )
     assert r.status_code == 202
-    r = post("/ingest/metrics", json={"timestamp": T0, "metric_name": "m", "value": 1,
-                                      "labels": {"env": "x"}})
+    r = post(
+        "/ingest/metrics",
+        json={"timestamp": T0, "metric_name": "m", "value": 1, "labels": {"env": "x"}},
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "labels"
-    r = post("/ingest/prometheus", content=b"this is { not exposition",
-             headers={"Content-Type": "text/plain"})
+    r = post(
+        "/ingest/prometheus",
+        content=b"this is { not exposition",
+        headers={"Content-Type": "text/plain"},
+    )
     assert r.status_code == 400
-    r = post("/ingest/prometheus", content=b"queue_depth 1\n",
-             headers={"Content-Type": "application/json"})
+    r = post(
+        "/ingest/prometheus",
+        content=b"queue_depth 1\n",
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 415
     r = post("/ingest/prometheus", content=b"queue_depth 1\n")
     assert r.status_code == 422 and "service" in r.json()["errors"][0]["msg"]
-    r = post("/ingest/prometheus?service=badin",
-             content=b"# TYPE jobs_total counter\njobs_total 5\nqueue_depth{job=\"badin\"} 4\n",
-             headers={"Content-Type": "text/plain; version=0.0.4"})
+    r = post(
+        "/ingest/prometheus?service=badin",
+        content=b'# TYPE jobs_total counter\njobs_total 5\nqueue_depth{job="badin"} 4\n',
+        headers={"Content-Type": "text/plain; version=0.0.4"},
+    )
     assert r.status_code == 202 and r.json()["accepted"] == 2
     r = post("/ingest/deployment", json={"zen": "hi"}, headers={"X-GitHub-Event": "ping"})
     assert r.status_code == 200
-    r = post("/ingest/deployment",
-             json={"service": "badin", "version": "1", "timestamp": "not a time"})
+    r = post(
+        "/ingest/deployment", json={"service": "badin", "version": "1", "timestamp": "not a time"}
+    )
     assert r.status_code == 422
 
     # The same bad inputs on Kafka are dead-lettered with a reason.
@@ -253,14 +372,32 @@ def test_every_bad_input_gets_its_documented_answer_and_the_worker_keeps_process
         b'kafka2|{"timestamp": 1764410400, "level": "LOUD", "message": "x", "service": "badin"}',
         b'kafka3|{"timestamp": "someday", "level": "info", "message": "x", "service": "badin"}',
     ]
-    subprocess.run([kcat(), "-P", "-b", broker.bootstrap, "-t", "autopilot.metrics", "-K", "|"],
-                   input=bad[0] + b"\n", check=True, timeout=60)
-    subprocess.run([kcat(), "-P", "-b", broker.bootstrap, "-t", "autopilot.logs", "-K", "|"],
-                   input=b"\n".join(bad[1:]) + b"\n", check=True, timeout=60)
-    subprocess.run([kcat(), "-P", "-b", broker.bootstrap, "-t", "autopilot.logs"],
-                   input=b"2025-11-29T10:00:00Z ERROR keyless text line\n", check=True, timeout=60)
-    dead = wait_for(lambda: len(consume_all(broker.bootstrap, "autopilot.deadletter")) >= 4
-                    and consume_all(broker.bootstrap, "autopilot.deadletter"), 30, "4 dead letters")
+    subprocess.run(
+        [kcat(), "-P", "-b", broker.bootstrap, "-t", broker.topic("autopilot.metrics"), "-K", "|"],
+        input=bad[0] + b"\n",
+        check=True,
+        timeout=60,
+    )
+    subprocess.run(
+        [kcat(), "-P", "-b", broker.bootstrap, "-t", broker.topic("autopilot.logs"), "-K", "|"],
+        input=b"\n".join(bad[1:]) + b"\n",
+        check=True,
+        timeout=60,
+    )
+    subprocess.run(
+        [kcat(), "-P", "-b", broker.bootstrap, "-t", broker.topic("autopilot.logs")],
+        input=b"2025-11-29T10:00:00Z ERROR keyless text line\n",
+        check=True,
+        timeout=60,
+    )
+    dead = wait_for(
+        lambda: (
+            len(consume_all(broker.bootstrap, broker.topic("autopilot.deadletter"))) >= 4
+            and consume_all(broker.bootstrap, broker.topic("autopilot.deadletter"))
+        ),
+        30,
+        "4 dead letters",
+    )
     reasons = sorted(dict(d.headers)["x-autopilot-reason"].decode() for d in dead)
     assert any("JSON" in r for r in reasons), reasons
     assert any("unknown level" in r for r in reasons), reasons
@@ -270,9 +407,12 @@ def test_every_bad_input_gets_its_documented_answer_and_the_worker_keeps_process
     # ... and the worker keeps processing: the good samples arrived.
     def badin() -> dict:
         return series_of(worker, "badin")
+
     series = wait_for(
-        lambda: badin().get("badin|queue_depth|job=badin", {}).get("samples_seen") == 2
-        and badin(), 30, "the good samples")
+        lambda: badin().get("badin|queue_depth|job=badin", {}).get("samples_seen") == 2 and badin(),
+        30,
+        "the good samples",
+    )
     # A counter's first sample gives no rate yet: the baseline has learned nothing.
     assert series["badin|jobs_total|"]["samples_in_window"] == 0
     text = worker.get_auth("/metrics").text
@@ -281,5 +421,8 @@ def test_every_bad_input_gets_its_documented_answer_and_the_worker_keeps_process
     assert 'autopilot_samples_skipped_total{reason="no_service",source="remote_write"} 1.0' in text
     r = post("/ingest/metrics", json=[metric("badin", 7.0, T0 + 60)])
     assert r.status_code == 202
-    wait_for(lambda: badin().get("badin|latency_ms|", {}).get("samples_seen") == 1, 30,
-             "a good record after the bad ones")
+    wait_for(
+        lambda: badin().get("badin|latency_ms|", {}).get("samples_seen") == 1,
+        30,
+        "a good record after the bad ones",
+    )

@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autopilot.broker import EmbeddedBroker
-from tests.integration.conftest import Worker, metric, wait_for
+from tests.integration.conftest import BrokerUnderTest, Worker, metric, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +23,7 @@ T0 = 1_764_410_400
 
 
 def test_every_path_but_health_and_openapi_needs_a_key_and_secrets_never_show(
-    broker: EmbeddedBroker, start_worker: Callable[..., Worker]
+    broker: BrokerUnderTest, start_worker: Callable[..., Worker]
 ) -> None:
     worker = start_worker({"AUTOPILOT_API_KEYS": f"{KEY},{OTHER_KEY}",
                            "SLACK_WEBHOOK_URL": WEBHOOK})
@@ -69,7 +68,7 @@ def test_every_path_but_health_and_openapi_needs_a_key_and_secrets_never_show(
 
 
 def test_body_limit_answers_413_and_rate_limit_answers_429_with_retry_after(
-    broker: EmbeddedBroker, start_worker: Callable[..., Worker]
+    broker: BrokerUnderTest, start_worker: Callable[..., Worker]
 ) -> None:
     worker = start_worker({"AUTOPILOT_API_KEYS": KEY, "AUTOPILOT_MAX_BODY_BYTES": "4096",
                            "AUTOPILOT_RATE_LIMIT_RPS": "0.2", "AUTOPILOT_RATE_LIMIT_BURST": "5"})
@@ -94,7 +93,7 @@ def test_body_limit_answers_413_and_rate_limit_answers_429_with_retry_after(
 
 
 def test_routed_views_work_with_the_key_on_both_workers(
-    broker: EmbeddedBroker, start_worker: Callable[..., Worker]
+    broker: BrokerUnderTest, start_worker: Callable[..., Worker]
 ) -> None:
     env = {"AUTOPILOT_API_KEYS": KEY}
     w0 = start_worker(env)
@@ -121,7 +120,7 @@ def test_routed_views_work_with_the_key_on_both_workers(
 
 
 def test_schemathesis_finds_no_server_error(
-    broker: EmbeddedBroker, start_worker: Callable[..., Worker], tmp_path: Path
+    broker: BrokerUnderTest, start_worker: Callable[..., Worker], tmp_path: Path
 ) -> None:
     worker = start_worker({"AUTOPILOT_API_KEYS": KEY, "AUTOPILOT_RATE_LIMIT_RPS": "0"})
     st = Path(sys.executable).with_name("st")
