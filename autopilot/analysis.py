@@ -545,9 +545,16 @@ def _findings(incident: Incident, deployment_window_s: float) -> list[_Finding]:
         version = _one_line(suspect.version, 100)
         minutes = (first_at - suspect.timestamp).total_seconds() / 60.0
         what = _metric_list(incident.anomalies) or "the error log lines"
+        # The version before it: an earlier deployment in the incident, else what the
+        # CD system said it replaced (``metadata.previous_version``, as Argo CD and
+        # most pipelines can send).
+        previous_version = (
+            previous.version if previous is not None
+            else suspect.metadata.get("previous_version")
+        )
         target = (
-            f"the previous version {_one_line(previous.version, 100)}"
-            if previous is not None
+            f"the previous version {_one_line(str(previous_version), 100)}"
+            if previous_version
             else "the previous version"
         )
         findings.append(

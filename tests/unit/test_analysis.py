@@ -464,3 +464,23 @@ def test_fallback_stays_valid_for_huge_evidence() -> None:
     assert 1 <= len(analysis.recommended_actions) <= 10
     assert len(analysis.root_cause.description) <= 2000
     assert len(analysis.root_cause.reasoning) <= 4000
+
+
+def test_fallback_rollback_names_the_version_the_deployment_replaced() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from autopilot.analysis import fallback_analysis
+    from autopilot.models import Anomaly, DeploymentEvent, Incident, Severity
+
+    t = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    anomaly = Anomaly(metric_name="api_latency_ms", service="checkout", current_value=900.0,
+                      baseline_mean=100.0, baseline_std_dev=10.0, z_score=80.0,
+                      deviation_percent=800.0, severity=Severity.CRITICAL, detected_at=t)
+    deployment = DeploymentEvent(timestamp=t - timedelta(minutes=5), service="checkout",
+                                 version="v2.0.0", metadata={"previous_version": "v1.9.3"})
+    incident = Incident(id="inc-1", service="checkout", status="opened", revision=1,
+                        notify=True, severity=Severity.CRITICAL, trigger_reason="test",
+                        opened_at=t, updated_at=t, anomalies=[anomaly],
+                        recent_deployments=[deployment])
+    actions = [a.action for a in fallback_analysis(incident).recommended_actions]
+    assert "Roll back checkout to the previous version v1.9.3" in actions
