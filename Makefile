@@ -12,6 +12,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# $(call debian,COMMAND:PACKAGE ...): install each PACKAGE whose COMMAND is missing
+# (apt-get, as root or through sudo).
+debian = @missing=""; \
+	for pair in $(1); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair\#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
 ## install: create .venv and install the project (gives .venv/bin/autopilot)
 install: $(STAMP)
 
@@ -21,15 +33,7 @@ demo: install
 
 ## test-deps: the programs the integration tests run (Debian packages redis-server, kcat, prometheus)
 test-deps:
-	@missing=""; \
-	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
-	command -v kcat >/dev/null 2>&1 || missing="$$missing kcat"; \
-	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(call debian,redis-server:redis-server kcat:kcat prometheus:prometheus)
 
 ## test: install, provide what the tests need, run every test on the embedded broker
 ## (the fault tests, marked `kafka`, need Apache Kafka: `make test-kafka`)
@@ -38,14 +42,7 @@ test: install test-deps
 
 ## kafka-deps: a JDK and Maven for scripts/apache-kafka.sh (Debian packages when missing)
 kafka-deps:
-	@missing=""; \
-	command -v java >/dev/null 2>&1 || missing="$$missing default-jdk-headless"; \
-	command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(call debian,java:default-jdk-headless mvn:maven)
 
 ## test-kafka: a fresh single-node Apache Kafka (KRaft, KAFKA_PORT, default 9092), the
 ## integration suite and the fault tests on it, then Kafka is stopped

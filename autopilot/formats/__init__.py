@@ -78,6 +78,23 @@ class Decoded:
         """Record that item ``item`` is invalid at ``loc``."""
         self.errors.append({"item": item, "loc": loc, "msg": msg})
 
+    def objects(self, data: object) -> list[tuple[int | None, dict[str, object]]]:
+        """The JSON objects of a body that is one object or a list of them, as
+        ``(item index or None, object)``; an empty list and non-objects are recorded
+        as errors here."""
+        listed = isinstance(data, list)
+        items = data if isinstance(data, list) else [data]
+        if not items:
+            self.error(None, "", "empty list")
+        out = []
+        for index, item in enumerate(items):
+            at = index if listed else None
+            if not isinstance(item, dict):
+                self.error(at, "", f"expected a JSON object, got {type(item).__name__}")
+                continue
+            out.append((at, item))
+        return out
+
     def reason(self) -> str:
         """One line describing the first errors (for dead-letter headers)."""
         parts = []

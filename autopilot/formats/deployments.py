@@ -154,16 +154,8 @@ def decode_deployments(raw: bytes, github_event: str | None = None) -> Decoded:
     if not raw or not raw.strip():
         raise ValueError("empty body")
     data = loads_strict(raw)
-    listed = isinstance(data, list)
-    items = data if listed else [data]
     out = Decoded()
-    if not items:
-        out.error(None, "", "empty list")
-    for index, item in enumerate(items):
-        at = index if listed else None
-        if not isinstance(item, dict):
-            out.error(at, "", f"expected a JSON object, got {type(item).__name__}")
-            continue
+    for at, item in out.objects(data):
         kind = detect_format(item, github_event)
         if github_event and github_event != "deployment_status":
             out.error(at, "", f"GitHub event {github_event!r} is not handled (deployment_status)")

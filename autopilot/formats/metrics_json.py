@@ -77,15 +77,7 @@ def map_metric_objects(
     out = Decoded()
     if isinstance(data, dict) and isinstance(data.get("metrics"), list) and "name" not in data:
         data = data["metrics"]  # Telegraf batch format
-    listed = isinstance(data, list)
-    items = data if listed else [data]
-    if not items:
-        out.error(None, "", "empty list")
-    for index, item in enumerate(items):
-        at = index if listed else None
-        if not isinstance(item, dict):
-            out.error(at, "", f"expected a JSON object, got {type(item).__name__}")
-            continue
+    for at, item in out.objects(data):
         kind = detect_format(item)
         if kind == "seed":
             _seed(item, at, service_labels, out)
