@@ -12,7 +12,29 @@ contracts: renaming one is a migration.
 
 from __future__ import annotations
 
+from typing import Any
+
 from autopilot.app import app
+
+#: RocksDB memory per table partition (each partition is its own database). Faust's
+#: defaults are a 2 GiB block cache and three 64 MiB write buffers *per database*,
+#: so a worker with six tables × eight partitions could grow to many GiB before the
+#: memtables flush (the soak of ``bench/throughput.py`` grew 154 → 533 MB in 600 s).
+#: 4 MiB × 2 write buffers and a 16 MiB block cache bound it to about 1.1 GiB at
+#: 48 partitions; our values are a few KB per series, so this costs little.
+ROCKSDB_WRITE_BUFFER_BYTES = 4 * 1024**2
+ROCKSDB_MAX_WRITE_BUFFERS = 2
+ROCKSDB_BLOCK_CACHE_BYTES = 16 * 1024**2
+
+
+def rocksdb_options() -> dict[str, Any]:
+    """Per-table store options (a fresh dict: Faust's store pops keys from it)."""
+    return {
+        "write_buffer_size": ROCKSDB_WRITE_BUFFER_BYTES,
+        "max_write_buffer_number": ROCKSDB_MAX_WRITE_BUFFERS,
+        "block_cache_size": ROCKSDB_BLOCK_CACHE_BYTES,
+        "block_cache_compressed_size": ROCKSDB_BLOCK_CACHE_BYTES,
+    }
 
 BASELINES = "baselines"
 SERIES_INDEX = "series_index"
@@ -24,12 +46,14 @@ baselines = app.Table(
     BASELINES,
     key_type=bytes,
     default=None,
+    options=rocksdb_options(),
     help="series key b'service|metric|k=v,…' → autopilot.detection.Baseline.to_dict()",
 )
 series_index = app.Table(
     SERIES_INDEX,
     key_type=bytes,
     default=None,
+    options=rocksdb_options(),
     help="service → autopilot.series.SeriesIndex.to_dict(): {'series': {series key: last "
     "seen, epoch s}, 'checked': epoch s of the last expiry check}",
 )
@@ -37,17 +61,20 @@ error_rates = app.Table(
     ERROR_RATES,
     key_type=bytes,
     default=None,
+    options=rocksdb_options(),
     help="service → autopilot.errorrate.ErrorRateState.to_dict() (error counts per window)",
 )
 deployments = app.Table(
     DEPLOYMENTS,
     key_type=bytes,
     default=None,
+    options=rocksdb_options(),
     help="service → autopilot.deployments.DeploymentHistory.to_dict()",
 )
 open_incidents = app.Table(
     OPEN_INCIDENTS,
     key_type=bytes,
     default=None,
+    options=rocksdb_options(),
     help="service → autopilot.correlation.CorrelationState.to_dict()",
 )
