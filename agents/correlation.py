@@ -70,7 +70,8 @@ async def _publish(key: bytes, incidents: list[Incident], event: Any) -> None:
             where(event), inc.id, inc.status, inc.service, inc.severity.value, inc.revision,
             ", notify" if inc.notify else "", inc.trigger_reason,
         )
-        await incidents_topic.send(key=key, value=inc.model_dump_json().encode())
+        sent = await incidents_topic.send(key=key, value=inc.model_dump_json().encode())
+        await sent  # acknowledged by the broker
 
 
 def _control(raw: bytes | None) -> dict[str, Any]:
@@ -111,9 +112,13 @@ async def process(event: Any, config: CorrelationConfig) -> None:
             state, anomaly, source=(msg.topic, msg.offset), deployments=history,
             errors=errors, wall_now=now, config=config,
         )
+    # Publish first and wait for the broker's ack, then write the state: a crash in
+    # between replays the record, which re-sends the same incident (same id and
+    # revision; the Slack sink's Redis claim makes the resend a no-op). The other
+    # order could persist the state while the incident record was lost.
+    await _publish(key, incidents, event)
     if new is not state:
         open_incidents[key] = new.to_dict()
-    await _publish(key, incidents, event)
 
 
 @app.agent(correlation_input, name="correlation")
