@@ -113,7 +113,7 @@ def test_routed_views_work_with_the_key_on_both_workers(
                 return False
         return True
 
-    wait_for(lambda: all_seen(w0) and all_seen(w1), 60,
+    wait_for(lambda: all_seen(w0) and all_seen(w1), 120,
              "every service's baselines from both workers (half of them routed)")
     for w in (w0, w1):  # routed or not, no key → 401
         assert all(httpx.get(f"{w.url}/baselines/{s}").status_code == 401 for s in services)
