@@ -2,7 +2,8 @@
 
 Consumes ``autopilot.logs.keyed`` (lists of LogEntry of one service), applies
 :func:`autopilot.errorrate.step` (a replayed offset changes nothing) and sends an
-``error_rate`` Anomaly to ``autopilot.anomalies`` on a spike.
+``error_rate`` Anomaly to ``autopilot.anomalies`` on a spike (acknowledged by the
+broker before the table is written, so a crash re-sends rather than loses it).
 """
 
 from __future__ import annotations
@@ -35,10 +36,14 @@ async def process(event: Any, config: ErrorRateConfig) -> None:
     new, anomalies = errorrate.step(state, entries, offset, config, stream=stream)
     if new is state:
         return  # replay
-    error_rates[key] = new.to_dict()
+    # Publish first and wait for the broker's ack, then write the state: a crash in
+    # between replays the record and re-sends the same anomaly, which the correlation
+    # agent recognises and applies once. The other order could lose the anomaly.
     for anomaly in anomalies:
         telemetry.ANOMALIES.labels(kind="error_rate", severity=anomaly.severity.value).inc()
-        await anomalies_topic.send(key=key, value=anomaly.model_dump_json().encode())
+        sent = await anomalies_topic.send(key=key, value=anomaly.model_dump_json().encode())
+        await sent  # acknowledged by the broker
+    error_rates[key] = new.to_dict()
     telemetry.SAMPLES.labels(stage=STAGE).inc(len(entries))
 
 

@@ -16,7 +16,9 @@ A service has at most one open incident. Its id is derived from fixed fields (th
 service and the event time of its first evidence), never from LLM text, so a replay
 produces the same id. Later evidence updates the open incident (``revision`` + 1);
 the update is marked ``notify`` only when the severity rises above what was last
-notified. An incident closes after ``close_after_s`` (15 min) without new evidence:
+notified. An anomaly equal in every field to one the state holds is a detector's
+re-send after a crash and changes nothing (the detectors publish before they write
+their own state, so a crash between the two repeats an anomaly instead of losing it). An incident closes after ``close_after_s`` (15 min) without new evidence:
 in event time when a newer anomaly arrives, and in wall-clock time through
 :func:`close_if_quiet` when the service goes quiet.
 
@@ -277,6 +279,11 @@ def step(
     seen = _seen(state, source)
     if seen is None:
         return state, []
+    dump = anomaly.model_dump(mode="json")
+    if _already_applied(state, dump):
+        # The same anomaly under a new offset: its detector re-sent it after a crash
+        # (it publishes before it writes its state). Only the offset moves.
+        return seen, []
     state = seen
     out: list[Incident] = []
     service = anomaly.service
@@ -295,7 +302,7 @@ def step(
     state = replace(state, recent=tuple(a.model_dump(mode="json") for a in kept))
 
     if inc is not None:
-        anomalies = (*inc.anomalies, anomaly.model_dump(mode="json"))[-config.max_anomalies :]
+        anomalies = (*inc.anomalies, dump)[-config.max_anomalies :]
         severity = max(inc.severity, anomaly.severity, key=lambda s: s.rank)
         notify = severity.rank > inc.notified_severity.rank
         inc = replace(
@@ -316,6 +323,19 @@ def step(
     inc = _open(kept, reasons, wall_now)
     out.append(_record(service, inc, "opened", True, deployments, errors, config))
     return replace(state, incident=inc), out
+
+
+def _already_applied(state: CorrelationState, anomaly: dict[str, Any]) -> bool:
+    """Whether an identical anomaly (every field equal, JSON form) is in the state.
+
+    The metrics and logs agents publish an anomaly before they write their table, so
+    a crash between the two re-sends the anomaly under a new offset of
+    ``autopilot.anomalies``; the offset check cannot see that, this check does (as
+    long as the original is among the ``max_anomalies`` kept).
+    """
+    if anomaly in state.recent:
+        return True
+    return state.incident is not None and anomaly in state.incident.anomalies
 
 
 def _seen(state: CorrelationState, source: tuple[str, int] | None) -> CorrelationState | None:

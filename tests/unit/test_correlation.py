@@ -387,6 +387,38 @@ def test_replay_of_the_same_source_offset_changes_nothing() -> None:
     assert run.state.offsets == {"autopilot.anomalies": 7}
 
 
+def test_an_anomaly_re_sent_under_a_new_offset_is_applied_once() -> None:
+    # A detector that crashed after publishing, before writing its state, re-sends
+    # the same anomaly: a duplicate must not make "two anomalies within 10 min".
+    run = Run()
+    first = run(anomaly(0, Severity.MEDIUM), source=("autopilot.anomalies", 7))
+    again = run(anomaly(0, Severity.MEDIUM), source=("autopilot.anomalies", 8))
+
+    assert first == [] and again == []
+    assert run.state.incident is None and len(run.state.recent) == 1
+    assert run.state.offsets == {"autopilot.anomalies": 8}
+
+
+def test_a_re_sent_anomaly_does_not_update_the_open_incident() -> None:
+    run = Run()
+    run(anomaly(0, Severity.CRITICAL), source=("autopilot.anomalies", 1))
+    revision = run.state.incident.revision
+
+    assert run(anomaly(0, Severity.CRITICAL), source=("autopilot.anomalies", 2)) == []
+    assert run.state.incident.revision == revision
+    assert len(run.state.incident.anomalies) == 1
+
+
+def test_a_different_anomaly_at_the_same_instant_is_new_evidence() -> None:
+    run = Run()
+    run(anomaly(0, Severity.MEDIUM), source=("autopilot.anomalies", 1))
+
+    out = run(anomaly(0, Severity.MEDIUM, metric="cpu_percent"),
+              source=("autopilot.anomalies", 2))
+
+    assert [i.status for i in out] == ["opened"]
+
+
 def test_offsets_are_tracked_per_source_topic() -> None:
     run = Run()
     run(anomaly(0, Severity.CRITICAL), source=("autopilot.anomalies", 7))
