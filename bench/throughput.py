@@ -2,15 +2,15 @@
 """Throughput and latency of the metrics pipeline, measured against its limits.
 
     python bench/throughput.py [--broker kafka://HOST:PORT] [--services 500]
-        [--metrics 20] [--batch 500] [--records 400] [--json OUT.json]
-        [--soak SECONDS]
+        [--metrics 20] [--batch 500] [--records 1000] [--json OUT.json]
+        [--soak SECONDS [--soak-interval 30] [--store rocksdb://|memory://]]
 
 Generates seed-shaped metric traffic for S services × M metrics (default 500 × 20 =
 10,000 series) with a few injected anomalies. A *batched* record is a JSON list of
 ``--batch`` MetricPoints of one service; a *single* record holds one MetricPoint.
-Every phase starts from a fresh embedded broker (or uses ``--broker`` with fresh
-topic names is not possible: the worker's topic names are fixed, so ``--broker``
-must point at an empty cluster) and measures, on the same records:
+Every phase starts from a fresh embedded broker (``--broker`` instead uses an
+existing cluster, which must be empty: the worker's topic names are fixed) and
+measures, on the same records:
 
 * ``raw_samples_per_s`` — aiokafka ``getmany`` + ``json.loads`` of the batched records
   (the client's limit);
@@ -26,8 +26,10 @@ must point at an empty cluster) and measures, on the same records:
 
 and the ratios against the limits. Worker throughput is read from the worker's own
 ``autopilot_samples_processed_total{stage="metrics"}`` counter. ``--soak N`` instead
-holds 1,000 metrics/s for N seconds and reports the worker's memory after warm-up
-and at the end. Numbers go to stdout as a table and, with ``--json``, as one flat
+holds 1,000 metrics/s for N seconds and reports the worker's resident memory after
+warm-up (60 s, or N/5 when shorter), every ``--soak-interval`` seconds (stderr), at
+half time and at the end; ``rss_second_half_growth_ratio`` (end / half time) tells
+a plateau (≈ 1) from steady growth. Numbers go to stdout as a table and, with ``--json``, as one flat
 JSON object.
 """
 
@@ -269,13 +271,14 @@ def _rate(read_count: Any, total: int, timeout_s: float = 900.0) -> float:
 class WorkerProc:
     """One ``autopilot worker`` process on a fresh data directory."""
 
-    def __init__(self, bootstrap: str, workdir: Path, name: str) -> None:
+    def __init__(self, bootstrap: str, workdir: Path, name: str,
+                 store: str = "rocksdb://") -> None:
         self.port = free_port()
         self.datadir = workdir / f"{name}-data"
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("AUTOPILOT_", "SLACK_", "REDIS_", "OLLAMA_"))}
         env.update({"AUTOPILOT_BROKER": f"kafka://{bootstrap}",
-                    "AUTOPILOT_DATADIR": str(self.datadir),
+                    "AUTOPILOT_DATADIR": str(self.datadir), "AUTOPILOT_STORE": store,
                     "AUTOPILOT_WEB_PORT": str(self.port), "AUTOPILOT_WEB_HOST": "127.0.0.1",
                     "OLLAMA_URL": f"http://127.0.0.1:{free_port()}", "OLLAMA_TIMEOUT_S": "1"})
         with open(workdir / f"{name}.log", "ab") as log:
@@ -455,7 +458,7 @@ def soak(args: argparse.Namespace) -> dict[str, float]:
     """Hold 1,000 samples/s for ``--soak`` seconds; memory after warm-up and at the end."""
     workdir = Path(tempfile.mkdtemp(prefix="autopilot-soak-"))
     with fresh_broker(args.broker, workdir) as bootstrap:
-        worker = WorkerProc(bootstrap, workdir, "soak")
+        worker = WorkerProc(bootstrap, workdir, "soak", store=args.store)
         try:
             rate = 1000.0
             batch = 100
@@ -470,7 +473,8 @@ def soak(args: argparse.Namespace) -> dict[str, float]:
                 started = time.perf_counter()
                 next_t = started
                 i = 0
-                rss_warm = 0
+                rss_warm = rss_half = 0
+                next_report = started + args.soak_interval
                 while time.perf_counter() - started < args.soak:
                     svc = f"svc-{i % args.services:04d}"
                     items = [{"timestamp": T0 + (i // args.services) * STEP_S,
@@ -484,16 +488,26 @@ def soak(args: argparse.Namespace) -> dict[str, float]:
                     if not rss_warm and time.perf_counter() - started >= warmup:
                         rss_warm = worker.rss_bytes()
                         say(f"after warm-up ({warmup:.0f} s): RSS {rss_warm / 1e6:.0f} MB")
+                    now = time.perf_counter()
+                    if not rss_half and now - started >= args.soak / 2:
+                        rss_half = worker.rss_bytes()
+                    if now >= next_report:
+                        next_report += args.soak_interval
+                        say(f"  {now - started:5.0f} s: RSS {worker.rss_bytes() / 1e6:.0f} MB, "
+                            f"{worker.samples():,} samples processed")
                     next_t += batch / rate
                     await asyncio.sleep(max(0.0, next_t - time.perf_counter()))
                 await producer.stop()
-                return rss_warm, worker.rss_bytes()
+                return rss_warm, rss_half, worker.rss_bytes()
 
-            rss_warm, rss_end = asyncio.run(drive())
+            rss_warm, rss_half, rss_end = asyncio.run(drive())
             say(f"end ({args.soak} s): RSS {rss_end / 1e6:.0f} MB")
             return {"soak_seconds": float(args.soak), "soak_rate_samples_per_s": rate,
                     "rss_after_warmup_bytes": float(rss_warm), "rss_end_bytes": float(rss_end),
-                    "rss_growth_ratio": rss_end / rss_warm if rss_warm else float("nan")}
+                    "rss_growth_ratio": rss_end / rss_warm if rss_warm else float("nan"),
+                    "rss_half_bytes": float(rss_half),
+                    "rss_second_half_growth_ratio": (
+                        rss_end / rss_half if rss_half else float("nan"))}
         finally:
             worker.stop()
 
@@ -510,6 +524,10 @@ def main() -> int:
                    help="single-sample records for phase 3")
     p.add_argument("--latency-seconds", type=float, default=20.0)
     p.add_argument("--soak", type=float, default=0.0, help="soak for this many seconds instead")
+    p.add_argument("--soak-interval", type=float, default=30.0,
+                   help="seconds between the soak's memory reports (stderr)")
+    p.add_argument("--store", default="rocksdb://",
+                   help="the worker's table store (AUTOPILOT_STORE: rocksdb:// or memory://)")
     p.add_argument("--json", type=Path, help="write the numbers as one flat JSON object")
     args = p.parse_args()
     if args.records < args.services:
