@@ -77,17 +77,29 @@ def source_of(event: Any) -> tuple[str, int]:
     return replay.stream_id(msg.topic, msg.partition), msg.offset
 
 
+async def forward(event: Any, decode: Any, target: Any) -> None:
+    """Validate one input record and send its items, grouped by service, to ``target``.
+
+    Args:
+        event: the Faust event of an input record (raw bytes).
+        decode: ``decode(event) -> list of records`` (:mod:`autopilot.agents.decoding`).
+        target: the ``*.keyed`` topic; one record per service, key = service (UTF-8),
+            value = JSON list of the service's records, header :data:`replay.SOURCE_HEADER`.
+
+    Raises:
+        BadRecord: the record cannot be used (the caller dead-letters it).
+    """
+    items = decode(event)
+    msg = event.message
+    headers = [(replay.SOURCE_HEADER, replay.format_source(msg.topic, msg.partition, msg.offset))]
+    for service, group in group_by_service(items).items():
+        await target.send(key=service.encode(), value=encode_items(group), headers=headers)
+
+
 async def _rekey(stream: Any, decode: Any, target: Any, stage: str) -> None:
     async for event in stream.events():
         try:
-            items = decode(event)  # autopilot.agents.decoding: raises BadRecord
-            msg = event.message
-            headers = [(replay.SOURCE_HEADER,
-                        replay.format_source(msg.topic, msg.partition, msg.offset))]
-            for service, group in group_by_service(items).items():
-                await target.send(
-                    key=service.encode(), value=encode_items(group), headers=headers
-                )
+            await forward(event, decode, target)
             telemetry.RECORDS.labels(stage=stage).inc()
         except BadRecord as exc:
             await dead_letter(event, exc.reason, stage)
