@@ -112,10 +112,11 @@ async def forward(event: Any, decode: Any, target: Any) -> None:
 
 
 async def _rekey(stream: Any, decode: Any, target: Any, stage: str) -> None:
+    records = telemetry.RECORDS.labels(stage=stage)
     async for event in stream.events():
         try:
             await forward(event, decode, target)
-            telemetry.RECORDS.labels(stage=stage).inc()
+            records.inc()
         except BadRecord as exc:
             await dead_letter(event, exc.reason, stage)
         except Exception as exc:  # one error boundary per record

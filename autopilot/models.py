@@ -210,7 +210,9 @@ class MetricPoint(_Record):
 
 def series_key(service: str, metric_name: str, labels: dict[str, str]) -> str:
     """Return the series key ``service|metric|k=v,...`` (labels sorted, service left out)."""
-    rest = ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "service")
+    if len(labels) == 1 and "service" in labels:
+        return f"{service}|{metric_name}|"  # the common case, without the sort
+    rest = ",".join([f"{k}={v}" for k, v in sorted(labels.items()) if k != "service"])
     return f"{service}|{metric_name}|{rest}"
 
 
