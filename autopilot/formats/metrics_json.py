@@ -38,7 +38,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from autopilot.formats import DEFAULT_SERVICE_LABELS, Decoded, loads_strict, service_from_labels
 from autopilot.models import MetricPoint
@@ -67,7 +67,48 @@ def decode_metrics(raw: bytes, service_labels: Sequence[str] = DEFAULT_SERVICE_L
     """
     if not raw or not raw.strip():
         raise ValueError("empty body")
+    fast = _seed_points(raw)
+    if fast is not None:
+        out = Decoded()
+        out.records.extend(fast)
+        return out
     return map_metric_objects(loads_strict(raw), service_labels)
+
+
+_POINT_LIST = TypeAdapter(list[MetricPoint])
+#: What a falsy ``labels.service`` (0, 0.0, false, null, [], {}) reads as once
+#: validated: the general path fills such a service from the other labels instead.
+_FALSY_SERVICE_TEXTS = frozenset({"0", "0.0", "-0.0", "false", "null", "[]", "{}"})
+
+
+def _seed_points(raw: bytes) -> list[MetricPoint] | None:
+    """The MetricPoints of ``raw`` when it is one seed MetricPoint or a non-empty list
+    of them with their service label set, in one pass of pydantic-core's JSON parser
+    (about 1.5 times faster than ``json.loads`` plus per-item validation); ``None``
+    when anything may need the general path, which then decodes or words the error.
+
+    The result is what the general path gives for the same bytes: pydantic-core's
+    parser takes ``NaN``/``Infinity`` literals, which strict JSON refuses, so bytes
+    containing them are left to the general path, as are objects that mention
+    ``metrics`` or use ``\\u`` escapes (a Telegraf batch is ``{"metrics": [...]}``),
+    invalid UTF-8 (the general path replaces it), and samples whose service label
+    may have been falsy.
+    """
+    if b"NaN" in raw or b"Infinity" in raw:
+        return None
+    head = raw.lstrip()[:1]
+    try:
+        if head == b"[":
+            points = _POINT_LIST.validate_json(raw)
+        elif head == b"{" and b"metrics" not in raw and b"\\u" not in raw:
+            points = [MetricPoint.model_validate_json(raw)]
+        else:
+            return None
+    except ValueError:  # pydantic's ValidationError is a ValueError
+        return None
+    if not points or any(p.labels["service"] in _FALSY_SERVICE_TEXTS for p in points):
+        return None
+    return points
 
 
 def map_metric_objects(

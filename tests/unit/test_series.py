@@ -45,3 +45,12 @@ def test_index_round_trips_through_json_and_reads_the_older_list_form() -> None:
     assert SeriesIndex.from_dict(data) == index
     old = SeriesIndex.from_dict({"series": ["x", "y"]})
     assert old.keys == ["x", "y"]
+
+
+def test_an_index_loaded_from_a_stored_value_never_changes_that_value() -> None:
+    stored = {"series": {"a": 1.0, "b": 2.0}, "checked": 0.0}
+    index = SeriesIndex.from_dict(stored)
+    index.admit({"a": 10_000.0, "c": 3.0}, LIMITS)
+    index.expire(1e9, LIMITS)
+    assert stored == {"series": {"a": 1.0, "b": 2.0}, "checked": 0.0}
+    assert SeriesIndex.from_dict({"series": {"a": 1, "b": "2"}}).last_seen == {"a": 1.0, "b": 2.0}
