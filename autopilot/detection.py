@@ -344,7 +344,7 @@ class Baseline:
             raw = base64.b64decode(data["window"])
             window = tuple(float(x) for x in np.frombuffer(raw, dtype="<f8"))
             return cls(window=window, head=int(data["head"]), m2=float(data["m2"]), **common)
-        extra = {name: data.get(name, getattr(cls(), name)) for name in _ADAPTIVE_FIELDS}
+        extra = {name: data.get(name, _ADAPTIVE_DEFAULTS[name]) for name in _ADAPTIVE_FIELDS}
         return cls(**common, **extra)
 
     def summary(self) -> dict[str, Any]:
@@ -390,6 +390,8 @@ _ADAPTIVE_FIELDS = (
     "prev_value",
     "prev_time",
 )
+#: Defaults of the adaptive fields, for states written before a field existed.
+_ADAPTIVE_DEFAULTS = {name: getattr(Baseline(), name) for name in _ADAPTIVE_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)
