@@ -3,8 +3,9 @@
 Consumes ``autopilot.metrics.keyed`` (lists of MetricPoint of one service), applies
 :func:`autopilot.detection.detect_series` per series (one table write per series per
 record; a replayed input record changes nothing: :mod:`autopilot.replay`) and sends
-the Anomaly records it builds to ``autopilot.anomalies``. ``autopilot backtest``
-runs the same function offline.
+the Anomaly records it builds to ``autopilot.anomalies``, waiting for the broker's
+acknowledgement before it writes the baselines (a crash in between re-sends rather
+than loses an anomaly). ``autopilot backtest`` runs the same function offline.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ async def process(event: Any, config: DetectorConfig, limits: SeriesLimits) -> N
                     len(expired), points[0].service, limits.ttl_s)
     if new_index is not index:
         series_index[service_key] = new_index.to_dict()
+    updates: list[tuple[bytes, Baseline]] = []
+    sent = []
     for series, pts in by_series.items():
         if series not in admitted:
             continue
@@ -68,14 +71,21 @@ async def process(event: Any, config: DetectorConfig, limits: SeriesLimits) -> N
         new, results = detect_series(base, pts, offset, config, stream=stream)
         if not results:
             continue  # replay of an applied record
-        baselines[key] = new.to_dict()
+        updates.append((key, new))
         for result in results:
             if result.anomaly is not None:
                 anomaly = result.anomaly
                 telemetry.ANOMALIES.labels(kind="metric", severity=anomaly.severity.value).inc()
-                await anomalies_topic.send(
+                sent.append(await anomalies_topic.send(
                     key=anomaly.service.encode(), value=anomaly.model_dump_json().encode()
-                )
+                ))
+    # Anomalies first, acknowledged by the broker, then the baselines: a crash in
+    # between replays the record and re-sends the same anomalies (the correlation
+    # agent applies a re-sent anomaly once); the other order could lose them.
+    for fut in sent:
+        await fut
+    for key, new in updates:
+        baselines[key] = new.to_dict()
     _SAMPLES.inc(len(points))
 
 

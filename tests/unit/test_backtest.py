@@ -120,8 +120,12 @@ def test_backtest_and_the_live_agent_send_identical_anomalies(mode: str, monkeyp
     sent: list[bytes] = []
 
     class Topic:
-        async def send(self, key: bytes, value: bytes) -> None:
+        async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
             sent.append(value)
+            # Like Faust's FutureMessage: awaiting it waits for the broker's ack.
+            acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            acked.set_result(None)
+            return acked
 
     monkeypatch.setattr(agent, "baselines", {})
     monkeypatch.setattr(agent, "series_index", {})

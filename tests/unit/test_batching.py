@@ -39,8 +39,12 @@ def _run(per_record: int, mode: str, monkeypatch: pytest.MonkeyPatch) -> tuple[l
     tables: dict[bytes, Any] = {}
 
     class Topic:
-        async def send(self, key: bytes, value: bytes) -> None:
+        async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
             sent.append(json.loads(value))
+            # Like Faust's FutureMessage: awaiting it waits for the broker's ack.
+            acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            acked.set_result(None)
+            return acked
 
     monkeypatch.setattr(agent, "baselines", tables)
     monkeypatch.setattr(agent, "series_index", {})
