@@ -9,8 +9,9 @@ Generates seed-shaped metric traffic for S services × M metrics (default 500 ×
 10,000 series) with a few injected anomalies. A *batched* record is a JSON list of
 ``--batch`` MetricPoints of one service; a *single* record holds one MetricPoint.
 Every phase starts from a fresh embedded broker (``--broker`` instead uses an
-existing cluster, which must be empty: the worker's topic names are fixed) and
-measures, on the same records:
+existing cluster; every phase then gets its own topics, consumer groups and app id,
+``bench-<pid>-<time>-<phase>``, so the cluster need not be empty; delete those
+topics afterwards) and measures, on the same records:
 
 * ``raw_samples_per_s`` — aiokafka ``getmany`` + ``json.loads`` of the batched records
   (the client's limit);
@@ -60,6 +61,9 @@ from autopilot.broker import EmbeddedBroker, free_port  # noqa: E402
 
 T0 = 1_700_000_000.0
 STEP_S = 15.0
+#: Prefix of this run's topics, consumer groups and app ids: every phase gets its own
+#: namespace, so phases and earlier runs on the same ``--broker`` never mix.
+RUN_ID = f"bench-{os.getpid()}-{int(time.time())}"
 
 
 def say(text: str) -> None:
@@ -157,7 +161,7 @@ async def measure_raw(bootstrap: str, records: list[tuple[bytes, bytes, int]]) -
     """Samples/s of aiokafka ``getmany`` + ``json.loads`` over ``records``."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    topic = "bench.raw"
+    topic = f"{RUN_ID}.raw"
     await create_topic(bootstrap, topic, 1)
     await produce(bootstrap, topic, records)
     total = sum(n for _, _, n in records)
@@ -186,11 +190,12 @@ async def measure_raw(bootstrap: str, records: list[tuple[bytes, bytes, int]]) -
 
 FLOOR_APP = '''
 import faust, os
-app = faust.App("bench-floor", broker=os.environ["BENCH_BROKER"], store="memory://",
+app = faust.App(os.environ["BENCH_APP_ID"], broker=os.environ["BENCH_BROKER"],
+                store="memory://",
                 web_port=int(os.environ["BENCH_WEB_PORT"]), env={},
                 broker_rebalance_timeout=4.0, broker_session_timeout=10.0,
                 broker_heartbeat_interval=1.0, topic_partitions=1)
-topic = app.topic("bench.floor", key_type=bytes, value_type=bytes,
+topic = app.topic(os.environ["BENCH_TOPIC"], key_type=bytes, value_type=bytes,
                   key_serializer="raw", value_serializer="raw")
 count = [0]
 
@@ -233,12 +238,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def measure_floor(bootstrap: str, records: list[tuple[bytes, bytes, int]], workdir: Path) -> float:
     """Records/s of a Faust agent that does nothing per record."""
-    asyncio.run(create_topic(bootstrap, "bench.floor", 1))
-    asyncio.run(produce(bootstrap, "bench.floor", records))
+    topic = f"{RUN_ID}.floor"
+    asyncio.run(create_topic(bootstrap, topic, 1))
+    asyncio.run(produce(bootstrap, topic, records))
     module = workdir / "bench_floor_app.py"
     module.write_text(FLOOR_APP)
     port = free_port()
     env = {**os.environ, "BENCH_BROKER": f"kafka://{bootstrap}", "BENCH_WEB_PORT": str(port),
+           "BENCH_APP_ID": f"{RUN_ID}-floor", "BENCH_TOPIC": topic,
            "PYTHONPATH": str(workdir)}
     with open(workdir / "floor.log", "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "bench_floor_app",
@@ -275,10 +282,14 @@ class WorkerProc:
                  store: str = "rocksdb://") -> None:
         self.port = free_port()
         self.datadir = workdir / f"{name}-data"
+        namespace = f"{RUN_ID}-{name}"
+        self.metrics_topic = f"{namespace}.metrics"
+        self.anomalies_topic = f"{namespace}.anomalies"
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("AUTOPILOT_", "SLACK_", "REDIS_", "OLLAMA_"))}
         env.update({"AUTOPILOT_BROKER": f"kafka://{bootstrap}",
                     "AUTOPILOT_DATADIR": str(self.datadir), "AUTOPILOT_STORE": store,
+                    "AUTOPILOT_APP_ID": namespace, "AUTOPILOT_TOPIC_PREFIX": namespace,
                     "AUTOPILOT_WEB_PORT": str(self.port), "AUTOPILOT_WEB_HOST": "127.0.0.1",
                     "OLLAMA_URL": f"http://127.0.0.1:{free_port()}", "OLLAMA_TIMEOUT_S": "1"})
         with open(workdir / f"{name}.log", "ab") as log:
@@ -311,7 +322,7 @@ def measure_worker(bootstrap: str, records: list[tuple[bytes, bytes, int]], work
     """Samples/s of a fresh worker over ``records``; the worker is left running."""
     worker = WorkerProc(bootstrap, workdir, name)
     total = sum(n for _, _, n in records)
-    asyncio.run(produce(bootstrap, "autopilot.metrics", records))
+    asyncio.run(produce(bootstrap, worker.metrics_topic, records))
     return _rate(worker.samples, total), worker
 
 
@@ -320,8 +331,9 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-async def measure_latency(bootstrap: str, rate_samples_s: float, batch: int, services: int,
-                          metrics: int, seconds: float, start_index: int) -> list[float]:
+async def measure_latency(bootstrap: str, worker: WorkerProc, rate_samples_s: float,
+                          batch: int, services: int, metrics: int, seconds: float,
+                          start_index: int) -> list[float]:
     """Produce batched records at ``rate_samples_s`` for ``seconds``; every record's
     last sample is a spike; returns produce → anomaly latencies in ms."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -330,8 +342,8 @@ async def measure_latency(bootstrap: str, rate_samples_s: float, batch: int, ser
     latencies: list[float] = []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
-    parts = consumer.partitions_for_topic("autopilot.anomalies") or set()
-    tps = [TopicPartition("autopilot.anomalies", p) for p in parts]
+    parts = consumer.partitions_for_topic(worker.anomalies_topic) or set()
+    tps = [TopicPartition(worker.anomalies_topic, p) for p in parts]
     consumer.assign(tps)
     await consumer.seek_to_end(*tps)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0,
@@ -372,7 +384,8 @@ async def measure_latency(bootstrap: str, rate_samples_s: float, batch: int, ser
                                   "labels": {"service": svc}})
         items[-1]["value"] = 5000.0
         sent_at[(svc, items[-1]["timestamp"])] = time.perf_counter()
-        await producer.send("autopilot.metrics", json.dumps(items).encode(), key=svc.encode())
+        await producer.send(worker.metrics_topic, json.dumps(items).encode(),
+                            key=svc.encode())
         r += 1
         next_t += interval
         await asyncio.sleep(max(0.0, next_t - time.perf_counter()))
@@ -440,7 +453,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
             per_record_ts = max(1, args.batch // args.metrics)
             start_index = (args.records // args.services + 1) * per_record_ts
             lat = asyncio.run(measure_latency(
-                bootstrap, rate / 2.0, args.batch, args.services, args.metrics,
+                bootstrap, worker, rate / 2.0, args.batch, args.services, args.metrics,
                 args.latency_seconds, start_index))
             out["p50_latency_ms"] = percentile(lat, 50)
             out["p99_latency_ms"] = percentile(lat, 99)
@@ -482,7 +495,7 @@ def soak(args: argparse.Namespace) -> dict[str, float]:
                               "value": 100.0 + rng.gauss(0.0, 5.0),
                               "labels": {"service": svc, "shard": str(m // args.metrics)}}
                              for m in range(batch)]
-                    await producer.send("autopilot.metrics", json.dumps(items).encode(),
+                    await producer.send(worker.metrics_topic, json.dumps(items).encode(),
                                         key=svc.encode())
                     i += 1
                     if not rss_warm and time.perf_counter() - started >= warmup:
@@ -515,7 +528,8 @@ def soak(args: argparse.Namespace) -> dict[str, float]:
 def main() -> int:
     """Command-line entry point."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--broker", help="kafka://HOST:PORT of an EMPTY cluster (default: embedded)")
+    p.add_argument("--broker", help="kafka://HOST:PORT of a Kafka cluster (default: a fresh "
+                   "embedded broker per phase)")
     p.add_argument("--services", type=int, default=500)
     p.add_argument("--metrics", type=int, default=20)
     p.add_argument("--batch", type=int, default=500, help="samples per batched record")
