@@ -140,6 +140,22 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
         await admin.close()
 
 
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    """Partition ids of an existing ``topic`` (raises RuntimeError when it is missing)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (desc,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    parts = [p["partition"] for p in desc.get("partitions", [])]
+    if desc.get("error_code") or not parts:
+        raise RuntimeError(f"topic {topic} not found (error code {desc.get('error_code')})")
+    return parts
+
+
 # ----------------------------------------------------------------------------- phases
 
 
@@ -342,7 +358,7 @@ async def measure_latency(bootstrap: str, worker: WorkerProc, rate_samples_s: fl
     latencies: list[float] = []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
-    parts = consumer.partitions_for_topic(worker.anomalies_topic) or set()
+    parts = await partitions_of(bootstrap, worker.anomalies_topic)
     tps = [TopicPartition(worker.anomalies_topic, p) for p in parts]
     consumer.assign(tps)
     await consumer.seek_to_end(*tps)
