@@ -166,6 +166,11 @@ class DetectorConfig:
     up_patterns: tuple[str, ...] = DEFAULT_UP_PATTERNS
     down_patterns: tuple[str, ...] = DEFAULT_DOWN_PATTERNS
     counter_suffixes: tuple[str, ...] = DEFAULT_COUNTER_SUFFIXES
+    #: :meth:`for_metric`'s answers by ``(metric_name, metric_type)`` (a cache: not
+    #: compared, hashed or copied by ``dataclasses.replace``).
+    _resolved: dict[tuple[str, str | None], DetectorConfig] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -201,19 +206,32 @@ class DetectorConfig:
         remote_write metadata or an exposition ``# TYPE`` line), or when it is untyped
         and its name ends in one of ``counter_suffixes``; ``metric_type="gauge"``
         is never a counter. The seed mode ignores both (it scores raw values in both
-        directions).
+        directions). Answers are cached per ``(metric_name, metric_type)`` on this
+        config (at most :data:`_RESOLVED_MAX` names; the cache is then emptied).
         """
         if self.mode == "seed":
             return self
+        key = (metric_name, metric_type)
+        resolved = self._resolved.get(key)
+        if resolved is not None:
+            return resolved
         if metric_type is not None:
             counter = metric_type == "counter"
         else:
             counter = metric_name.lower().endswith(self.counter_suffixes)
-        return replace(
+        resolved = replace(
             self,
             direction=resolve_direction(metric_name, self.up_patterns, self.down_patterns),
             counter=counter,
         )
+        if len(self._resolved) >= _RESOLVED_MAX:
+            self._resolved.clear()
+        self._resolved[key] = resolved
+        return resolved
+
+
+#: Most metric names :meth:`DetectorConfig.for_metric` remembers per config.
+_RESOLVED_MAX = 4096
 
 
 def _split(text: str) -> tuple[str, ...]:
