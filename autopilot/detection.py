@@ -338,8 +338,19 @@ class Baseline:
             data["head"] = self.head
             data["m2"] = self.m2
         else:
-            for name in _ADAPTIVE_FIELDS:
-                data[name] = getattr(self, name)
+            data["learned"] = self.learned
+            data["scale"] = self.scale
+            data["run_count"] = self.run_count
+            data["run_sum"] = self.run_sum
+            data["run_side"] = self.run_side
+            data["score_short"] = self.score_short
+            data["score_mean"] = self.score_mean
+            data["score_var"] = self.score_var
+            data["score_n"] = self.score_n
+            data["last_alert"] = self.last_alert
+            data["last_alert_rank"] = self.last_alert_rank
+            data["prev_value"] = self.prev_value
+            data["prev_time"] = self.prev_time
         return data
 
     @classmethod
@@ -351,19 +362,29 @@ class Baseline:
         if not data:
             return cls()
         mode = data.get("mode", "seed")
-        common = {
-            "mean": float(data["mean"]),
-            "count": int(data["count"]),
-            "offsets": replay.offsets_from_dict(data),
-            "last_timestamp": float(data.get("last_timestamp", 0.0)),
-            "mode": mode,
-        }
+        mean = float(data["mean"])
+        count = int(data["count"])
+        offsets = replay.offsets_from_dict(data)
+        last_timestamp = float(data.get("last_timestamp", 0.0))
         if mode == "seed":
             raw = base64.b64decode(data["window"])
-            window = tuple(float(x) for x in np.frombuffer(raw, dtype="<f8"))
-            return cls(window=window, head=int(data["head"]), m2=float(data["m2"]), **common)
-        extra = {name: data.get(name, _ADAPTIVE_DEFAULTS[name]) for name in _ADAPTIVE_FIELDS}
-        return cls(**common, **extra)
+            window = tuple(np.frombuffer(raw, dtype="<f8").tolist())
+            return cls(window=window, head=int(data["head"]), m2=float(data["m2"]), mean=mean,
+                       count=count, offsets=offsets, last_timestamp=last_timestamp, mode=mode)
+        get, default = data.get, _ADAPTIVE_DEFAULTS
+        values = (
+            mean, 0.0, count, offsets, last_timestamp, mode,
+            get("learned", default["learned"]), get("scale", default["scale"]),
+            get("run_count", default["run_count"]), get("run_sum", default["run_sum"]),
+            get("run_side", default["run_side"]), get("score_short", default["score_short"]),
+            get("score_mean", default["score_mean"]), get("score_var", default["score_var"]),
+            get("score_n", default["score_n"]), get("last_alert", default["last_alert"]),
+            get("last_alert_rank", default["last_alert_rank"]),
+            get("prev_value", default["prev_value"]), get("prev_time", default["prev_time"]),
+        )
+        if cls is Baseline:
+            return _baseline((), 0, *values)
+        return cls((), 0, *values)
 
     def summary(self) -> dict[str, Any]:
         """What views show: mode, samples, mean, std, count, last sample time (epoch s)."""
@@ -504,7 +525,6 @@ def score(baseline: Baseline, value: float, config: DetectorConfig) -> Verdict:
 
 _MAX_MEAN = MAX_SCORE * MAX_SCORE
 _SQRT2 = math.sqrt(2.0)
-_NEW = object.__new__
 
 
 def _verdict(
@@ -534,15 +554,64 @@ def _verdict(
     return v
 
 
-_BASELINE_SETTERS = tuple(getattr(Baseline, name).__set__ for name in _BASELINE_FIELDS)
-
-
-def _baseline(*values: Any) -> Baseline:
-    """``Baseline(*values)`` (every field, in declaration order) without ``__init__``."""
-    b = _NEW(Baseline)
-    for setter, value in zip(_BASELINE_SETTERS, values, strict=True):
-        setter(b, value)
+def _baseline(
+    window, head, mean, m2, count, offsets,
+    last_timestamp, mode, learned, scale, run_count, run_sum,
+    run_side, score_short, score_mean, score_var, score_n, last_alert,
+    last_alert_rank, prev_value, prev_time,
+    _new: Any = object.__new__,
+    _cls: type = Baseline,
+    _0: Any = Baseline.window.__set__,  # type: ignore[attr-defined]
+    _1: Any = Baseline.head.__set__,  # type: ignore[attr-defined]
+    _2: Any = Baseline.mean.__set__,  # type: ignore[attr-defined]
+    _3: Any = Baseline.m2.__set__,  # type: ignore[attr-defined]
+    _4: Any = Baseline.count.__set__,  # type: ignore[attr-defined]
+    _5: Any = Baseline.offsets.__set__,  # type: ignore[attr-defined]
+    _6: Any = Baseline.last_timestamp.__set__,  # type: ignore[attr-defined]
+    _7: Any = Baseline.mode.__set__,  # type: ignore[attr-defined]
+    _8: Any = Baseline.learned.__set__,  # type: ignore[attr-defined]
+    _9: Any = Baseline.scale.__set__,  # type: ignore[attr-defined]
+    _10: Any = Baseline.run_count.__set__,  # type: ignore[attr-defined]
+    _11: Any = Baseline.run_sum.__set__,  # type: ignore[attr-defined]
+    _12: Any = Baseline.run_side.__set__,  # type: ignore[attr-defined]
+    _13: Any = Baseline.score_short.__set__,  # type: ignore[attr-defined]
+    _14: Any = Baseline.score_mean.__set__,  # type: ignore[attr-defined]
+    _15: Any = Baseline.score_var.__set__,  # type: ignore[attr-defined]
+    _16: Any = Baseline.score_n.__set__,  # type: ignore[attr-defined]
+    _17: Any = Baseline.last_alert.__set__,  # type: ignore[attr-defined]
+    _18: Any = Baseline.last_alert_rank.__set__,  # type: ignore[attr-defined]
+    _19: Any = Baseline.prev_value.__set__,  # type: ignore[attr-defined]
+    _20: Any = Baseline.prev_time.__set__,  # type: ignore[attr-defined]
+) -> Baseline:
+    """``Baseline(...)`` with every field given, in declaration order, without the
+    frozen ``__init__`` (the slots are written directly; no defaults, no checks)."""
+    b = _new(_cls)
+    _0(b, window)
+    _1(b, head)
+    _2(b, mean)
+    _3(b, m2)
+    _4(b, count)
+    _5(b, offsets)
+    _6(b, last_timestamp)
+    _7(b, mode)
+    _8(b, learned)
+    _9(b, scale)
+    _10(b, run_count)
+    _11(b, run_sum)
+    _12(b, run_side)
+    _13(b, score_short)
+    _14(b, score_mean)
+    _15(b, score_var)
+    _16(b, score_n)
+    _17(b, last_alert)
+    _18(b, last_alert_rank)
+    _19(b, prev_value)
+    _20(b, prev_time)
     return b
+
+
+if _baseline.__code__.co_varnames[: len(_BASELINE_FIELDS)] != _BASELINE_FIELDS:
+    raise ImportError("_baseline's parameters must be Baseline's fields, in order")
 
 
 def _run_seed(
@@ -892,18 +961,30 @@ def detect_series(
     """
     if not points:
         return baseline, []
-    series_config = config.for_metric(points[0].metric_name, points[0].metric_type)
+    first = points[0]
+    series_config = config.for_metric(first.metric_name, first.metric_type)
     new, verdicts = step_record(
         baseline, [(p.value, p.timestamp.timestamp()) for p in points], offset, series_config,
         stream=stream,
     )
     if not verdicts:
         return new, []  # a replay: applied before, nothing changes
-    results = [
-        SeriesResult(p, v, make_anomaly(p, v) if v.anomalous else None)
-        for p, v in zip(points, verdicts, strict=True)
-    ]
+    results = []
+    append = results.append
+    for p, v in zip(points, verdicts, strict=True):
+        # SeriesResult(p, v, anomaly), its slots written directly (frozen __init__ cost).
+        r = _new_result(SeriesResult)
+        _set_point(r, p)
+        _set_verdict(r, v)
+        _set_anomaly(r, make_anomaly(p, v) if v.anomalous else None)
+        append(r)
     return new, results
+
+
+_new_result = object.__new__
+_set_point = SeriesResult.point.__set__  # type: ignore[attr-defined]
+_set_verdict = SeriesResult.verdict.__set__  # type: ignore[attr-defined]
+_set_anomaly = SeriesResult.anomaly.__set__  # type: ignore[attr-defined]
 
 
 def make_anomaly(point: MetricPoint, verdict: Verdict) -> Anomaly:
