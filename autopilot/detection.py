@@ -516,9 +516,10 @@ def score(baseline: Baseline, value: float, config: DetectorConfig) -> Verdict:
 #
 # ``step_record`` runs one record's samples of one series through a loop on plain local
 # variables and builds one :class:`Baseline` at the end (``step`` is the same loop over
-# one sample). Every arithmetic expression is the one the algorithm description above
-# states, in the same operation order, so results do not depend on how samples are
-# split into records. ``min``/``max`` of two values are written as conditional
+# one sample). The state carried from sample to sample is exactly the Baseline's
+# fields, and every floating-point expression keeps its operation order, so a record
+# of N samples gives bit for bit what N records of one sample give (see
+# tests/unit/test_batching.py). ``min``/``max`` of two values are written as conditional
 # expressions with the builtins' exact semantics (``min(a, b)`` is ``b if b < a else
 # a``, ``max(a, b)`` is ``b if b > a else a``) because a builtin call costs more than
 # the comparison.
