@@ -166,6 +166,11 @@ class DetectorConfig:
     up_patterns: tuple[str, ...] = DEFAULT_UP_PATTERNS
     down_patterns: tuple[str, ...] = DEFAULT_DOWN_PATTERNS
     counter_suffixes: tuple[str, ...] = DEFAULT_COUNTER_SUFFIXES
+    #: :meth:`for_metric`'s answers by ``(metric_name, metric_type)`` (a cache: not
+    #: compared, hashed or copied by ``dataclasses.replace``).
+    _resolved: dict[tuple[str, str | None], DetectorConfig] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -201,19 +206,32 @@ class DetectorConfig:
         remote_write metadata or an exposition ``# TYPE`` line), or when it is untyped
         and its name ends in one of ``counter_suffixes``; ``metric_type="gauge"``
         is never a counter. The seed mode ignores both (it scores raw values in both
-        directions).
+        directions). Answers are cached per ``(metric_name, metric_type)`` on this
+        config (at most :data:`_RESOLVED_MAX` names; the cache is then emptied).
         """
         if self.mode == "seed":
             return self
+        key = (metric_name, metric_type)
+        resolved = self._resolved.get(key)
+        if resolved is not None:
+            return resolved
         if metric_type is not None:
             counter = metric_type == "counter"
         else:
             counter = metric_name.lower().endswith(self.counter_suffixes)
-        return replace(
+        resolved = replace(
             self,
             direction=resolve_direction(metric_name, self.up_patterns, self.down_patterns),
             counter=counter,
         )
+        if len(self._resolved) >= _RESOLVED_MAX:
+            self._resolved.clear()
+        self._resolved[key] = resolved
+        return resolved
+
+
+#: Most metric names :meth:`DetectorConfig.for_metric` remembers per config.
+_RESOLVED_MAX = 4096
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -320,8 +338,19 @@ class Baseline:
             data["head"] = self.head
             data["m2"] = self.m2
         else:
-            for name in _ADAPTIVE_FIELDS:
-                data[name] = getattr(self, name)
+            data["learned"] = self.learned
+            data["scale"] = self.scale
+            data["run_count"] = self.run_count
+            data["run_sum"] = self.run_sum
+            data["run_side"] = self.run_side
+            data["score_short"] = self.score_short
+            data["score_mean"] = self.score_mean
+            data["score_var"] = self.score_var
+            data["score_n"] = self.score_n
+            data["last_alert"] = self.last_alert
+            data["last_alert_rank"] = self.last_alert_rank
+            data["prev_value"] = self.prev_value
+            data["prev_time"] = self.prev_time
         return data
 
     @classmethod
@@ -333,19 +362,29 @@ class Baseline:
         if not data:
             return cls()
         mode = data.get("mode", "seed")
-        common = {
-            "mean": float(data["mean"]),
-            "count": int(data["count"]),
-            "offsets": replay.offsets_from_dict(data),
-            "last_timestamp": float(data.get("last_timestamp", 0.0)),
-            "mode": mode,
-        }
+        mean = float(data["mean"])
+        count = int(data["count"])
+        offsets = replay.offsets_from_dict(data)
+        last_timestamp = float(data.get("last_timestamp", 0.0))
         if mode == "seed":
             raw = base64.b64decode(data["window"])
-            window = tuple(float(x) for x in np.frombuffer(raw, dtype="<f8"))
-            return cls(window=window, head=int(data["head"]), m2=float(data["m2"]), **common)
-        extra = {name: data.get(name, _ADAPTIVE_DEFAULTS[name]) for name in _ADAPTIVE_FIELDS}
-        return cls(**common, **extra)
+            window = tuple(np.frombuffer(raw, dtype="<f8").tolist())
+            return cls(window=window, head=int(data["head"]), m2=float(data["m2"]), mean=mean,
+                       count=count, offsets=offsets, last_timestamp=last_timestamp, mode=mode)
+        get, default = data.get, _ADAPTIVE_DEFAULTS
+        values = (
+            mean, 0.0, count, offsets, last_timestamp, mode,
+            get("learned", default["learned"]), get("scale", default["scale"]),
+            get("run_count", default["run_count"]), get("run_sum", default["run_sum"]),
+            get("run_side", default["run_side"]), get("score_short", default["score_short"]),
+            get("score_mean", default["score_mean"]), get("score_var", default["score_var"]),
+            get("score_n", default["score_n"]), get("last_alert", default["last_alert"]),
+            get("last_alert_rank", default["last_alert_rank"]),
+            get("prev_value", default["prev_value"]), get("prev_time", default["prev_time"]),
+        )
+        if cls is Baseline:
+            return _baseline((), 0, *values)
+        return cls((), 0, *values)
 
     def summary(self) -> dict[str, Any]:
         """What views show: mode, samples, mean, std, count, last sample time (epoch s)."""
@@ -361,18 +400,6 @@ class Baseline:
 
 
 _BASELINE_FIELDS = tuple(f.name for f in fields(Baseline))
-
-
-def _evolve(b: Baseline, **changes: Any) -> Baseline:
-    """``dataclasses.replace`` for :class:`Baseline`, without its per-call overhead.
-
-    The per-sample path builds one new baseline per step; ``replace`` (which
-    re-inspects the fields and calls ``__init__``) was a third of a step's time.
-    """
-    new = object.__new__(Baseline)
-    for name in _BASELINE_FIELDS:
-        object.__setattr__(new, name, changes[name] if name in changes else getattr(b, name))
-    return new
 
 
 _ADAPTIVE_FIELDS = (
@@ -485,189 +512,360 @@ def score(baseline: Baseline, value: float, config: DetectorConfig) -> Verdict:
     )
 
 
-def _add(baseline: Baseline, value: float, window_size: int) -> Baseline:
-    window = list(baseline.window)
-    n = len(window)
-    if n < window_size:
-        window.append(value)
-        n1 = n + 1
-        delta = value - baseline.mean
-        mean = baseline.mean + delta / n1
-        m2 = baseline.m2 + delta * (value - mean)
-        head = 0
-    else:
-        # Window full: ``value`` replaces the oldest sample at ``head``.
-        old = window[baseline.head]
-        window[baseline.head] = value
-        mean = baseline.mean + (value - old) / n
-        m2 = baseline.m2 + (value - old) * (value - mean + old - baseline.mean)
-        head = (baseline.head + 1) % n
-        if head == 0:
-            # Wrapped: recompute exactly to bound floating-point drift (amortised O(1)).
-            arr = np.asarray(window, dtype=np.float64)
-            mean = float(arr.mean())
-            m2 = float(((arr - mean) ** 2).sum())
-    if not math.isfinite(mean) or not math.isfinite(m2):
-        arr = np.asarray(window, dtype=np.float64)
-        mean = _finite(float(np.mean(arr)), MAX_SCORE * MAX_SCORE)
-        m2 = MAX_SCORE * MAX_SCORE
-    return replace(baseline, window=tuple(window), head=head, mean=mean, m2=max(m2, 0.0))
+# ------------------------------------------------------------------ the per-sample loops
+#
+# ``step_record`` runs one record's samples of one series through a loop on plain local
+# variables and builds one :class:`Baseline` at the end (``step`` is the same loop over
+# one sample). The state carried from sample to sample is exactly the Baseline's
+# fields, and every floating-point expression keeps its operation order, so a record
+# of N samples gives bit for bit what N records of one sample give (see
+# tests/unit/test_batching.py). ``min``/``max`` of two values are written as conditional
+# expressions with the builtins' exact semantics (``min(a, b)`` is ``b if b < a else
+# a``, ``max(a, b)`` is ``b if b > a else a``) because a builtin call costs more than
+# the comparison.
+
+_MAX_MEAN = MAX_SCORE * MAX_SCORE
+_SQRT2 = math.sqrt(2.0)
 
 
-def _step_seed(
-    baseline: Baseline, value: float, timestamp: float, config: DetectorConfig
-) -> tuple[Baseline, Verdict]:
-    verdict = score(baseline, value, config)
-    new = _add(baseline, value, config.window_size)
-    new = replace(
-        new, count=baseline.count + 1, last_timestamp=max(timestamp, baseline.last_timestamp)
-    )
-    return new, verdict
+def _verdict(
+    value: float, mean: float, std: float, z: float, deviation: float, anomalous: bool,
+    severity: Severity | None, cold: bool, extras: dict[str, Any], anomaly_score: float,
+    _new: Any = object.__new__, _cls: type = Verdict,
+    _s0: Any = Verdict.value.__set__, _s1: Any = Verdict.mean.__set__,  # type: ignore[attr-defined]
+    _s2: Any = Verdict.std.__set__, _s3: Any = Verdict.z_score.__set__,  # type: ignore[attr-defined]
+    _s4: Any = Verdict.deviation_percent.__set__,  # type: ignore[attr-defined]
+    _s5: Any = Verdict.anomalous.__set__, _s6: Any = Verdict.severity.__set__,  # type: ignore[attr-defined]
+    _s7: Any = Verdict.cold.__set__, _s8: Any = Verdict.extras.__set__,  # type: ignore[attr-defined]
+    _s9: Any = Verdict.score.__set__,  # type: ignore[attr-defined]
+) -> Verdict:
+    """``Verdict(...)`` with every field given, without the frozen ``__init__``'s cost
+    (half of it: the slots are written directly)."""
+    v = _new(_cls)
+    _s0(v, value)
+    _s1(v, mean)
+    _s2(v, std)
+    _s3(v, z)
+    _s4(v, deviation)
+    _s5(v, anomalous)
+    _s6(v, severity)
+    _s7(v, cold)
+    _s8(v, extras)
+    _s9(v, anomaly_score)
+    return v
 
 
-# --------------------------------------------------------------------------- adaptive
+def _baseline(
+    window, head, mean, m2, count, offsets,
+    last_timestamp, mode, learned, scale, run_count, run_sum,
+    run_side, score_short, score_mean, score_var, score_n, last_alert,
+    last_alert_rank, prev_value, prev_time,
+    _new: Any = object.__new__,
+    _cls: type = Baseline,
+    _0: Any = Baseline.window.__set__,  # type: ignore[attr-defined]
+    _1: Any = Baseline.head.__set__,  # type: ignore[attr-defined]
+    _2: Any = Baseline.mean.__set__,  # type: ignore[attr-defined]
+    _3: Any = Baseline.m2.__set__,  # type: ignore[attr-defined]
+    _4: Any = Baseline.count.__set__,  # type: ignore[attr-defined]
+    _5: Any = Baseline.offsets.__set__,  # type: ignore[attr-defined]
+    _6: Any = Baseline.last_timestamp.__set__,  # type: ignore[attr-defined]
+    _7: Any = Baseline.mode.__set__,  # type: ignore[attr-defined]
+    _8: Any = Baseline.learned.__set__,  # type: ignore[attr-defined]
+    _9: Any = Baseline.scale.__set__,  # type: ignore[attr-defined]
+    _10: Any = Baseline.run_count.__set__,  # type: ignore[attr-defined]
+    _11: Any = Baseline.run_sum.__set__,  # type: ignore[attr-defined]
+    _12: Any = Baseline.run_side.__set__,  # type: ignore[attr-defined]
+    _13: Any = Baseline.score_short.__set__,  # type: ignore[attr-defined]
+    _14: Any = Baseline.score_mean.__set__,  # type: ignore[attr-defined]
+    _15: Any = Baseline.score_var.__set__,  # type: ignore[attr-defined]
+    _16: Any = Baseline.score_n.__set__,  # type: ignore[attr-defined]
+    _17: Any = Baseline.last_alert.__set__,  # type: ignore[attr-defined]
+    _18: Any = Baseline.last_alert_rank.__set__,  # type: ignore[attr-defined]
+    _19: Any = Baseline.prev_value.__set__,  # type: ignore[attr-defined]
+    _20: Any = Baseline.prev_time.__set__,  # type: ignore[attr-defined]
+) -> Baseline:
+    """``Baseline(...)`` with every field given, in declaration order, without the
+    frozen ``__init__`` (the slots are written directly; no defaults, no checks)."""
+    b = _new(_cls)
+    _0(b, window)
+    _1(b, head)
+    _2(b, mean)
+    _3(b, m2)
+    _4(b, count)
+    _5(b, offsets)
+    _6(b, last_timestamp)
+    _7(b, mode)
+    _8(b, learned)
+    _9(b, scale)
+    _10(b, run_count)
+    _11(b, run_sum)
+    _12(b, run_side)
+    _13(b, score_short)
+    _14(b, score_mean)
+    _15(b, score_var)
+    _16(b, score_n)
+    _17(b, last_alert)
+    _18(b, last_alert_rank)
+    _19(b, prev_value)
+    _20(b, prev_time)
+    return b
 
 
-def _upper_tail(x: float) -> float:
-    """Q(x) = P(N(0,1) > x)."""
-    return 0.5 * math.erfc(x / math.sqrt(2.0))
+if _baseline.__code__.co_varnames[: len(_BASELINE_FIELDS)] != _BASELINE_FIELDS:
+    raise ImportError("_baseline's parameters must be Baseline's fields, in order")
 
 
-def _directional(z: float, direction: Direction) -> float:
-    if direction == "up":
-        return max(z, 0.0)
-    if direction == "down":
-        return max(-z, 0.0)
-    return abs(z)
+def _run_seed(
+    baseline: Baseline,
+    samples: Sequence[tuple[float, float]],
+    config: DetectorConfig,
+    offsets: Mapping[str, int],
+) -> tuple[Baseline, list[Verdict]]:
+    """Seed mode over ``samples`` (non-empty): score each against the window, then add it.
 
-
-def _adaptive_std(b: Baseline) -> float:
-    """σ used for z: 1.2533 × mean |deviation|, at least 1e-3 × |mean| when positive."""
-    std = MAD_TO_STD * b.scale
-    if std > 0.0:
-        std = max(std, ZERO_VARIANCE_SCALE * abs(b.mean))
-    return _finite(std, MAX_SCORE)
-
-
-def _to_rate(b: Baseline, value: float, timestamp: float) -> float | None:
-    """Per-second increase of a counter since the previous sample (None: no rate yet)."""
-    if b.prev_value is None or b.prev_time is None:
-        return None
-    dt = timestamp - b.prev_time
-    if dt <= 0.0:
-        return None  # same or older instant: nothing to learn from
-    increase = value - b.prev_value
-    if increase < 0.0:
-        increase = value  # counter reset: the new value is the increase since the reset
-    return _finite(increase / dt, MAX_SCORE)
-
-
-def _learn(b: Baseline, x: float, config: DetectorConfig) -> Baseline:
-    """Add ``x`` to the robust location and scale (see module docstring, 1 and 4)."""
-    n = b.learned + 1
-    if n == 1:
-        return _evolve(b, learned=1, mean=_finite(x, MAX_SCORE * MAX_SCORE), scale=0.0)
-    weight = max(config.alpha, 1.0 / n)
-    std = _adaptive_std(b)
-    if n <= config.min_samples or std <= 0.0:
-        mean = b.mean + weight * (x - b.mean)
-        scale = b.scale + weight * (abs(x - b.mean) - b.scale)
-        return _evolve(b, learned=n, mean=_finite(mean, MAX_SCORE * MAX_SCORE),
-                       scale=max(_finite(scale, MAX_SCORE), 0.0),
-                       run_count=0, run_sum=0.0, run_side=0)
-    z = (x - b.mean) / std
-    run_count, run_sum, run_side = 0, 0.0, 0
-    if abs(z) > config.relearn_z:
-        side = 1 if z > 0 else -1
-        if side == b.run_side:
-            run_count, run_sum, run_side = b.run_count + 1, b.run_sum + x, side
+    The window is one list for the whole record (O(1) per sample); the exact
+    recompute when the ring buffer wraps is kept (amortised O(1)).
+    """
+    b = baseline
+    if b.mode != "seed":
+        b = Baseline(count=b.count, offsets=b.offsets, last_timestamp=b.last_timestamp)
+    window = list(b.window)
+    head, mean, m2, count, last_ts = b.head, b.mean, b.m2, b.count, b.last_timestamp
+    window_size, min_samples = config.window_size, config.min_samples
+    verdicts: list[Verdict] = []
+    append = verdicts.append
+    for value, timestamp in samples:
+        n = len(window)
+        # Score against the window before the sample joins (Baseline.std, score()).
+        std = 0.0 if n < 2 or m2 <= 0.0 else _finite(math.sqrt(m2 / n), MAX_SCORE)
+        if n < min_samples:
+            append(_verdict(value, mean, std, 0.0, 0.0, False, None, True, {}, 0.0))
         else:
-            run_count, run_sum, run_side = 1, x, side
-        if run_count >= config.relearn_after:
-            # A sustained level shift: the new level is the baseline from now on.
-            return _evolve(b, learned=n, mean=_finite(run_sum / run_count, MAX_SCORE),
-                           run_count=0, run_sum=0.0, run_side=0)
-    limit = config.clip * std
-    mean = b.mean + weight * max(-limit, min(limit, x - b.mean))
-    scale = b.scale + weight * (min(abs(x - b.mean), limit) - b.scale)
-    return _evolve(b, learned=n, mean=_finite(mean, MAX_SCORE * MAX_SCORE),
-                   scale=max(_finite(scale, MAX_SCORE), 0.0),
-                   run_count=run_count, run_sum=_finite(run_sum, MAX_SCORE * MAX_SCORE),
-                   run_side=run_side)
+            z = z_score(value, mean, std)
+            severity = severity_for(z, config)
+            append(_verdict(value, mean, std, z, deviation_percent(value, mean),
+                            severity is not None, severity, False, {}, seed_score(z)))
+        # Add it: Welford's update extended to a sliding window.
+        if n < window_size:
+            window.append(value)
+            delta = value - mean
+            new_mean = mean + delta / (n + 1)
+            m2 = m2 + delta * (value - new_mean)
+            mean = new_mean
+            head = 0
+        else:
+            # Window full: ``value`` replaces the oldest sample at ``head``.
+            old = window[head]
+            window[head] = value
+            new_mean = mean + (value - old) / n
+            m2 = m2 + (value - old) * (value - new_mean + old - mean)
+            mean = new_mean
+            head = (head + 1) % n
+            if head == 0:
+                # Wrapped: recompute exactly to bound floating-point drift (amortised O(1)).
+                arr = np.asarray(window, dtype=np.float64)
+                mean = float(arr.mean())
+                m2 = float(((arr - mean) ** 2).sum())
+        if not math.isfinite(mean) or not math.isfinite(m2):
+            arr = np.asarray(window, dtype=np.float64)
+            mean = _finite(float(np.mean(arr)), _MAX_MEAN)
+            m2 = _MAX_MEAN
+        m2 = 0.0 if 0.0 > m2 else m2  # max(m2, 0.0)
+        count += 1
+        last_ts = last_ts if last_ts > timestamp else timestamp  # max(timestamp, last_ts)
+    return _baseline(
+        tuple(window), head, mean, m2, count, offsets, last_ts, b.mode, b.learned, b.scale,
+        b.run_count, b.run_sum, b.run_side, b.score_short, b.score_mean, b.score_var,
+        b.score_n, b.last_alert, b.last_alert_rank, b.prev_value, b.prev_time,
+    ), verdicts
 
 
-def _step_adaptive(
-    baseline: Baseline, value: float, timestamp: float, config: DetectorConfig
-) -> tuple[Baseline, Verdict]:
-    b = baseline if baseline.mode == "adaptive" else Baseline(
-        mode="adaptive", count=baseline.count, offsets=baseline.offsets,
-        last_timestamp=baseline.last_timestamp,
-    )
-    stamp = {"count": b.count + 1, "last_timestamp": max(timestamp, b.last_timestamp)}
-    x: float | None = value
-    if config.counter:
-        x = _to_rate(b, value, timestamp)
-        b = _evolve(b, prev_value=value, prev_time=timestamp)
-    mean, std = b.mean, _adaptive_std(b)
-    if x is None:
-        verdict = Verdict(value, mean, std, 0.0, 0.0, anomalous=False, cold=True)
-        return _evolve(b, **stamp), verdict
-    if b.learned < config.min_samples:
-        verdict = Verdict(x, mean, std, 0.0, 0.0, anomalous=False, cold=True)
-        return _evolve(_learn(b, x, config), **stamp), verdict
+def _run_adaptive(
+    baseline: Baseline,
+    samples: Sequence[tuple[float, float]],
+    config: DetectorConfig,
+    offsets: Mapping[str, int],
+) -> tuple[Baseline, list[Verdict]]:
+    """Adaptive mode over ``samples`` (non-empty); see the module docstring, 1–6.
 
-    z = z_score(x, mean, std)
-    raw = min(_directional(z, config.direction), RAW_SCORE_CAP)
-    # Anomaly likelihood: the short-term average raw score against its long-term law.
-    short = b.score_short + config.likelihood_short * (raw - b.score_short)
-    if b.score_n > 0:
-        spread = math.sqrt(max(b.score_var, 1e-6))
-        tail = _upper_tail((short - b.score_mean) / spread)
-        anomaly_score = min(1.0, -math.log10(max(tail, 1e-12)) / 10.0)
-    else:
-        anomaly_score = 0.0
-    w = max(config.likelihood_long, 1.0 / (b.score_n + 1))
-    d = raw - b.score_mean
-    score_mean = b.score_mean + w * d
-    score_var = (1.0 - w) * (b.score_var + w * d * d)
+    Per sample: counters become rates; the sample is scored against the baseline
+    before it joins (cold until ``min_samples`` are learned); the raw-score statistics,
+    the episode and the robust location and scale are updated.
+    """
+    b = baseline
+    if b.mode != "adaptive":
+        b = Baseline(mode="adaptive", count=b.count, offsets=b.offsets,
+                     last_timestamp=b.last_timestamp)
+    count, last_ts = b.count, b.last_timestamp
+    mean, scale, learned = b.mean, b.scale, b.learned
+    run_count, run_sum, run_side = b.run_count, b.run_sum, b.run_side
+    score_short, score_mean, score_var, score_n = (
+        b.score_short, b.score_mean, b.score_var, b.score_n)
+    last_alert, last_alert_rank = b.last_alert, b.last_alert_rank
+    prev_value, prev_time = b.prev_value, b.prev_time
 
-    in_episode = b.last_alert is not None and timestamp - b.last_alert < config.episode_s
-    severity = severity_for(_directional(z, config.direction), config)
-    if b.score_n < config.likelihood_warmup:
-        hot = severity is not None  # seed rule until the score history means something
-        anomaly_score = seed_score(_directional(z, config.direction))
-    else:
-        hot = severity is not None and anomaly_score >= config.alert_score
-    escalated = (
-        in_episode and hot and severity is not None and severity.rank > b.last_alert_rank
-    )
-    alert = hot and (not in_episode or escalated)
-    if in_episode and not alert:
-        anomaly_score *= 0.5 * config.alert_score
-    verdict = Verdict(
-        value=x,
-        mean=mean,
-        std=std,
-        z_score=z,
-        deviation_percent=deviation_percent(x, mean),
-        anomalous=alert,
-        severity=severity if alert else None,
-        score=anomaly_score,
-        extras={"in_episode": in_episode, "direction": config.direction},
-    )
-    new = _learn(b, x, config)
-    new = _evolve(
-        new,
-        score_short=short,
-        score_mean=score_mean,
-        score_var=score_var,
-        score_n=b.score_n + 1,
-        last_alert=timestamp if alert else b.last_alert,
-        last_alert_rank=(severity.rank if alert and severity is not None else
-                         (b.last_alert_rank if in_episode else 0)),
-        **stamp,
-    )
-    return new, verdict
+    counter, direction = config.counter, config.direction
+    up, down = direction == "up", direction == "down"
+    min_samples, alpha, clip = config.min_samples, config.alpha, config.clip
+    relearn_z, relearn_after = config.relearn_z, config.relearn_after
+    short_w, long_w = config.likelihood_short, config.likelihood_long
+    warmup, alert_score, episode_s = config.likelihood_warmup, config.alert_score, config.episode_s
+    z_threshold, z_high, z_critical = config.z_threshold, config.z_high, config.z_critical
+    damp = 0.5 * alert_score
+    critical, high, medium = Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM
+    sqrt, erfc, log10 = math.sqrt, math.erfc, math.log10
+    big = MAX_SCORE
+    verdicts: list[Verdict] = []
+    append = verdicts.append
+
+    for value, timestamp in samples:
+        count += 1
+        last_ts = last_ts if last_ts > timestamp else timestamp  # max(timestamp, last_ts)
+        x: float | None = value
+        if counter:
+            # Per-second increase since the previous sample (None: no rate yet).
+            x = None
+            if prev_value is not None and prev_time is not None:
+                dt = timestamp - prev_time
+                if not dt <= 0.0:  # same or older instant: nothing to learn from
+                    increase = value - prev_value
+                    if increase < 0.0:
+                        increase = value  # counter reset: the increase since the reset
+                    x = _finite(increase / dt, big)
+            prev_value, prev_time = value, timestamp
+        # σ = 1.2533 × scale, at least 1e-3 × |mean| when positive, finite.
+        std = MAD_TO_STD * scale
+        if std > 0.0:
+            floor = ZERO_VARIANCE_SCALE * abs(mean)
+            std = floor if floor > std else std
+        if std != std:
+            std = 0.0
+        else:
+            std = std if std < big else big
+            std = std if std > -big else -big
+        if x is None:
+            append(_verdict(value, mean, std, 0.0, 0.0, False, None, True, {}, 0.0))
+            continue
+        dx = x - mean
+
+        if learned < min_samples:
+            append(_verdict(x, mean, std, 0.0, 0.0, False, None, True, {}, 0.0))
+        else:
+            # z_score(x, mean, std)
+            if std > 0.0:
+                z = dx / std
+            elif x == mean:
+                z = 0.0
+            else:
+                magnitude = abs(mean)
+                z = dx / (ZERO_VARIANCE_SCALE * (1.0 if 1.0 > magnitude else magnitude))
+            if z != z:
+                z = 0.0
+            else:
+                z = z if z < big else big
+                z = z if z > -big else -big
+            if up:
+                d_z = 0.0 if 0.0 > z else z
+            elif down:
+                d_z = -z
+                d_z = 0.0 if 0.0 > d_z else d_z
+            else:
+                d_z = abs(z)
+            raw = RAW_SCORE_CAP if RAW_SCORE_CAP < d_z else d_z
+            # Anomaly likelihood: the short-term average raw score against its long-term law.
+            short = score_short + short_w * (raw - score_short)
+            magnitude = abs(d_z)
+            severity = (critical if magnitude > z_critical else high if magnitude > z_high
+                        else medium if magnitude > z_threshold else None)
+            if score_n < warmup:
+                hot = severity is not None  # seed rule until the score history means something
+                anomaly_score = magnitude / (1.0 + magnitude)  # seed_score
+            else:
+                if score_n > 0:
+                    spread = sqrt(max(score_var, 1e-6))
+                    tail = 0.5 * erfc(((short - score_mean) / spread) / _SQRT2)
+                    anomaly_score = min(1.0, -log10(max(tail, 1e-12)) / 10.0)
+                else:
+                    anomaly_score = 0.0
+                hot = severity is not None and anomaly_score >= alert_score
+            w = max(long_w, 1.0 / (score_n + 1))
+            d = raw - score_mean
+            score_mean = score_mean + w * d
+            score_var = (1.0 - w) * (score_var + w * d * d)
+            score_short = short
+            score_n += 1
+
+            in_episode = last_alert is not None and timestamp - last_alert < episode_s
+            escalated = (
+                in_episode and hot and severity is not None and severity.rank > last_alert_rank
+            )
+            alert = hot and (not in_episode or escalated)
+            if in_episode and not alert:
+                anomaly_score *= damp
+            if mean == 0.0:
+                deviation = 0.0
+            else:
+                deviation = _finite(100.0 * dx / abs(mean), big)
+            append(_verdict(x, mean, std, z, deviation, alert, severity if alert else None,
+                            False, {"in_episode": in_episode, "direction": direction},
+                            anomaly_score))
+            if alert:
+                last_alert = timestamp
+                last_alert_rank = severity.rank  # type: ignore[union-attr]
+            elif not in_episode:
+                last_alert_rank = 0
+
+        # Learn x: robust location and scale (module docstring, 1 and 4).
+        n = learned + 1
+        learned = n
+        if n == 1:
+            mean = _finite(x, _MAX_MEAN)
+            scale = 0.0
+            continue
+        inverse = 1.0 / n
+        weight = inverse if inverse > alpha else alpha  # max(alpha, 1 / n)
+        if n <= min_samples or std <= 0.0:
+            mean_new = mean + weight * dx
+            scale = scale + weight * (abs(dx) - scale)
+            run_count, run_sum, run_side = 0, 0.0, 0
+        else:
+            z = dx / std
+            rc, rs, side = 0, 0.0, 0
+            if abs(z) > relearn_z:
+                side = 1 if z > 0 else -1
+                if side == run_side:
+                    rc, rs = run_count + 1, run_sum + x
+                else:
+                    rc, rs = 1, x
+                if rc >= relearn_after:
+                    # A sustained level shift: the new level is the baseline from now on.
+                    mean = _finite(rs / rc, big)
+                    run_count, run_sum, run_side = 0, 0.0, 0
+                    continue
+            limit = clip * std
+            clipped = dx if dx < limit else limit  # min(limit, dx)
+            clipped = clipped if clipped > -limit else -limit  # max(-limit, ...)
+            mean_new = mean + weight * clipped
+            deviation = abs(dx)
+            scale = scale + weight * ((limit if limit < deviation else deviation) - scale)
+            run_count, run_sum, run_side = rc, _finite(rs, _MAX_MEAN), side
+        if mean_new != mean_new:
+            mean = 0.0
+        else:
+            mean = mean_new if mean_new < _MAX_MEAN else _MAX_MEAN
+            mean = mean if mean > -_MAX_MEAN else -_MAX_MEAN
+        if scale != scale:
+            scale = 0.0
+        else:
+            scale = scale if scale < big else big
+            scale = scale if scale > -big else -big
+            scale = 0.0 if 0.0 > scale else scale  # max(..., 0.0)
+
+    return _baseline(
+        b.window, b.head, mean, b.m2, count, offsets, last_ts, b.mode, learned, scale,
+        run_count, run_sum, run_side, score_short, score_mean, score_var, score_n,
+        last_alert, last_alert_rank, prev_value, prev_time,
+    ), verdicts
 
 
 def step(
@@ -690,12 +888,9 @@ def step(
         ``(new_baseline, verdict)``; the verdict compares the sample with the
         baseline *before* it joined (score first, then learn).
     """
-    if config.mode == "seed":
-        if baseline.mode != "seed":
-            baseline = Baseline(count=baseline.count, offsets=baseline.offsets,
-                                last_timestamp=baseline.last_timestamp)
-        return _step_seed(baseline, value, timestamp, config)
-    return _step_adaptive(baseline, value, timestamp, config)
+    run = _run_seed if config.mode == "seed" else _run_adaptive
+    new, (verdict,) = run(baseline, ((value, timestamp),), config, baseline.offsets)
+    return new, verdict
 
 
 def step_record(
@@ -706,6 +901,9 @@ def step_record(
     stream: str = "",
 ) -> tuple[Baseline, list[Verdict]]:
     """Apply the samples of one source record (same series) idempotently.
+
+    The same as :func:`step` per sample in order (bit for bit), with one new
+    baseline per record instead of one per sample.
 
     Args:
         baseline: current baseline.
@@ -722,11 +920,11 @@ def step_record(
     """
     if replay.seen(baseline.offsets, stream, offset):
         return baseline, []
-    verdicts = []
-    for value, ts in samples:
-        baseline, verdict = step(baseline, value, ts, config)
-        verdicts.append(verdict)
-    return replace(baseline, offsets=replay.advance(baseline.offsets, stream, offset)), verdicts
+    offsets = replay.advance(baseline.offsets, stream, offset)
+    if not samples:
+        return replace(baseline, offsets=offsets), []
+    run = _run_seed if config.mode == "seed" else _run_adaptive
+    return run(baseline, samples, config, offsets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -764,18 +962,30 @@ def detect_series(
     """
     if not points:
         return baseline, []
-    series_config = config.for_metric(points[0].metric_name, points[0].metric_type)
+    first = points[0]
+    series_config = config.for_metric(first.metric_name, first.metric_type)
     new, verdicts = step_record(
         baseline, [(p.value, p.timestamp.timestamp()) for p in points], offset, series_config,
         stream=stream,
     )
     if not verdicts:
         return new, []  # a replay: applied before, nothing changes
-    results = [
-        SeriesResult(p, v, make_anomaly(p, v) if v.anomalous else None)
-        for p, v in zip(points, verdicts, strict=True)
-    ]
+    results = []
+    append = results.append
+    for p, v in zip(points, verdicts, strict=True):
+        # SeriesResult(p, v, anomaly), its slots written directly (frozen __init__ cost).
+        r = _new_result(SeriesResult)
+        _set_point(r, p)
+        _set_verdict(r, v)
+        _set_anomaly(r, make_anomaly(p, v) if v.anomalous else None)
+        append(r)
     return new, results
+
+
+_new_result = object.__new__
+_set_point = SeriesResult.point.__set__  # type: ignore[attr-defined]
+_set_verdict = SeriesResult.verdict.__set__  # type: ignore[attr-defined]
+_set_anomaly = SeriesResult.anomaly.__set__  # type: ignore[attr-defined]
 
 
 def make_anomaly(point: MetricPoint, verdict: Verdict) -> Anomaly:

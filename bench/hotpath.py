@@ -47,8 +47,12 @@ class _Topic:
     def __init__(self) -> None:
         self.sent: list[tuple[Any, Any, Any]] = []
 
-    async def send(self, key: Any = None, value: Any = None, headers: Any = None) -> None:
+    async def send(self, key: Any = None, value: Any = None, headers: Any = None) -> Any:
         self.sent.append((key, value, headers))
+        # Like Faust's FutureMessage: the metrics agent awaits the broker's ack.
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return acked
 
 
 def _event(topic: str, offset: int, key: bytes, value: bytes,
