@@ -76,7 +76,9 @@ async def analyse_incidents(stream: Any) -> None:
                     where(event), incident.id, alert.analysis.source,
                     alert.analysis.root_cause.description[:200],
                 )
-                await alerts_topic.send(key=event.message.key, value=alert.model_dump_json().encode())
+                await alerts_topic.send(
+                    key=event.message.key, value=alert.model_dump_json().encode()
+                )
                 telemetry.RECORDS.labels(stage=STAGE).inc()
             except BadRecord as exc:
                 await dead_letter(event, exc.reason, STAGE)

@@ -18,8 +18,9 @@ produces the same id. Later evidence updates the open incident (``revision`` + 1
 the update is marked ``notify`` only when the severity rises above what was last
 notified. An anomaly equal in every field to one the state holds is a detector's
 re-send after a crash and changes nothing (the detectors publish before they write
-their own state, so a crash between the two repeats an anomaly instead of losing it). An incident closes after ``close_after_s`` (15 min) without new evidence:
-in event time when a newer anomaly arrives, and in wall-clock time through
+their own state, so a crash between the two repeats an anomaly instead of losing it).
+An incident closes after ``close_after_s`` (15 min) without new evidence: in event
+time when a newer anomaly arrives, and in wall-clock time through
 :func:`close_if_quiet` when the service goes quiet.
 
 The incident carries its anomalies (newest ``max_anomalies``), the service's error

@@ -103,7 +103,9 @@ def _logs(sample: Sample, rng: random.Random) -> list[dict[str, Any]]:
             {
                 "timestamp": (base + timedelta(seconds=20 + 80 * i)).isoformat(),
                 "level": "INFO",
-                "message": f"POST /api/checkout 200 in {sample.value * rng.uniform(0.8, 1.2):.0f} ms",
+                "message": (
+                    f"POST /api/checkout 200 in {sample.value * rng.uniform(0.8, 1.2):.0f} ms"
+                ),
                 "service": SERVICE,
                 "labels": {"pod": f"checkout-api-{i}"},
             }

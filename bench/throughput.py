@@ -30,8 +30,8 @@ and the ratios against the limits. Worker throughput is read from the worker's o
 holds 1,000 metrics/s for N seconds and reports the worker's resident memory after
 warm-up (60 s, or N/5 when shorter), every ``--soak-interval`` seconds (stderr), at
 half time and at the end; ``rss_second_half_growth_ratio`` (end / half time) tells
-a plateau (≈ 1) from steady growth. Numbers go to stdout as a table and, with ``--json``, as one flat
-JSON object.
+a plateau (≈ 1) from steady growth. Numbers go to stdout as a table and, with
+``--json``, as one flat JSON object.
 """
 
 from __future__ import annotations

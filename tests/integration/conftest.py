@@ -197,7 +197,8 @@ class Worker:
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("AUTOPILOT_", "SLACK_", "OLLAMA_", "REDIS_"))},
+            **{k: v for k, v in os.environ.items()
+               if not k.startswith(("AUTOPILOT_", "SLACK_", "OLLAMA_", "REDIS_"))},
             "AUTOPILOT_DATADIR": str(workdir / f"{name}-data"),
             "AUTOPILOT_WEB_PORT": str(self.port),
             "AUTOPILOT_WEB_HOST": "127.0.0.1",

@@ -40,7 +40,8 @@ def test_never_firing_scores_zero_and_a_detection_on_the_windows_first_row_score
     perfect[200] = 1.0
 
     assert nabscore.score_corpus([never], STANDARD, 0.5)["score"] == pytest.approx(0.0)
-    assert nabscore.score_corpus([one_file(perfect)], STANDARD, 0.5)["score"] == pytest.approx(100.0)
+    perfect_score = nabscore.score_corpus([one_file(perfect)], STANDARD, 0.5)["score"]
+    assert perfect_score == pytest.approx(100.0)
 
 
 def test_later_detections_earn_less_and_only_the_first_counts() -> None:
