@@ -200,7 +200,11 @@ class Settings(BaseSettings):
     )
     likelihood_warmup: int = _env(
         "AUTOPILOT_LIKELIHOOD_WARMUP", 100,
-        "Scored samples before the anomaly likelihood decides (seed rule until then)", ge=0,
+        "Scored samples before the anomaly likelihood decides", ge=0,
+    )
+    warmup_z: float = _env(
+        "AUTOPILOT_WARMUP_Z", 6.0,
+        "Until the likelihood decides, a sample alerts only when its |z| exceeds this", gt=0,
     )
     alert_score: float = _env(
         "AUTOPILOT_ALERT_SCORE", 0.2, "Adaptive: alert when the anomaly score >= this",

@@ -356,6 +356,24 @@ def metric_series(service: str, normal: int, spikes: int, start: float = 1_700_0
     return out
 
 
+#: Normal samples that take a series past the adaptive detector's likelihood warm-up
+#: (100 scored samples after 10 learned), where a high anomaly can alert.
+WARM = 150
+
+
+def high_shift(service: str, start: float = 1_700_000_000.0,
+               step_s: float = 15.0) -> list[dict[str, Any]]:
+    """``WARM`` normal samples, then three at 100 + 3.7 × 3.2 (a shift of about 3.4 σ).
+
+    The third alerts with severity *high* (3 < |z| ≤ 4) through the anomaly
+    likelihood; a high anomaly alone opens no incident, so it tests the deployment
+    rule. (During the warm-up only |z| > ``AUTOPILOT_WARMUP_Z`` alerts.)
+    """
+    out = metric_series(service, normal=WARM, spikes=0, start=start, step_s=step_s)
+    out += [metric(service, 100.0 + 3.7 * 3.2, start + (WARM + j) * step_s) for j in range(3)]
+    return out
+
+
 def as_bytes(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 

@@ -27,10 +27,12 @@ import pytest
 from autopilot.detection import Baseline, DetectorConfig, step_record
 from autopilot.settings import load_settings
 from tests.integration.conftest import (
+    WARM,
     BrokerUnderTest,
     Worker,
     as_bytes,
     consume_all,
+    high_shift,
     kcat,
     metric,
     metric_series,
@@ -174,15 +176,14 @@ def test_two_workers_split_partitions_route_views_and_survive_losing_one(
         services = [f"svc-{i}" for i in range(8)]
         for i, svc in enumerate(services):  # deployments over HTTP, to either worker
             r = (w1, w2)[i % 2].post("/ingest/deployment", json={
-                "timestamp": START + 30 * STEP_S - 300, "service": svc, "version": f"v{i}.0.1"})
+                "timestamp": START + WARM * STEP_S - 300, "service": svc,
+                "version": f"v{i}.0.1"})
             assert r.status_code == 202, r.text
         lines = []
         for svc in services:
             # a high (not critical) anomaly opens an incident only with the deployment
             # rule, which needs the deployment and the metric on the same worker
-            series = metric_series(svc, normal=30, spikes=0)
-            series.append(metric(svc, 100.0 + 3.6 * 3.2, START + 30 * STEP_S))
-            lines += [f"{svc}|{json.dumps(m)}" for m in series]
+            lines += [f"{svc}|{json.dumps(m)}" for m in high_shift(svc, START, STEP_S)]
         subprocess.run([kcat(), "-P", "-b", kafka.bootstrap, "-t",
                         kafka.topic("autopilot.metrics"), "-K", "|"],
                        input=("\n".join(lines) + "\n").encode(), check=True, timeout=30)
@@ -197,7 +198,8 @@ def test_two_workers_split_partitions_route_views_and_survive_losing_one(
         for svc in services:
             for w in (w1, w2):
                 body = w.get(f"/baselines/{svc}").json()
-                assert body["series"][f"{svc}|latency_ms|"]["samples_seen"] == 31, (w.url, body)
+                assert body["series"][f"{svc}|latency_ms|"]["samples_seen"] == WARM + 3, (
+                    w.url, body)
 
         # Kill w2: w1 takes over its partitions, their tables and the alerting.
         assert w2.proc is not None

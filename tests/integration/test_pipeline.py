@@ -14,10 +14,12 @@ import pytest
 import redis
 
 from tests.integration.conftest import (
+    WARM,
     BrokerUnderTest,
     Worker,
     as_bytes,
     consume_all,
+    high_shift,
     kcat,
     metric,
     metric_series,
@@ -246,15 +248,13 @@ def test_two_workers_kcat_and_http_records_meet_in_one_incident_per_service(
         for i, svc in enumerate(services):
             target = (w1, w2)[i % 2]
             r = target.post("/ingest/deployment", json={
-                "timestamp": start + 30 * 15 - 300, "service": svc, "version": f"v{i}.0.1"})
+                "timestamp": start + WARM * 15 - 300, "service": svc, "version": f"v{i}.0.1"})
             assert r.status_code == 202, r.text
         lines = []
         for svc in services:
-            # normal samples, then one high (not critical) anomaly: opens only with the
-            # deployment rule, which needs the deployment on the same worker.
-            series = metric_series(svc, normal=30, spikes=0)
-            series.append(metric(svc, 100.0 + 3.6 * 3.2, start + 30 * 15))
-            lines += [f"{svc}|{json.dumps(m)}" for m in series]
+            # a warmed-up baseline, then a high (not critical) shift: opens only with
+            # the deployment rule, which needs the deployment on the same worker.
+            lines += [f"{svc}|{json.dumps(m)}" for m in high_shift(svc, start)]
         subprocess.run([kcat(), "-P", "-b", broker.bootstrap,
                         "-t", broker.topic("autopilot.metrics"), "-K", "|"],
                        input=("\n".join(lines) + "\n").encode(), check=True, timeout=30)
@@ -274,7 +274,7 @@ def test_two_workers_kcat_and_http_records_meet_in_one_incident_per_service(
         for svc in services:
             for w in (w1, w2):
                 body = w.get(f"/baselines/{svc}").json()
-                assert body["series"][f"{svc}|latency_ms|"]["samples_seen"] == 31
+                assert body["series"][f"{svc}|latency_ms|"]["samples_seen"] == WARM + 3
 
 
 def test_bot_token_posts_once_and_edits_the_message_when_severity_rises(
@@ -292,17 +292,15 @@ def test_bot_token_posts_once_and_edits_the_message_when_severity_rises(
             "OLLAMA_TIMEOUT_S": "3",
         })
         start = 1_700_000_000.0
-        r = worker.post("/ingest/deployment", json={"timestamp": start, "service": "cart",
-                                                    "version": "v9.9.9"})
+        r = worker.post("/ingest/deployment", json={
+            "timestamp": start + WARM * 15 - 300, "service": "cart", "version": "v9.9.9"})
         assert r.status_code == 202
-        normal = metric_series("cart", normal=30, spikes=0, start=start)
-        high = metric("cart", 100.0 + 3.5 * 3.2, start + 30 * 15)  # 3 < z <= 4: high
         produce(broker.bootstrap, broker.topic("autopilot.metrics"),
-                [(b"cart", as_bytes(m)) for m in [*normal, high]])
+                [(b"cart", as_bytes(m)) for m in high_shift("cart", start)])
         wait_for(lambda: [c for c in slack.calls if c[0] == "chat.postMessage"], 40,
                  "the first post")
         produce(broker.bootstrap, broker.topic("autopilot.metrics"),
-                [(b"cart", as_bytes(metric("cart", 1500.0, start + 31 * 15)))])
+                [(b"cart", as_bytes(metric("cart", 1500.0, start + (WARM + 3) * 15)))])
         wait_for(lambda: [c for c in slack.calls if c[0] == "chat.update"], 40,
                  "the edit on escalation")
         methods = [m for m, _ in slack.calls]

@@ -109,7 +109,8 @@ def test_a_record_of_n_samples_equals_n_single_steps(
     baseline and verdicts must be bit-for-bit those of one step() per sample (window
     wraps, level shifts, spikes, counter resets, repeated timestamps, a mode switch)."""
     config = DetectorConfig(mode=mode, window_size=7, min_samples=3, likelihood_warmup=20,
-                            relearn_after=4, episode_s=300.0).for_metric(metric, metric_type)
+                            warmup_z=2.5, relearn_after=4,
+                            episode_s=300.0).for_metric(metric, metric_type)
     rng = random.Random(3)
     samples, t, level, total = [], 1_700_000_000.0, 100.0, 0.0
     for i in range(400):

@@ -138,13 +138,15 @@ def test_a_new_episode_after_episode_s_alerts_again() -> None:
 
 
 def test_a_more_severe_anomaly_inside_an_episode_still_alerts_once() -> None:
-    # 50 samples: still in the likelihood warm-up, so the seed rule decides alerts.
-    b, _ = feed([PATTERN[i % 10] for i in range(50)], step_s=15.0)
+    # 50 samples: still in the likelihood warm-up; with the warm-up bar at the seed's
+    # 2.5 the seed rule decides alerts, so single samples set the severities.
+    config = replace(ADAPTIVE, warmup_z=ADAPTIVE.z_threshold)
+    b, _ = feed([PATTERN[i % 10] for i in range(50)], config, step_s=15.0)
     start = T0 + 50 * 15
-    b, (high,) = feed([100.0 + 3.6 * 3.2], baseline=b, start=start)
-    b, (same,) = feed([100.0 + 3.6 * 3.2], baseline=b, start=start + 600)
-    b, (critical,) = feed([1500.0], baseline=b, start=start + 1200)
-    _, (again,) = feed([1500.0], baseline=b, start=start + 1800)
+    b, (high,) = feed([100.0 + 3.6 * 3.2], config, baseline=b, start=start)
+    b, (same,) = feed([100.0 + 3.6 * 3.2], config, baseline=b, start=start + 600)
+    b, (critical,) = feed([1500.0], config, baseline=b, start=start + 1200)
+    _, (again,) = feed([1500.0], config, baseline=b, start=start + 1800)
 
     assert high.anomalous and high.severity is Severity.HIGH
     assert not same.anomalous and same.extras["in_episode"]
@@ -218,14 +220,36 @@ def test_an_alert_in_the_warmup_opens_an_episode_too() -> None:
 
 
 def test_seed_size_scenarios_still_alert_as_the_pipeline_expects() -> None:
-    # 40 normal samples then 4 spikes of 1500: one critical alert (one episode).
+    # 40 normal samples then 4 spikes of 1500: one critical alert (one episode), even
+    # in the warm-up (|z| ≈ 460 > warmup_z).
     _, verdicts = feed([PATTERN[i % 10] for i in range(40)] + [1500.0] * 4, step_s=15.0)
     assert alerts(verdicts) == [40]
     assert verdicts[40].severity is Severity.CRITICAL
-    # 30 normal samples then one high (3 < z ≤ 4) sample.
-    _, verdicts = feed([PATTERN[i % 10] for i in range(30)] + [100.0 + 3.6 * 3.2], step_s=15.0)
-    assert alerts(verdicts) == [30]
-    assert verdicts[30].severity is Severity.HIGH
+    # A high (3 < z ≤ 4) shift on a young series (30 samples) stays quiet …
+    shift = [100.0 + 3.7 * 3.2] * 3
+    _, verdicts = feed([PATTERN[i % 10] for i in range(30)] + shift, step_s=15.0)
+    assert alerts(verdicts) == []
+    # … and alerts once, as high, when the series is past the warm-up (what the
+    # pipeline's deployment-rule tests send: tests/integration/conftest.py high_shift).
+    _, verdicts = feed([PATTERN[i % 10] for i in range(150)] + shift, step_s=15.0)
+    assert alerts(verdicts) == [152]
+    assert verdicts[152].severity is Severity.HIGH
+
+
+def test_the_warm_up_is_calm_on_noise_and_still_catches_a_large_departure() -> None:
+    # Pure Gaussian noise on 300 fresh series for their first 120 samples (through the
+    # likelihood warm-up): the seed's bar (2.5) pages on most series, 6 on about 0.1 %
+    # (a young scale estimate from 10 samples can still be far too small).
+    rng = random.Random(11)
+    series = [[100.0 + rng.gauss(0.0, 5.0) for _ in range(120)] for _ in range(300)]
+    calm = sum(bool(alerts(feed(s, step_s=15.0)[1])) for s in series)
+    seed_bar = replace(ADAPTIVE, warmup_z=ADAPTIVE.z_threshold)
+    noisy = sum(bool(alerts(feed(s, seed_bar, step_s=15.0)[1])) for s in series)
+    assert calm <= 3  # at most 1 % of the series
+    assert noisy > 150  # the old behaviour, so this test can tell the two apart
+    # A departure beyond warmup_z on a young series still alerts at once.
+    _, verdicts = feed(series[0][:20] + [100.0 + 8 * 5.0], step_s=15.0)
+    assert alerts(verdicts) == [20]
 
 
 def test_every_anomaly_carries_the_seed_fields() -> None:
