@@ -42,6 +42,8 @@ def faust_options(s: Settings) -> dict[str, Any]:
         "env": {},
         "broker": s.broker,
         "store": s.store,
+        # Tables whose rocksdb:// store shares one memory budget (tables/store.py).
+        "Table": "autopilot.tables.store:Table",
         "datadir": s.datadir,
         "web_host": s.web_host,
         "web_port": s.web_port,

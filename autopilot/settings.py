@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         "AUTOPILOT_BROKER", "kafka://localhost:9092", "Kafka bootstrap URL (kafka://host:port)"
     )
     store: str = _env("AUTOPILOT_STORE", "rocksdb://", "Faust table store (rocksdb:// or memory://)")
+    rocksdb_memory_mb: int = _env(
+        "AUTOPILOT_ROCKSDB_MEMORY_MB", 64,
+        "RocksDB memory of the worker (MiB): one block cache for every table partition, "
+        "memtables charged to it", ge=8,
+    )
     datadir: str = _env("AUTOPILOT_DATADIR", "autopilot-data", "Local table data directory")
     web_host: str = _env(
         "AUTOPILOT_WEB_HOST", "localhost", "Host name other workers use to reach this one"

@@ -16,15 +16,12 @@ from typing import Any
 
 from autopilot.app import app
 
-#: RocksDB memory per table partition (each partition is its own database). Faust's
-#: defaults are a 2 GiB block cache and three 64 MiB write buffers *per database*,
-#: so a worker with six tables × eight partitions could grow to many GiB before the
-#: memtables flush (the soak of ``bench/throughput.py`` grew 154 → 533 MB in 600 s).
-#: 4 MiB × 2 write buffers and a 16 MiB block cache bound it to about 1.1 GiB at
-#: 48 partitions; our values are a few KB per series, so this costs little.
+#: Memtable size per table partition (each partition is its own database) before it
+#: is flushed; Faust's default is three of 64 MiB per database. Every database of
+#: the worker shares one block cache and one write-buffer manager, capped together
+#: by ``AUTOPILOT_ROCKSDB_MEMORY_MB`` (:mod:`autopilot.tables.store`).
 ROCKSDB_WRITE_BUFFER_BYTES = 4 * 1024**2
 ROCKSDB_MAX_WRITE_BUFFERS = 2
-ROCKSDB_BLOCK_CACHE_BYTES = 16 * 1024**2
 
 
 def rocksdb_options() -> dict[str, Any]:
@@ -32,8 +29,6 @@ def rocksdb_options() -> dict[str, Any]:
     return {
         "write_buffer_size": ROCKSDB_WRITE_BUFFER_BYTES,
         "max_write_buffer_number": ROCKSDB_MAX_WRITE_BUFFERS,
-        "block_cache_size": ROCKSDB_BLOCK_CACHE_BYTES,
-        "block_cache_compressed_size": ROCKSDB_BLOCK_CACHE_BYTES,
     }
 
 BASELINES = "baselines"
