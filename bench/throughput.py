@@ -3,7 +3,8 @@
 
     python bench/throughput.py [--broker kafka://HOST:PORT] [--services 500]
         [--metrics 20] [--batch 500] [--records 1000] [--json OUT.json]
-        [--soak SECONDS [--soak-interval 30] [--store rocksdb://|memory://]]
+        [--worker-env KEY=VALUE ...] [--soak SECONDS [--soak-interval 30]
+        [--store rocksdb://|memory://]]
 
 Generates seed-shaped metric traffic for S services × M metrics (default 500 × 20 =
 10,000 series) with a few injected anomalies. A *batched* record is a JSON list of
@@ -295,7 +296,7 @@ class WorkerProc:
     """One ``autopilot worker`` process on a fresh data directory."""
 
     def __init__(self, bootstrap: str, workdir: Path, name: str,
-                 store: str = "rocksdb://") -> None:
+                 store: str = "rocksdb://", extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.datadir = workdir / f"{name}-data"
         namespace = f"{RUN_ID}-{name}"
@@ -308,6 +309,7 @@ class WorkerProc:
                     "AUTOPILOT_APP_ID": namespace, "AUTOPILOT_TOPIC_PREFIX": namespace,
                     "AUTOPILOT_WEB_PORT": str(self.port), "AUTOPILOT_WEB_HOST": "127.0.0.1",
                     "OLLAMA_URL": f"http://127.0.0.1:{free_port()}", "OLLAMA_TIMEOUT_S": "1"})
+        env.update(extra_env or {})
         with open(workdir / f"{name}.log", "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "autopilot", "worker", "-l", "warn"],
@@ -333,10 +335,21 @@ class WorkerProc:
         stop(self.proc)
 
 
+def worker_env(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` strings (``--worker-env``) as a dict (ValueError without ``=``)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--worker-env wants KEY=VALUE, not {pair!r}")
+        out[key] = value
+    return out
+
+
 def measure_worker(bootstrap: str, records: list[tuple[bytes, bytes, int]], workdir: Path,
-                   name: str) -> tuple[float, WorkerProc]:
+                   name: str, extra_env: dict[str, str] | None = None) -> tuple[float, WorkerProc]:
     """Samples/s of a fresh worker over ``records``; the worker is left running."""
-    worker = WorkerProc(bootstrap, workdir, name)
+    worker = WorkerProc(bootstrap, workdir, name, extra_env=extra_env)
     total = sum(n for _, _, n in records)
     asyncio.run(produce(bootstrap, worker.metrics_topic, records))
     return _rate(worker.samples, total), worker
@@ -447,14 +460,16 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         say(f"    {out['faust_floor_records_per_s']:,.0f} records/s")
     with fresh_broker(args.broker, workdir) as bootstrap:
         say("3/5 metrics agent, one sample per record …")
-        rate, worker = measure_worker(bootstrap, single, workdir, "single")
+        rate, worker = measure_worker(bootstrap, single, workdir, "single",
+                                      worker_env(args.worker_env))
         worker.stop()
         out["single_samples_per_s"] = rate
         say(f"    {rate:,.0f} samples/s")
     with fresh_broker(args.broker, workdir) as bootstrap:
         say("4/5 metrics agent, batched records …")
         rss_before = 0
-        rate, worker = measure_worker(bootstrap, batched, workdir, "batched")
+        rate, worker = measure_worker(bootstrap, batched, workdir, "batched",
+                                      worker_env(args.worker_env))
         out["batched_samples_per_s"] = rate
         say(f"    {rate:,.0f} samples/s")
         try:
@@ -487,7 +502,8 @@ def soak(args: argparse.Namespace) -> dict[str, float]:
     """Hold 1,000 samples/s for ``--soak`` seconds; memory after warm-up and at the end."""
     workdir = Path(tempfile.mkdtemp(prefix="autopilot-soak-"))
     with fresh_broker(args.broker, workdir) as bootstrap:
-        worker = WorkerProc(bootstrap, workdir, "soak", store=args.store)
+        worker = WorkerProc(bootstrap, workdir, "soak", store=args.store,
+                            extra_env=worker_env(args.worker_env))
         try:
             rate = 1000.0
             batch = 100
@@ -556,6 +572,9 @@ def main() -> int:
     p.add_argument("--soak", type=float, default=0.0, help="soak for this many seconds instead")
     p.add_argument("--soak-interval", type=float, default=30.0,
                    help="seconds between the soak's memory reports (stderr)")
+    p.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting for the measured worker, e.g. AUTOPILOT_ROCKSDB_MEMORY_MB=32 "
+                   "(repeatable; the worker otherwise runs with the defaults)")
     p.add_argument("--store", default="rocksdb://",
                    help="the worker's table store (AUTOPILOT_STORE: rocksdb:// or memory://)")
     p.add_argument("--json", type=Path, help="write the numbers as one flat JSON object")
