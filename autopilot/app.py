@@ -11,11 +11,13 @@ in, so a stray variable cannot silently redirect a worker.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import faust
 
+from autopilot.errors import ConfigError
 from autopilot.settings import Settings, load_settings
 
 __all__ = ["app", "broker_credentials", "faust_options", "main", "settings"]
@@ -156,7 +158,16 @@ def _set_app_id(app_: Any, conf: Any, **kwargs: Any) -> None:
 
 
 def main() -> None:
-    """Console script ``autopilot``: Faust's own command line plus our commands."""
+    """Console script ``autopilot``: Faust's own command line plus our commands.
+
+    Invalid ``AUTOPILOT_*`` settings stop it before Faust starts, with one line that
+    names the variable on stderr and exit status 2 (Faust would show a traceback).
+    """
     from autopilot import cli  # noqa: F401  (registers broker and demo commands)
 
+    try:
+        settings()
+    except ConfigError as exc:
+        print(f"autopilot: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     app.main()

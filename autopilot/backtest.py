@@ -163,11 +163,19 @@ def load_series(path: Path | str) -> tuple[list[InputRow], int]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (spreadsheet exports) is dropped
     except OSError as exc:
         raise BacktestError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if text.lstrip().startswith("{"):
+    except UnicodeDecodeError as exc:
+        raise BacktestError(f"{path}: not UTF-8 text: {exc.reason}") from None
+    start = text.lstrip()[:1]
+    if start == "{":
         return _load_prometheus(path, text)
+    if start == "[":
+        raise BacktestError(
+            f"{path}: a JSON array; expected a CSV or a Prometheus range-query export "
+            '({"status": "success", "data": {"resultType": "matrix", "result": [...]}})'
+        )
     return _load_csv(path, text), 0
 
 
@@ -209,11 +217,25 @@ def _load_csv(path: Path, text: str) -> list[InputRow]:
 def _load_prometheus(path: Path, text: str) -> tuple[list[InputRow], int]:
     try:
         doc = json.loads(text)
-        result = doc["data"]["result"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except json.JSONDecodeError as exc:
+        raise BacktestError(f"{path}: not valid JSON: {exc}") from None
+    if isinstance(doc, dict) and doc.get("status") == "error":
         raise BacktestError(
-            f"{path}: not a Prometheus range-query export (data.result): {exc}"
+            f"{path}: the export is a Prometheus error response: "
+            f"{doc.get('errorType', 'error')}: {doc.get('error', '(no message)')}"
+        )
+    try:
+        data = doc["data"]
+        result = data["result"]
+    except (KeyError, TypeError):
+        raise BacktestError(
+            f"{path}: not a Prometheus range-query export (no data.result)"
         ) from None
+    if data.get("resultType", "matrix") != "matrix":
+        raise BacktestError(
+            f"{path}: resultType is {data.get('resultType')!r}; export a range query "
+            "(/api/v1/query_range, resultType 'matrix'), not an instant query"
+        )
     if not isinstance(result, list) or len(result) != 1:
         count = len(result) if isinstance(result, list) else 0
         raise BacktestError(
@@ -221,12 +243,19 @@ def _load_prometheus(path: Path, text: str) -> tuple[list[InputRow], int]:
             "(narrow the query's label matchers)"
         )
     rows, skipped = [], 0
-    for i, pair in enumerate(result[0].get("values", [])):
+    for i, pair in enumerate(result[0].get("values", []), start=1):
         try:
             stamp, raw_value = pair
+        except (TypeError, ValueError):
+            raise BacktestError(
+                f"{path}: sample {i} (from 1): expected [time, \"value\"], got {pair!r}"
+            ) from None
+        try:
             value = float(raw_value)
         except (TypeError, ValueError):
-            raise BacktestError(f"{path}: sample {i}: expected [time, \"value\"]") from None
+            raise BacktestError(
+                f"{path}: sample {i} (from 1): value {raw_value!r} is not a number"
+            ) from None
         if not math.isfinite(value):
             skipped += 1
             continue

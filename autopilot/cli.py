@@ -105,6 +105,10 @@ def run_backtest_command(
     from autopilot.detection import DetectorConfig
 
     path = Path(file)
+    for out in (output, plot_path):
+        if out and out != "-" and Path(out).resolve() == path.resolve():
+            click.echo(f"backtest: {out} is the input file; choose another output", err=True)
+            raise SystemExit(2)
     config = DetectorConfig.from_settings(settings())
     if mode:
         config = replace(config, mode=mode)
@@ -113,6 +117,13 @@ def run_backtest_command(
     except BacktestError as exc:
         click.echo(f"backtest: {exc}", err=True)
         raise SystemExit(2) from None
+
+    backwards = sum(1 for a, b in zip(rows, rows[1:], strict=False) if b.epoch_s < a.epoch_s)
+    if backwards:
+        click.echo(
+            f"backtest: warning: {backwards} row(s) older than the row before; they are "
+            "scored in file order, as the live agent scores samples in arrival order "
+            "(sort the file for an event-time replay)", err=True)
 
     def progress(it: Any) -> Any:
         return tqdm(it, total=len(rows), desc="backtest", unit="sample", file=sys.stderr,
@@ -129,11 +140,20 @@ def run_backtest_command(
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return
     else:
-        with open(target, "w", newline="", encoding="utf-8") as fh:
-            write_csv(result, fh)
+        try:
+            with open(target, "w", newline="", encoding="utf-8") as fh:
+                write_csv(result, fh)
+        except OSError as exc:
+            click.echo(f"backtest: {target}: cannot write: {exc.strerror or exc}", err=True)
+            raise SystemExit(2) from None
     click.echo(result.summary_text(), err=True)
     if target != "-":
         click.echo(f"wrote    {target}", err=True)
     if plot_path:
-        plot(result, plot_path, band_z=config.z_threshold)
+        try:
+            plot(result, plot_path, band_z=config.z_threshold)
+        except OSError as exc:
+            click.echo(f"backtest: {plot_path}: cannot write: {exc.strerror or exc}",
+                       err=True)
+            raise SystemExit(2) from None
         click.echo(f"plot     {plot_path}", err=True)

@@ -367,6 +367,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return Settings(**values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+            # A rule over several variables has no location; its message names them.
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"]
+            else str(e["msg"]).removeprefix("Value error, ")
+            for e in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from None

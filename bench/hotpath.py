@@ -127,12 +127,13 @@ def best_of(n: int, fn: Any) -> Any:
 def main() -> int:
     """Command-line entry point."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--services", type=int, default=50)
-    p.add_argument("--metrics", type=int, default=20)
-    p.add_argument("--batch", type=int, default=500)
-    p.add_argument("--records", type=int, default=200)
+    p.add_argument("--services", type=int, default=50, help="services in the traffic")
+    p.add_argument("--metrics", type=int, default=20, help="metrics per service")
+    p.add_argument("--batch", type=int, default=500, help="samples per batched record")
+    p.add_argument("--records", type=int, default=200, help="batched records")
     p.add_argument("--single", type=int, default=4000, help="single-sample records")
-    p.add_argument("--profile", choices=["ingest", "metrics", "single"])
+    p.add_argument("--profile", choices=["ingest", "metrics", "single"],
+                   help="print a cProfile of that path instead of the table")
     args = p.parse_args()
 
     batched = list(batched_records(args.services, args.metrics, args.batch, args.records))

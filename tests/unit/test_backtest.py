@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -96,11 +97,58 @@ def test_prometheus_range_query_export_is_accepted(tmp_path: Path) -> None:
         ("timestamp,value\nyesterday,1\n", "bad timestamp"),
         ("timestamp,value\n2024-05-01,inf\n", "not finite"),
         ('{"data": {"result": []}}', "holds 0 series"),
+        ('{"status": "success", "data": {"resultType": "vector", "result": []}}',
+         "not an instant query"),
+        ('{"status": "error", "errorType": "bad_data", "error": "parse error at char 3"}',
+         "error response: bad_data: parse error at char 3"),
+        ('{"data": {"resultType": "matrix", "result": [{"metric": {}, '
+         '"values": [[1, "1"], [2, "abc"]]}]}}', r"sample 2 \(from 1\): value 'abc' is not"),
+        ('[[1, "1"]]', "a JSON array"),
     ],
 )
 def test_bad_input_names_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    name = "bad.json" if text.startswith(("{", "[")) else "bad.csv"
     with pytest.raises(BacktestError, match=message):
-        load_series(write(tmp_path, "bad.json" if text.startswith("{") else "bad.csv", text))
+        load_series(write(tmp_path, name, text))
+
+
+def test_a_csv_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("timestamp,value\n2024-05-01T00:00:00Z,1.5\n".encode("utf-8-sig"))
+    rows, _ = load_series(path)
+    assert [(r.text, r.value) for r in rows] == [("2024-05-01T00:00:00Z", 1.5)]
+
+
+@pytest.mark.parametrize("where", ["output", "plot"])
+def test_cli_refuses_an_unwritable_output_with_a_message(tmp_path: Path, where: str) -> None:
+    exe = Path(sys.executable).with_name("autopilot")
+    src = write(tmp_path, "in.csv", "timestamp,value\n1,1\n2,2\n")
+    args = {"output": ["--output", str(tmp_path / "missing" / "out.csv")],
+            "plot": ["--output", str(tmp_path / "out.csv"),
+                     "--plot", str(tmp_path / "missing" / "out.png")]}[where]
+    proc = subprocess.run([str(exe), "backtest", str(src), *args],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "cannot write: No such file or directory" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("autopilot")
+    src = write(tmp_path, "in.csv", "timestamp,value\n1,1\n")
+    proc = subprocess.run([str(exe), "backtest", str(src), "--output", str(src)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and "is the input file" in proc.stderr
+    assert src.read_text() == "timestamp,value\n1,1\n"
+
+
+def test_an_invalid_setting_stops_every_command_with_one_line(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("autopilot")
+    proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**os.environ, "AUTOPILOT_WARMUP_Z": "-1"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "autopilot: invalid settings: AUTOPILOT_WARMUP_Z: Input should be greater than 0")
 
 
 @pytest.mark.parametrize("mode", ["adaptive", "seed"])
