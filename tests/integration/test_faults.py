@@ -210,7 +210,7 @@ def test_two_workers_split_partitions_route_views_and_survive_losing_one(
             try:
                 return all(
                     w1.get(f"/baselines/{svc}").json()["series"][f"{svc}|latency_ms|"]
-                    ["samples_seen"] == 31 for svc in services)
+                    ["samples_seen"] == WARM + 3 for svc in services)
             except Exception:
                 return False
 
