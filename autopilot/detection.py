@@ -348,19 +348,8 @@ class Baseline:
             data["head"] = self.head
             data["m2"] = self.m2
         else:
-            data["learned"] = self.learned
-            data["scale"] = self.scale
-            data["run_count"] = self.run_count
-            data["run_sum"] = self.run_sum
-            data["run_side"] = self.run_side
-            data["score_short"] = self.score_short
-            data["score_mean"] = self.score_mean
-            data["score_var"] = self.score_var
-            data["score_n"] = self.score_n
-            data["last_alert"] = self.last_alert
-            data["last_alert_rank"] = self.last_alert_rank
-            data["prev_value"] = self.prev_value
-            data["prev_time"] = self.prev_time
+            for name in _ADAPTIVE_FIELDS:
+                data[name] = getattr(self, name)
         return data
 
     @classmethod
@@ -381,16 +370,10 @@ class Baseline:
             window = tuple(np.frombuffer(raw, dtype="<f8").tolist())
             return cls(window=window, head=int(data["head"]), m2=float(data["m2"]), mean=mean,
                        count=count, offsets=offsets, last_timestamp=last_timestamp, mode=mode)
-        get, default = data.get, _ADAPTIVE_DEFAULTS
+        get = data.get
         values = (
             mean, 0.0, count, offsets, last_timestamp, mode,
-            get("learned", default["learned"]), get("scale", default["scale"]),
-            get("run_count", default["run_count"]), get("run_sum", default["run_sum"]),
-            get("run_side", default["run_side"]), get("score_short", default["score_short"]),
-            get("score_mean", default["score_mean"]), get("score_var", default["score_var"]),
-            get("score_n", default["score_n"]), get("last_alert", default["last_alert"]),
-            get("last_alert_rank", default["last_alert_rank"]),
-            get("prev_value", default["prev_value"]), get("prev_time", default["prev_time"]),
+            *[get(name, default) for name, default in _ADAPTIVE_DEFAULTS.items()],
         )
         if cls is Baseline:
             return _baseline((), 0, *values)
@@ -412,21 +395,9 @@ class Baseline:
 _BASELINE_FIELDS = tuple(f.name for f in fields(Baseline))
 
 
-_ADAPTIVE_FIELDS = (
-    "learned",
-    "scale",
-    "run_count",
-    "run_sum",
-    "run_side",
-    "score_short",
-    "score_mean",
-    "score_var",
-    "score_n",
-    "last_alert",
-    "last_alert_rank",
-    "prev_value",
-    "prev_time",
-)
+#: The adaptive mode's fields: every field after ``mode``, in declaration order (the
+#: order :meth:`Baseline.from_dict` passes them in).
+_ADAPTIVE_FIELDS = _BASELINE_FIELDS[_BASELINE_FIELDS.index("mode") + 1:]
 #: Defaults of the adaptive fields, for states written before a field existed.
 _ADAPTIVE_DEFAULTS = {name: getattr(Baseline(), name) for name in _ADAPTIVE_FIELDS}
 

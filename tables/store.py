@@ -35,6 +35,10 @@ from autopilot.app import settings
 __all__ = ["BoundedRocksDBOptions", "Store", "Table", "shared_cache", "write_buffer_manager"]
 
 
+def _budget(capacity_bytes: int | None) -> int:
+    return capacity_bytes or settings().rocksdb_memory_mb * 1024 * 1024
+
+
 @functools.cache
 def shared_cache(capacity_bytes: int | None = None) -> rocksdict.Cache:
     """The process's RocksDB block cache (LRU), ``AUTOPILOT_ROCKSDB_MEMORY_MB`` MiB.
@@ -43,18 +47,15 @@ def shared_cache(capacity_bytes: int | None = None) -> rocksdict.Cache:
         capacity_bytes: the capacity; ``None`` reads the setting. One cache per
             distinct value (the worker only ever asks with ``None``).
     """
-    if capacity_bytes is None:
-        capacity_bytes = settings().rocksdb_memory_mb * 1024 * 1024
-    return rocksdict.Cache(capacity_bytes)
+    return rocksdict.Cache(_budget(capacity_bytes))
 
 
 @functools.cache
 def write_buffer_manager(capacity_bytes: int | None = None) -> rocksdict.WriteBufferManager:
     """The process's write-buffer manager: memtables of every database together use
     at most half of :func:`shared_cache` (charged to it, so one cap holds for both)."""
-    cache = shared_cache(capacity_bytes)
-    limit = (capacity_bytes or settings().rocksdb_memory_mb * 1024 * 1024) // 2
-    return rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(limit, False, cache)
+    return rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+        _budget(capacity_bytes) // 2, False, shared_cache(capacity_bytes))
 
 
 class BoundedRocksDBOptions(faust_rocksdb.RocksDBOptions):
