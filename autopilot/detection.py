@@ -36,7 +36,28 @@ and the seed's Anomaly fields (z-score, baseline mean and std, deviation %, seve
        long-term mean μ and std s of r (weight ``likelihood_long``, 0.001);
        tail = Q((r̄ − μ) / s) (Gaussian upper tail) and the anomaly score is
        min(1, −log10(tail) / 10), so 0.2 means tail ≤ 1e-2 and 1.0 tail ≤ 1e-10.
-    6. *One alert per episode*: the sample alerts when its anomaly score ≥
+    6. *Novel values score 1.0*: a value never seen before in this series is an
+       anomaly by itself, whatever the recent score history. Novel means (a) beyond
+       the all-time range [low, high] of learned values by more than
+       ``spatial_tolerance`` (0.05) × (high − low) — the "spatial anomaly" rule of
+       NAB's HTM detector (Numenta's ``numenta_detector.py``, SPATIAL_TOLERANCE 0.05)
+       — or (b) inside the range, in one of :data:`DENSITY_BINS` (48) equal bins over
+       it that, with the bins either side, hold less than :data:`DENSITY_NOVEL`
+       (1e-4) of all learned values (from :data:`DENSITY_AFTER`, 500, scored samples
+       on). Both respect the direction and need directional |z| > ``novelty_z`` (5):
+       in Gaussian noise a new all-time high is common (without the bar, 97 of 100
+       noise series of 3,000 samples paged; with it 2, as without the rules).
+       The counts are all-time; when the range grows they are moved to the new bins
+       by their old bin centres (48 steps, only then).
+    7. *Routine departures are damped*: a time-of-day memory keeps, per 15-minute
+       slot (:data:`SEASON_SLOT_S`) of the last ``season_days`` (3) days, the largest
+       raw score seen (one byte per slot). A sample is routine when, in its own slot
+       or the slots either side on one of those days, a departure beyond
+       ``z_threshold`` and at least :data:`ROUTINE_RATIO` (half) as large was seen —
+       a nightly job or backup that spikes every day. A routine sample does not
+       alert and its anomaly score is damped like one inside an episode; a novel
+       value (6) still scores 1.0.
+    8. *One alert per episode*: the sample alerts when its anomaly score ≥
        ``alert_score`` (0.2), its directional |z| > ``z_threshold`` (so severity is
        at least medium by the seed's rule) and the series has not alerted within
        ``episode_s`` (48 h) of event time — unless the sample is more severe than
@@ -52,7 +73,10 @@ and the seed's Anomaly fields (z-score, baseline mean and std, deviation %, seve
        unchanged (the warm-up falls in NAB's probation period).
        Inside an episode the anomaly score is damped below ``alert_score / 2`` so
        rankings reflect new episodes.
-    Per-sample work is O(1); the state is a few dozen scalars (< 1 KB of JSON).
+    Per-sample work is O(1) (plus, when the range grows, re-binning 48 counts; per
+    record, one copy of the routine memory and the counts); the state is a few dozen
+    scalars, 48 counts and 3 × 96 + 2 bytes of routine memory (≈ 1.2 KB of JSON; at
+    most 14 days of memory, ≈ 3 KB).
 
 Severity (both modes): medium when |z| > 2.5, high when |z| > 3, critical when
 |z| > 4 (seed defaults, all settings).
@@ -105,12 +129,31 @@ __all__ = [
 ZERO_VARIANCE_SCALE = 1e-3
 #: Bound on |z| and |deviation %| so records never carry infinity.
 MAX_SCORE = 1e9
+_INF = math.inf
 #: Detector modes: the seed's rolling z-score and the default adaptive detector.
 MODES = ("adaptive", "seed")
 #: σ of a normal distribution per unit of mean absolute deviation (√(π/2)).
 MAD_TO_STD = math.sqrt(math.pi / 2.0)
 #: Raw scores above this many scales count as this many for the likelihood stage.
 RAW_SCORE_CAP = 10.0
+#: Length of a time-of-day slot of the routine memory (s): 15 minutes.
+SEASON_SLOT_S = 900.0
+#: Slots per day (86400 / :data:`SEASON_SLOT_S`).
+SLOTS_PER_DAY = 96
+#: A departure is routine when an earlier one in its slot was at least this fraction
+#: of its raw score (NAB subset, ranked standard: 0.4 → 68.8, 0.5 → 68.9, 0.6 → 67.4).
+ROUTINE_RATIO = 0.5
+#: Bins of the value-density memory over the all-time range (NAB subset: 32 → 65.8,
+#: 40 → 68.2, 48 → 68.9, 56 → 67.6, 64 → 67.4).
+DENSITY_BINS = 48
+#: A value is novel when its bin and the bins either side hold less than this share
+#: of all learned values (in practice: none; 3e-5 → 68.9, 3e-4 → 67.2).
+DENSITY_NOVEL = 1e-4
+#: Scored samples before the value-density memory may call a value novel (the
+#: range and counts must first describe the series; 300 → 68.9, 750 → 69.3).
+DENSITY_AFTER = 500
+#: Raw score per unit of the routine memory's one-byte quantisation.
+_Q_TO_RAW = RAW_SCORE_CAP / 255.0
 #: Metric-name substrings (lower case) that only alert upwards by default.
 DEFAULT_UP_PATTERNS = ("latency", "duration", "error", "fail", "timeout", "5xx", "4xx")
 #: Metric-name substrings (lower case) that only alert downwards by default.
@@ -147,6 +190,12 @@ class DetectorConfig:
         alert_score: alert when the anomaly score ≥ this (``AUTOPILOT_ALERT_SCORE``, 0.2).
         episode_s: after an alert the series stays silent this long, event time
             (``AUTOPILOT_EPISODE_S``, 172800 = 48 h).
+        spatial_tolerance: a value beyond the series' all-time range by more than
+            this fraction of the range scores 1.0 (``AUTOPILOT_SPATIAL_TOLERANCE``,
+            0.05; negative turns the rule off), when its directional |z| also exceeds
+            ``novelty_z`` (``AUTOPILOT_NOVELTY_Z``, 6.0).
+        season_days: days of time-of-day memory for routine departures
+            (``AUTOPILOT_SEASON_DAYS``, 3; 0 turns it off).
         direction: ``both``, ``up`` or ``down``; set per series by :meth:`for_metric`.
         counter: score the per-second increase; set per series by :meth:`for_metric`.
         up_patterns, down_patterns, counter_suffixes: name rules used by
@@ -170,6 +219,9 @@ class DetectorConfig:
     warmup_z: float = 6.0
     alert_score: float = 0.2
     episode_s: float = 172_800.0
+    spatial_tolerance: float = 0.05
+    novelty_z: float = 5.0
+    season_days: int = 3
     direction: Direction = "both"
     counter: bool = False
     up_patterns: tuple[str, ...] = DEFAULT_UP_PATTERNS
@@ -186,6 +238,8 @@ class DetectorConfig:
             raise ValueError(f"detector mode must be one of {MODES}, not {self.mode!r}")
         if self.direction not in ("both", "up", "down"):
             raise ValueError(f"direction must be both, up or down, not {self.direction!r}")
+        if self.season_days < 0:
+            raise ValueError(f"season_days must be >= 0, not {self.season_days!r}")
 
     @classmethod
     def from_settings(cls, settings: Any) -> DetectorConfig:
@@ -204,6 +258,9 @@ class DetectorConfig:
             warmup_z=settings.warmup_z,
             alert_score=settings.alert_score,
             episode_s=settings.episode_s,
+            spatial_tolerance=settings.spatial_tolerance,
+            novelty_z=settings.novelty_z,
+            season_days=settings.season_days,
             up_patterns=_split(settings.direction_up),
             down_patterns=_split(settings.direction_down),
             counter_suffixes=_split(settings.counter_suffixes),
@@ -293,6 +350,14 @@ class Baseline:
         last_alert_rank: adaptive: severity rank of the episode's last alert
             (1 medium … 3 critical; 0 outside an episode).
         prev_value, prev_time: adaptive counters: the previous raw value and time.
+        low, high: adaptive: the all-time range of learned values (None: none yet).
+        season: adaptive: the routine memory, a ring of ``SLOTS_PER_DAY × season_days
+            + 2`` bytes, each the largest raw score seen in one 15-minute slot
+            (quantised: byte × RAW_SCORE_CAP / 255, rounded up).
+        season_slot: adaptive: the newest slot (epoch s // SEASON_SLOT_S) in
+            ``season`` (−1: empty).
+        density: adaptive: learned values per bin, :data:`DENSITY_BINS` equal bins
+            over [low, high] (empty until the range is wider than one value).
     """
 
     window: tuple[float, ...] = ()
@@ -316,6 +381,11 @@ class Baseline:
     last_alert_rank: int = 0
     prev_value: float | None = None
     prev_time: float | None = None
+    low: float | None = None
+    high: float | None = None
+    season: bytes = b""
+    season_slot: int = -1
+    density: tuple[float, ...] = ()
 
     @property
     def n(self) -> int:
@@ -350,6 +420,7 @@ class Baseline:
         else:
             for name in _ADAPTIVE_FIELDS:
                 data[name] = getattr(self, name)
+            data["season"] = base64.b64encode(self.season).decode()
         return data
 
     @classmethod
@@ -371,10 +442,12 @@ class Baseline:
             return cls(window=window, head=int(data["head"]), m2=float(data["m2"]), mean=mean,
                        count=count, offsets=offsets, last_timestamp=last_timestamp, mode=mode)
         get = data.get
-        values = (
+        values = [
             mean, 0.0, count, offsets, last_timestamp, mode,
             *[get(name, default) for name, default in _ADAPTIVE_DEFAULTS.items()],
-        )
+        ]
+        values[_SEASON_AT] = base64.b64decode(values[_SEASON_AT] or b"")
+        values[_SEASON_AT + 2] = tuple(values[_SEASON_AT + 2])
         if cls is Baseline:
             return _baseline((), 0, *values)
         return cls((), 0, *values)
@@ -400,6 +473,8 @@ _BASELINE_FIELDS = tuple(f.name for f in fields(Baseline))
 _ADAPTIVE_FIELDS = _BASELINE_FIELDS[_BASELINE_FIELDS.index("mode") + 1:]
 #: Defaults of the adaptive fields, for states written before a field existed.
 _ADAPTIVE_DEFAULTS = {name: getattr(Baseline(), name) for name in _ADAPTIVE_FIELDS}
+#: Index of ``season`` among :meth:`Baseline.from_dict`'s values (after window, head).
+_SEASON_AT = _BASELINE_FIELDS.index("season") - 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,7 +615,7 @@ def _baseline(
     window, head, mean, m2, count, offsets,
     last_timestamp, mode, learned, scale, run_count, run_sum,
     run_side, score_short, score_mean, score_var, score_n, last_alert,
-    last_alert_rank, prev_value, prev_time,
+    last_alert_rank, prev_value, prev_time, low, high, season, season_slot, density,
     _new: Any = object.__new__,
     _cls: type = Baseline,
     _0: Any = Baseline.window.__set__,  # type: ignore[attr-defined]
@@ -564,6 +639,11 @@ def _baseline(
     _18: Any = Baseline.last_alert_rank.__set__,  # type: ignore[attr-defined]
     _19: Any = Baseline.prev_value.__set__,  # type: ignore[attr-defined]
     _20: Any = Baseline.prev_time.__set__,  # type: ignore[attr-defined]
+    _21: Any = Baseline.low.__set__,  # type: ignore[attr-defined]
+    _22: Any = Baseline.high.__set__,  # type: ignore[attr-defined]
+    _23: Any = Baseline.season.__set__,  # type: ignore[attr-defined]
+    _24: Any = Baseline.season_slot.__set__,  # type: ignore[attr-defined]
+    _25: Any = Baseline.density.__set__,  # type: ignore[attr-defined]
 ) -> Baseline:
     """``Baseline(...)`` with every field given, in declaration order, without the
     frozen ``__init__`` (the slots are written directly; no defaults, no checks)."""
@@ -589,6 +669,11 @@ def _baseline(
     _18(b, last_alert_rank)
     _19(b, prev_value)
     _20(b, prev_time)
+    _21(b, low)
+    _22(b, high)
+    _23(b, season)
+    _24(b, season_slot)
+    _25(b, density)
     return b
 
 
@@ -658,6 +743,7 @@ def _run_seed(
         tuple(window), head, mean, m2, count, offsets, last_ts, b.mode, b.learned, b.scale,
         b.run_count, b.run_sum, b.run_side, b.score_short, b.score_mean, b.score_var,
         b.score_n, b.last_alert, b.last_alert_rank, b.prev_value, b.prev_time,
+        b.low, b.high, b.season, b.season_slot, b.density,
     ), verdicts
 
 
@@ -667,11 +753,12 @@ def _run_adaptive(
     config: DetectorConfig,
     offsets: Mapping[str, int],
 ) -> tuple[Baseline, list[Verdict]]:
-    """Adaptive mode over ``samples`` (non-empty); see the module docstring, 1–6.
+    """Adaptive mode over ``samples`` (non-empty); see the module docstring, 1–8.
 
     Per sample: counters become rates; the sample is scored against the baseline
-    before it joins (cold until ``min_samples`` are learned); the raw-score statistics,
-    the episode and the robust location and scale are updated.
+    before it joins (cold until ``min_samples`` are learned): likelihood, routine
+    memory, novelty, episode; then the raw-score statistics, the value density and
+    range, and the robust location and scale are updated.
     """
     b = baseline
     if b.mode != "adaptive":
@@ -684,6 +771,17 @@ def _run_adaptive(
         b.score_short, b.score_mean, b.score_var, b.score_n)
     last_alert, last_alert_rank = b.last_alert, b.last_alert_rank
     prev_value, prev_time = b.prev_value, b.prev_time
+    range_low, range_high = b.low, b.high
+    tolerance, novelty_z = config.spatial_tolerance, config.novelty_z
+    days = config.season_days
+    ring_len = SLOTS_PER_DAY * days + 2 if days > 0 else 0
+    if len(b.season) == ring_len:
+        ring, newest = bytearray(b.season), b.season_slot
+    else:  # no memory yet, or season_days changed: start afresh
+        ring, newest = bytearray(ring_len), -1
+    nbins = DENSITY_BINS
+    counts = list(b.density) if nbins and len(b.density) == nbins else []
+    total = sum(counts)
 
     counter, direction = config.counter, config.direction
     up, down = direction == "up", direction == "down"
@@ -759,6 +857,31 @@ def _run_adaptive(
             magnitude = abs(d_z)
             severity = (critical if magnitude > z_critical else high if magnitude > z_high
                         else medium if magnitude > z_threshold else None)
+            routine = False
+            if ring_len:
+                # Routine memory (module docstring, 7): the largest raw score per slot.
+                slot = int(timestamp // SEASON_SLOT_S)
+                if slot > newest:
+                    if newest < 0 or slot - newest >= ring_len:
+                        ring = bytearray(ring_len)
+                    else:
+                        for s in range(newest + 1, slot + 1):
+                            ring[s % ring_len] = 0
+                    newest = slot
+                oldest = newest - ring_len + 1
+                if slot >= oldest:
+                    earlier = 0
+                    for d in range(1, days + 1):
+                        centre = slot - SLOTS_PER_DAY * d
+                        for s in (centre - 1, centre, centre + 1):
+                            if s >= oldest and ring[s % ring_len] > earlier:
+                                earlier = ring[s % ring_len]
+                    earlier_raw = earlier * _Q_TO_RAW
+                    routine = earlier_raw > z_threshold and earlier_raw >= ROUTINE_RATIO * raw
+                    q = math.ceil(raw / _Q_TO_RAW)
+                    i = slot % ring_len
+                    if q > ring[i]:
+                        ring[i] = q if q < 255 else 255
             if score_n < warmup:
                 # Young baseline, uncertain scale: only a large departure alerts.
                 hot = severity is not None and magnitude > warmup_z
@@ -771,6 +894,35 @@ def _run_adaptive(
                 else:
                     anomaly_score = 0.0
                 hot = severity is not None and anomaly_score >= alert_score
+            if routine:
+                anomaly_score *= damp
+                hot = False
+            spatial = False
+            if (tolerance >= 0.0 and score_n >= warmup and magnitude > novelty_z
+                    and range_low is not None
+                    and range_high > range_low):  # type: ignore[operator]
+                # Novel (module docstring, 6a): outside the all-time range.
+                margin = tolerance * (range_high - range_low)  # type: ignore[operator]
+                if ((not down and x > range_high + margin)  # type: ignore[operator]
+                        or (not up and x < range_low - margin)):
+                    spatial = True
+                    anomaly_score = 1.0
+                    hot = severity is not None
+            if (counts and not spatial and score_n >= DENSITY_AFTER and total > 0.0
+                    and magnitude > novelty_z
+                    and range_low <= x <= range_high  # type: ignore[operator]
+                    and not (up and dx <= 0.0) and not (down and dx >= 0.0)):
+                width = range_high - range_low  # type: ignore[operator]
+                if 0.0 < width < _INF:
+                    j = int((x - range_low) / width * nbins)  # type: ignore[operator]
+                    j = 0 if j < 0 else nbins - 1 if j >= nbins else j
+                    c = 0.0
+                    for k in range(j - 1 if j > 0 else 0, j + 2 if j + 2 < nbins else nbins):
+                        c += counts[k]
+                    if c < DENSITY_NOVEL * total:
+                        spatial = True  # novel (module docstring, 6b): never-seen part
+                        anomaly_score = 1.0
+                        hot = severity is not None
             w = max(long_w, 1.0 / (score_n + 1))
             d = raw - score_mean
             score_mean = score_mean + w * d
@@ -783,7 +935,7 @@ def _run_adaptive(
                 in_episode and hot and severity is not None and severity.rank > last_alert_rank
             )
             alert = hot and (not in_episode or escalated)
-            if in_episode and not alert:
+            if in_episode and not alert and not spatial:
                 anomaly_score *= damp
             if mean == 0.0:
                 deviation = 0.0
@@ -798,7 +950,36 @@ def _run_adaptive(
             elif not in_episode:
                 last_alert_rank = 0
 
-        # Learn x: robust location and scale (module docstring, 1 and 4).
+        # Learn x: value density and range (6), robust location and scale (1 and 4).
+        if nbins and range_low is not None:
+            if not ((x if x > range_high else range_high)  # type: ignore[operator]
+                    - (x if x < range_low else range_low) < _INF):
+                counts, total = [], 0.0  # a range too wide to bin: forget the density
+            elif range_high > range_low and (x < range_low or x > range_high):  # type: ignore[operator]
+                if counts:  # re-bin onto the grown range (by old bin centres)
+                    new_low = x if x < range_low else range_low
+                    new_high = x if x > range_high else range_high
+                    width = (range_high - range_low) / nbins  # type: ignore[operator]
+                    new_width = (new_high - new_low) / nbins  # type: ignore[operator]
+                    fresh = [0.0] * nbins
+                    for k in range(nbins):
+                        m = int((range_low + (k + 0.5) * width - new_low) / new_width)
+                        fresh[m if m < nbins else nbins - 1] += counts[k]
+                    counts = fresh
+            elif range_high == range_low and x != range_low:
+                # First spread: every earlier sample sat at range_low.
+                counts = [0.0] * nbins
+                counts[0 if x > range_low else nbins - 1] = total = float(learned)
+        if range_low is None or x < range_low:
+            range_low = x
+        if range_high is None or x > range_high:
+            range_high = x
+        if counts:
+            width = range_high - range_low
+            if 0.0 < width < _INF:
+                j = int((x - range_low) / width * nbins)
+                counts[0 if j < 0 else nbins - 1 if j >= nbins else j] += 1.0
+                total += 1.0
         n = learned + 1
         learned = n
         if n == 1:
@@ -847,7 +1028,8 @@ def _run_adaptive(
     return _baseline(
         b.window, b.head, mean, b.m2, count, offsets, last_ts, b.mode, learned, scale,
         run_count, run_sum, run_side, score_short, score_mean, score_var, score_n,
-        last_alert, last_alert_rank, prev_value, prev_time,
+        last_alert, last_alert_rank, prev_value, prev_time, range_low, range_high,
+        bytes(ring), newest, tuple(counts),
     ), verdicts
 
 

@@ -219,6 +219,21 @@ class Settings(BaseSettings):
         "AUTOPILOT_EPISODE_S", 172800.0,
         "Adaptive: a series that alerted stays silent this long (s, event time)", ge=0,
     )
+    spatial_tolerance: float = _env(
+        "AUTOPILOT_SPATIAL_TOLERANCE", 0.05,
+        "Adaptive: a value beyond the series' all-time range by more than this fraction "
+        "of the range scores 1.0 (negative: rule off)",
+    )
+    novelty_z: float = _env(
+        "AUTOPILOT_NOVELTY_Z", 5.0,
+        "Adaptive: a value outside the all-time range scores 1.0 only when its |z| exceeds "
+        "this", gt=0,
+    )
+    season_days: int = _env(
+        "AUTOPILOT_SEASON_DAYS", 3,
+        "Adaptive: days of time-of-day memory; a departure like one at the same time on "
+        "one of these days is routine (0: off)", ge=0, le=14,
+    )
     direction_up: str = _env(
         "AUTOPILOT_DIRECTION_UP", "latency,duration,error,fail,timeout,5xx,4xx",
         "Metric-name substrings that only alert upwards (comma-separated)",

@@ -266,10 +266,18 @@ def test_adaptive_state_is_small_and_round_trips_through_json() -> None:
     b, _ = feed(noise(5000))
     data = json.loads(json.dumps(b.to_dict(), allow_nan=False))
 
-    assert len(json.dumps(data)) <= 1024
+    # Scalars, the 48 density counts and the routine memory (3 days of 15-minute slots,
+    # one byte each, base64): far below the 16 KB per series.
+    assert len(b.season) == 3 * 96 + 2 and len(b.density) == 48
+    assert len(json.dumps(data)) <= 2048
     restored = Baseline.from_dict(data)
     assert restored == b
     assert step(restored, 130.0, T0 + 1e6, ADAPTIVE) == step(b, 130.0, T0 + 1e6, ADAPTIVE)
+    # The largest routine memory the settings allow (14 days) stays small too.
+    longest = replace(ADAPTIVE, season_days=14)
+    b14, _ = feed(noise(30000, seed=5), longest)
+    assert len(b14.season) == 14 * 96 + 2
+    assert len(json.dumps(b14.to_dict())) <= 4096
 
 
 def test_a_seed_state_is_replaced_when_the_mode_changes() -> None:
