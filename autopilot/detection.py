@@ -55,8 +55,9 @@ and the seed's Anomaly fields (z-score, baseline mean and std, deviation %, seve
        or the slots either side on one of those days, a departure beyond
        ``z_threshold`` and at least :data:`ROUTINE_RATIO` (half) as large was seen —
        a nightly job or backup that spikes every day. A routine sample does not
-       alert and its anomaly score is damped like one inside an episode; a novel
-       value (6) still scores 1.0.
+       alert and its anomaly score is damped like one inside an episode (a score
+       already below ``alert_score / 2`` is left as it is); a novel value (6) still
+       scores 1.0.
     8. *One alert per episode*: the sample alerts when its anomaly score ≥
        ``alert_score`` (0.2), its directional |z| > ``z_threshold`` (so severity is
        at least medium by the seed's rule) and the series has not alerted within
@@ -385,7 +386,7 @@ class Baseline:
     high: float | None = None
     season: bytes = b""
     season_slot: int = -1
-    density: tuple[float, ...] = ()
+    density: tuple[int, ...] = ()
 
     @property
     def n(self) -> int:
@@ -447,7 +448,7 @@ class Baseline:
             *[get(name, default) for name, default in _ADAPTIVE_DEFAULTS.items()],
         ]
         values[_SEASON_AT] = base64.b64decode(values[_SEASON_AT] or b"")
-        values[_SEASON_AT + 2] = tuple(values[_SEASON_AT + 2])
+        values[_SEASON_AT + 2] = tuple(int(c) for c in values[_SEASON_AT + 2])
         if cls is Baseline:
             return _baseline((), 0, *values)
         return cls((), 0, *values)
@@ -857,31 +858,6 @@ def _run_adaptive(
             magnitude = abs(d_z)
             severity = (critical if magnitude > z_critical else high if magnitude > z_high
                         else medium if magnitude > z_threshold else None)
-            routine = False
-            if ring_len:
-                # Routine memory (module docstring, 7): the largest raw score per slot.
-                slot = int(timestamp // SEASON_SLOT_S)
-                if slot > newest:
-                    if newest < 0 or slot - newest >= ring_len:
-                        ring = bytearray(ring_len)
-                    else:
-                        for s in range(newest + 1, slot + 1):
-                            ring[s % ring_len] = 0
-                    newest = slot
-                oldest = newest - ring_len + 1
-                if slot >= oldest:
-                    earlier = 0
-                    for d in range(1, days + 1):
-                        centre = slot - SLOTS_PER_DAY * d
-                        for s in (centre - 1, centre, centre + 1):
-                            if s >= oldest and ring[s % ring_len] > earlier:
-                                earlier = ring[s % ring_len]
-                    earlier_raw = earlier * _Q_TO_RAW
-                    routine = earlier_raw > z_threshold and earlier_raw >= ROUTINE_RATIO * raw
-                    q = math.ceil(raw / _Q_TO_RAW)
-                    i = slot % ring_len
-                    if q > ring[i]:
-                        ring[i] = q if q < 255 else 255
             if score_n < warmup:
                 # Young baseline, uncertain scale: only a large departure alerts.
                 hot = severity is not None and magnitude > warmup_z
@@ -894,9 +870,33 @@ def _run_adaptive(
                 else:
                     anomaly_score = 0.0
                 hot = severity is not None and anomaly_score >= alert_score
-            if routine:
-                anomaly_score *= damp
-                hot = False
+            if ring_len:
+                # Routine memory (module docstring, 7): the largest raw score per slot.
+                slot = int(timestamp // SEASON_SLOT_S)
+                if slot > newest:
+                    if newest < 0 or slot - newest >= ring_len:
+                        ring = bytearray(ring_len)
+                    else:
+                        for s in range(newest + 1, slot + 1):
+                            ring[s % ring_len] = 0
+                    newest = slot
+                oldest = newest - ring_len + 1
+                if slot >= oldest:
+                    if anomaly_score >= damp:  # below it damping changes nothing that counts
+                        earlier = 0
+                        for d in range(1, days + 1):
+                            centre = slot - SLOTS_PER_DAY * d
+                            for s in (centre - 1, centre, centre + 1):
+                                if s >= oldest and ring[s % ring_len] > earlier:
+                                    earlier = ring[s % ring_len]
+                        earlier_raw = earlier * _Q_TO_RAW
+                        if earlier_raw > z_threshold and earlier_raw >= ROUTINE_RATIO * raw:
+                            anomaly_score *= damp
+                            hot = False
+                    q = math.ceil(raw / _Q_TO_RAW)
+                    i = slot % ring_len
+                    if q > ring[i]:
+                        ring[i] = q if q < 255 else 255
             spatial = False
             if (tolerance >= 0.0 and score_n >= warmup and magnitude > novelty_z
                     and range_low is not None
@@ -908,7 +908,7 @@ def _run_adaptive(
                     spatial = True
                     anomaly_score = 1.0
                     hot = severity is not None
-            if (counts and not spatial and score_n >= DENSITY_AFTER and total > 0.0
+            if (counts and not spatial and score_n >= DENSITY_AFTER and total > 0
                     and magnitude > novelty_z
                     and range_low <= x <= range_high  # type: ignore[operator]
                     and not (up and dx <= 0.0) and not (down and dx >= 0.0)):
@@ -916,7 +916,7 @@ def _run_adaptive(
                 if 0.0 < width < _INF:
                     j = int((x - range_low) / width * nbins)  # type: ignore[operator]
                     j = 0 if j < 0 else nbins - 1 if j >= nbins else j
-                    c = 0.0
+                    c = 0
                     for k in range(j - 1 if j > 0 else 0, j + 2 if j + 2 < nbins else nbins):
                         c += counts[k]
                     if c < DENSITY_NOVEL * total:
@@ -951,35 +951,35 @@ def _run_adaptive(
                 last_alert_rank = 0
 
         # Learn x: value density and range (6), robust location and scale (1 and 4).
-        if nbins and range_low is not None:
+        if counts:
             if not ((x if x > range_high else range_high)  # type: ignore[operator]
                     - (x if x < range_low else range_low) < _INF):
-                counts, total = [], 0.0  # a range too wide to bin: forget the density
-            elif range_high > range_low and (x < range_low or x > range_high):  # type: ignore[operator]
-                if counts:  # re-bin onto the grown range (by old bin centres)
-                    new_low = x if x < range_low else range_low
-                    new_high = x if x > range_high else range_high
-                    width = (range_high - range_low) / nbins  # type: ignore[operator]
-                    new_width = (new_high - new_low) / nbins  # type: ignore[operator]
-                    fresh = [0.0] * nbins
-                    for k in range(nbins):
-                        m = int((range_low + (k + 0.5) * width - new_low) / new_width)
-                        fresh[m if m < nbins else nbins - 1] += counts[k]
-                    counts = fresh
-            elif range_high == range_low and x != range_low:
-                # First spread: every earlier sample sat at range_low.
-                counts = [0.0] * nbins
-                counts[0 if x > range_low else nbins - 1] = total = float(learned)
+                counts, total = [], 0  # a range too wide to bin: forget the density
+            elif x < range_low or x > range_high:  # type: ignore[operator]
+                # Re-bin onto the grown range by the old bin centres.
+                new_low = x if x < range_low else range_low  # type: ignore[operator]
+                new_high = x if x > range_high else range_high  # type: ignore[operator]
+                width = (range_high - range_low) / nbins  # type: ignore[operator]
+                new_width = (new_high - new_low) / nbins
+                fresh = [0] * nbins
+                for k in range(nbins):
+                    m = int((range_low + (k + 0.5) * width - new_low) / new_width)
+                    fresh[m if m < nbins else nbins - 1] += counts[k]
+                counts = fresh
         if range_low is None or x < range_low:
             range_low = x
         if range_high is None or x > range_high:
             range_high = x
+        if nbins and not counts and learned >= min_samples and range_high > range_low:
+            # The density memory starts once the baseline is warm: the first few
+            # samples grow the range at almost every step, each growth a re-binning.
+            counts, total = [0] * nbins, 0
         if counts:
             width = range_high - range_low
             if 0.0 < width < _INF:
                 j = int((x - range_low) / width * nbins)
-                counts[0 if j < 0 else nbins - 1 if j >= nbins else j] += 1.0
-                total += 1.0
+                counts[0 if j < 0 else nbins - 1 if j >= nbins else j] += 1
+                total += 1
         n = learned + 1
         learned = n
         if n == 1:
