@@ -61,7 +61,7 @@ and the seed's Anomaly fields (z-score, baseline mean and std, deviation %, seve
     8. *One alert per episode*: the sample alerts when its anomaly score ≥
        ``alert_score`` (0.2), its directional |z| > ``z_threshold`` (so severity is
        at least medium by the seed's rule) and the series has not alerted within
-       ``episode_s`` (48 h) of event time — unless the sample is more severe than
+       ``episode_s`` (6 h) of event time — unless the sample is more severe than
        the episode's last alert (an escalation: a critical anomaly after a medium
        one still alerts, a second critical one does not). While the score history is
        short (fewer than ``likelihood_warmup`` scored samples, 100) a sample alerts
@@ -190,7 +190,7 @@ class DetectorConfig:
             (``AUTOPILOT_WARMUP_Z``, 6.0).
         alert_score: alert when the anomaly score ≥ this (``AUTOPILOT_ALERT_SCORE``, 0.2).
         episode_s: after an alert the series stays silent this long, event time
-            (``AUTOPILOT_EPISODE_S``, 172800 = 48 h).
+            (``AUTOPILOT_EPISODE_S``, 21600 = 6 h).
         spatial_tolerance: a value beyond the series' all-time range by more than
             this fraction of the range scores 1.0 (``AUTOPILOT_SPATIAL_TOLERANCE``,
             0.05; negative turns the rule off), when its directional |z| also exceeds
@@ -219,7 +219,7 @@ class DetectorConfig:
     likelihood_warmup: int = 100
     warmup_z: float = 6.0
     alert_score: float = 0.2
-    episode_s: float = 172_800.0
+    episode_s: float = 21_600.0
     spatial_tolerance: float = 0.05
     novelty_z: float = 5.0
     season_days: int = 3

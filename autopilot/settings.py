@@ -216,7 +216,7 @@ class Settings(BaseSettings):
         gt=0, le=1,
     )
     episode_s: float = _env(
-        "AUTOPILOT_EPISODE_S", 172800.0,
+        "AUTOPILOT_EPISODE_S", 21600.0,
         "Adaptive: a series that alerted stays silent this long (s, event time)", ge=0,
     )
     spatial_tolerance: float = _env(

@@ -115,7 +115,7 @@ def test_worker_sigkill_and_empty_datadir_restart_keeps_baselines_incidents_and_
             "AUTOPILOT_PARTITIONS": "4",
             # commit rarely, so the crash leaves a long tail to be delivered again
             "AUTOPILOT_COMMIT_INTERVAL_S": "5",
-            # two spikes 3000 s apart are two episodes (the default mutes 48 h)
+            # two spikes 3000 s apart are two episodes (the default mutes 6 h)
             "AUTOPILOT_EPISODE_S": "600",
         }
         first = start_worker(env, name="first")
