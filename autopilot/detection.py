@@ -76,7 +76,7 @@ and the seed's Anomaly fields (z-score, baseline mean and std, deviation %, seve
        rankings reflect new episodes.
     Per-sample work is O(1) (plus, when the range grows, re-binning 48 counts; per
     record, one copy of the routine memory and the counts); the state is a few dozen
-    scalars, 48 counts and 3 × 96 + 2 bytes of routine memory (≈ 1.2 KB of JSON; at
+    scalars, 48 counts and 3 × 96 + 2 bytes of routine memory (≈ 1.1 KB of JSON; at
     most 14 days of memory, ≈ 3 KB).
 
 Severity (both modes): medium when |z| > 2.5, high when |z| > 3, critical when
