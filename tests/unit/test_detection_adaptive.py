@@ -263,7 +263,10 @@ def test_every_anomaly_carries_the_seed_fields() -> None:
 
 
 def test_adaptive_state_is_small_and_round_trips_through_json() -> None:
-    b, _ = feed(noise(5000))
+    values = noise(5000)
+    for i in range(300, 5000, 700):
+        values[i] = 160.0  # departures worth remembering: the routine memory fills
+    b, _ = feed(values)
     data = json.loads(json.dumps(b.to_dict(), allow_nan=False))
 
     # Scalars, the 48 density counts and the routine memory (3 days of 15-minute slots,
@@ -275,7 +278,10 @@ def test_adaptive_state_is_small_and_round_trips_through_json() -> None:
     assert step(restored, 130.0, T0 + 1e6, ADAPTIVE) == step(b, 130.0, T0 + 1e6, ADAPTIVE)
     # The largest routine memory the settings allow (14 days) stays small too.
     longest = replace(ADAPTIVE, season_days=14)
-    b14, _ = feed(noise(30000, seed=5), longest)
+    values = noise(30000, seed=5)
+    for i in range(300, 30000, 700):
+        values[i] = 160.0
+    b14, _ = feed(values, longest)
     assert len(b14.season) == 14 * 96 + 2
     assert len(json.dumps(b14.to_dict())) <= 4096
 

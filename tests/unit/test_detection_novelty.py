@@ -143,6 +143,11 @@ def test_a_spike_at_another_time_or_beyond_the_range_still_alerts() -> None:
     assert verdicts[at(4, AT_3)].score == 1.0
 
 
+def test_a_calm_series_keeps_no_routine_memory() -> None:
+    b, _ = feed(noise(2000), start=MIDNIGHT, step_s=STEP)  # bounded noise: |z| < 2.5
+    assert (b.season, b.season_slot) == (b"", -1)
+
+
 def test_the_routine_memory_forgets_after_season_days() -> None:
     # Spikes on days 0 and 1, then nothing until day 5: the memory (3 days) is empty
     # again, so day 5's spike at 03:00 alerts.
@@ -160,10 +165,10 @@ def test_a_gap_longer_than_the_memory_starts_it_afresh() -> None:
     assert any(b.season)
     later = MIDNIGHT + 10 * DAY
     b2, verdict = step(b, 100.0, later, config)
-    now = b2.season_slot % len(b2.season)
-    assert not any(b2.season[:now] + b2.season[now + 1:])  # only the new sample's slot
-    assert b2.season_slot == int(later // 900)
+    assert (b2.season, b2.season_slot) == (b"", -1)  # all expired, nothing new to keep
     assert not verdict.anomalous
+    b3, _ = step(b2, 160.0, later + STEP, config)  # a departure starts it again
+    assert sum(map(bool, b3.season)) == 1 and b3.season_slot == int((later + STEP) // 900)
 
 
 def test_season_days_zero_keeps_no_memory_and_a_changed_setting_starts_afresh() -> None:
@@ -171,7 +176,11 @@ def test_season_days_zero_keeps_no_memory_and_a_changed_setting_starts_afresh() 
     b, _ = feed(daily_spikes(2), off, start=MIDNIGHT, step_s=STEP)
     assert b.season == b"" and b.season_slot == -1
     b3, _ = feed(daily_spikes(2), ADAPTIVE, start=MIDNIGHT, step_s=STEP)
-    b5, _ = step(b3, 100.0, MIDNIGHT + 2 * DAY, replace(ADAPTIVE, season_days=5))
+    assert len(b3.season) == 3 * SLOTS_PER_DAY + 2
+    five = replace(ADAPTIVE, season_days=5)
+    b5, _ = step(b3, 100.0, MIDNIGHT + 2 * DAY, five)
+    assert b5.season == b""  # the 3-day memory does not fit: dropped
+    b5, _ = step(b5, 160.0, MIDNIGHT + 2 * DAY + STEP, five)
     assert len(b5.season) == 5 * SLOTS_PER_DAY + 2
 
 
