@@ -84,6 +84,25 @@ async def backtest(
 PROGRESS_MIN_ROWS = 10_000
 
 
+def _plot_target(plot_path: str) -> str:
+    """The file ``--plot`` writes: PNG when it has no extension (as matplotlib does).
+
+    Exits with status 2 and one line when matplotlib cannot write that format.
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    target = Path(plot_path)
+    fmt = target.suffix[1:].lower()
+    if not fmt:
+        return str(target.with_name(target.name + ".png"))
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in supported:
+        click.echo(f"backtest: {plot_path}: cannot draw a .{fmt} file (use one of: "
+                   f"{', '.join(sorted(supported))})", err=True)
+        raise SystemExit(2)
+    return plot_path
+
+
 def run_backtest_command(
     file: str,
     service: str,
@@ -105,10 +124,20 @@ def run_backtest_command(
     from autopilot.detection import DetectorConfig
 
     path = Path(file)
+    if not service.strip():
+        click.echo("backtest: --service must not be blank", err=True)
+        raise SystemExit(2)
+    if plot_path:
+        plot_path = _plot_target(plot_path)
     for out in (output, plot_path):
         if out and out != "-" and Path(out).resolve() == path.resolve():
             click.echo(f"backtest: {out} is the input file; choose another output", err=True)
             raise SystemExit(2)
+    if plot_path and output and output != "-" and (
+            Path(output).resolve() == Path(plot_path).resolve()):
+        click.echo(f"backtest: --output and --plot are both {output}; choose two files",
+                   err=True)
+        raise SystemExit(2)
     config = DetectorConfig.from_settings(settings())
     if mode:
         config = replace(config, mode=mode)

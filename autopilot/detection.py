@@ -25,8 +25,10 @@ and the seed's Anomaly fields (z-score, baseline mean and std, deviation %, seve
        else both ways (name patterns are settings, :func:`resolve_direction`).
     3. *Counters become rates*: a metric whose name ends in ``_total``, ``_count``,
        ``_sum`` or ``_bucket`` (Prometheus conventions) is scored as its per-second
-       increase; a value below the previous one is a counter reset and the new value
-       counts as the increase since the reset (as Prometheus' ``rate()`` does).
+       increase; a value below the previous one is a counter reset, and the
+       interval that holds it gives no rate (the restart's moment inside it is
+       unknown: counting the new value as the increase over the whole interval, as
+       Prometheus' ``rate()`` does, makes a reset to 0 a rate of 0, a false drop).
     4. *Level shifts are re-learned*: after ``relearn_after`` (12) consecutive
        samples more than ``relearn_z`` (3.5) scales away on the same side, the mean
        jumps to their average.
@@ -90,7 +92,9 @@ a flat line as critical once; nothing divides by zero and a noise-free metric ne
 alerts forever.
 
 No output is ever NaN or infinite: z-scores and deviations are clamped to
-±:data:`MAX_SCORE`; anomaly scores lie in [0, 1].
+±:data:`MAX_SCORE` (1e9); baseline means, scales and counter rates to ±1e18, so a
+metric in the billions (bytes, bytes per second) is scored on its own scale, and
+only values beyond ±1e18 meet a clamped baseline; anomaly scores lie in [0, 1].
 """
 
 from __future__ import annotations
@@ -402,10 +406,10 @@ class Baseline:
     def std(self) -> float:
         """Seed: population std of the window (0.0 when fewer than 2); adaptive: σ estimate."""
         if self.mode != "seed":
-            return _finite(MAD_TO_STD * self.scale, MAX_SCORE)
+            return _finite(MAD_TO_STD * self.scale, _MAX_MEAN)
         if self.n < 2 or self.m2 <= 0.0:
             return 0.0
-        return _finite(math.sqrt(self.m2 / self.n), MAX_SCORE)
+        return _finite(math.sqrt(self.m2 / self.n), _MAX_MEAN)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form for the baselines table (window as base64 float64, little endian)."""
@@ -709,7 +713,7 @@ def _run_seed(
     for value, timestamp in samples:
         n = len(window)
         # Score against the window before the sample joins (Baseline.std, score()).
-        std = 0.0 if n < 2 or m2 <= 0.0 else _finite(math.sqrt(m2 / n), MAX_SCORE)
+        std = 0.0 if n < 2 or m2 <= 0.0 else _finite(math.sqrt(m2 / n), _MAX_MEAN)
         if n < min_samples:
             append(_verdict(value, mean, std, 0.0, 0.0, False, None, True, {}, 0.0))
         else:
@@ -816,9 +820,10 @@ def _run_adaptive(
                 dt = timestamp - prev_time
                 if not dt <= 0.0:  # same or older instant: nothing to learn from
                     increase = value - prev_value
-                    if increase < 0.0:
-                        increase = value  # counter reset: the increase since the reset
-                    x = _finite(increase / dt, big)
+                    if not increase < 0.0:
+                        x = _finite(increase / dt, _MAX_MEAN)
+                    # else a counter reset: the process restarted somewhere in this
+                    # interval, so the count since then is no rate over dt: skipped.
             prev_value, prev_time = value, timestamp
         # σ = 1.2533 × scale, at least 1e-3 × |mean| when positive, finite.
         std = MAD_TO_STD * scale
@@ -828,8 +833,7 @@ def _run_adaptive(
         if std != std:
             std = 0.0
         else:
-            std = std if std < big else big
-            std = std if std > -big else -big
+            std = std if std < _MAX_MEAN else _MAX_MEAN
         if x is None:
             append(_verdict(value, mean, std, 0.0, 0.0, False, None, True, {}, 0.0))
             continue
@@ -1017,7 +1021,7 @@ def _run_adaptive(
                     rc, rs = 1, x
                 if rc >= relearn_after:
                     # A sustained level shift: the new level is the baseline from now on.
-                    mean = _finite(rs / rc, big)
+                    mean = _finite(rs / rc, _MAX_MEAN)
                     run_count, run_sum, run_side = 0, 0.0, 0
                     continue
             limit = clip * std
@@ -1035,8 +1039,7 @@ def _run_adaptive(
         if scale != scale:
             scale = 0.0
         else:
-            scale = scale if scale < big else big
-            scale = scale if scale > -big else -big
+            scale = scale if scale < _MAX_MEAN else _MAX_MEAN
             scale = 0.0 if 0.0 > scale else scale  # max(..., 0.0)
 
     return _baseline(

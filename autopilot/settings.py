@@ -218,16 +218,17 @@ class Settings(BaseSettings):
     episode_s: float = _env(
         "AUTOPILOT_EPISODE_S", 21600.0,
         "Adaptive: a series that alerted stays silent this long (s, event time)", ge=0,
+        allow_inf_nan=False,
     )
     spatial_tolerance: float = _env(
         "AUTOPILOT_SPATIAL_TOLERANCE", 0.05,
         "Adaptive: a value beyond the series' all-time range by more than this fraction "
-        "of the range scores 1.0 (negative: rule off)",
+        "of the range scores 1.0 (negative: rule off)", allow_inf_nan=False,
     )
     novelty_z: float = _env(
         "AUTOPILOT_NOVELTY_Z", 5.0,
         "Adaptive: a value outside the all-time range scores 1.0 only when its |z| exceeds "
-        "this", gt=0,
+        "this", gt=0, allow_inf_nan=False,
     )
     season_days: int = _env(
         "AUTOPILOT_SEASON_DAYS", 3,

@@ -142,6 +142,34 @@ def test_cli_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
     assert src.read_text() == "timestamp,value\n1,1\n"
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--plot", "out.txt"], "cannot draw a .txt file (use one of:"),
+    (["--service", ""], "--service must not be blank"),
+    (["--service", "  "], "--service must not be blank"),
+    (["--output", "same.png", "--plot", "same.png"], "--output and --plot are both"),
+])
+def test_cli_refuses_bad_options_with_one_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    exe = Path(sys.executable).with_name("autopilot")
+    src = write(tmp_path, "in.csv", "timestamp,value\n1,1\n2,2\n")
+    proc = subprocess.run([str(exe), "backtest", str(src), *args],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "in.backtest.csv").exists()  # refused before any work
+
+
+def test_cli_plot_without_an_extension_writes_and_names_a_png(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("autopilot")
+    src = write(tmp_path, "in.csv", "timestamp,value\n1,1\n2,2\n")
+    proc = subprocess.run([str(exe), "backtest", str(src), "--plot", "chart"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "plot     chart.png" in proc.stderr
+    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_an_invalid_setting_stops_every_command_with_one_line(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("autopilot")
     proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120,

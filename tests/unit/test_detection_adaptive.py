@@ -180,8 +180,15 @@ def test_counter_reset_is_not_an_anomaly_and_a_rate_jump_is() -> None:
     b, verdicts = feed(values, config)
 
     assert verdicts[0].cold  # no rate from a single sample
+    assert verdicts[200].cold  # the interval with the restart gives no rate
     assert not alerts(verdicts)
     assert 9.0 < verdicts[250].value < 11.0  # scored as a per-second rate
+    # A restart just after a sample (the counter back at 0, or at a small count) is
+    # not a drop in the rate either.
+    for restart_at in (0.0, 5.0):
+        again = values[:250] + [restart_at] + [restart_at + 600.0 * k for k in range(1, 20)]
+        _, verdicts = feed(again, config)
+        assert verdicts[250].cold and not alerts(verdicts)
     # A real jump in the rate (10/s → 100/s) is an anomaly.
     _, (jump,) = feed([values[-1] + 60.0 * 100.0], config, baseline=b, start=T0 + 300 * 60)
     assert jump.anomalous
@@ -326,3 +333,28 @@ def test_detect_series_on_a_replayed_record_changes_nothing_and_finds_nothing(mo
     again, replayed = detect_series(once, points, 7, config, stream="autopilot.metrics/0")
     assert len(results) == len(points)
     assert replayed == [] and again == once
+
+
+def test_a_metric_in_the_billions_is_scored_on_its_own_scale() -> None:
+    # Bytes and bytes per second reach 1e9–1e12: the baseline's σ, a counter's rate
+    # and a re-learned level must not be clamped at 1e9 (the bound of z-scores).
+    rng = random.Random(8)
+    big = [1e12 * (1.0 + rng.gauss(0.0, 0.05)) for _ in range(3000)]
+    b, verdicts = feed(big)
+    assert not alerts(verdicts)  # noise at 1e12 ± 5 % is calm …
+    assert b.std == pytest.approx(5e10, rel=0.3)  # … because σ is its own (≈ 5e10)
+
+    counter = ADAPTIVE.for_metric("node_network_receive_bytes_total")
+    total, values = 0.0, []
+    for i in range(400):
+        rate = 8e9 if i == 350 else 2e9 * rng.uniform(0.95, 1.05)  # a 4× burst once
+        total += 60.0 * rate
+        values.append(total)
+    _, verdicts = feed(values, counter)
+    assert verdicts[300].value == pytest.approx(2e9, rel=0.06)  # the rate, not 1e9
+    assert alerts(verdicts) == [350]
+
+    shifted = [2e9 * (1.0 + rng.gauss(0.0, 0.01)) for _ in range(300)]
+    shifted += [4e9 * (1.0 + rng.gauss(0.0, 0.01)) for _ in range(100)]
+    b, _ = feed(shifted)
+    assert b.mean == pytest.approx(4e9, rel=0.02)  # re-learned to the new level

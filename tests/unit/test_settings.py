@@ -85,6 +85,13 @@ def test_environment_overrides_are_parsed() -> None:
         ("OLLAMA_TIMEOUT_S", "soon"),
         ("AUTOPILOT_BROKER", "http://localhost:9092"),
         ("AUTOPILOT_MIN_SAMPLES", "2000"),
+        ("AUTOPILOT_SPATIAL_TOLERANCE", "nan"),
+        ("AUTOPILOT_SPATIAL_TOLERANCE", "inf"),
+        ("AUTOPILOT_NOVELTY_Z", "inf"),
+        ("AUTOPILOT_NOVELTY_Z", "0"),
+        ("AUTOPILOT_EPISODE_S", "inf"),
+        ("AUTOPILOT_SEASON_DAYS", "15"),
+        ("AUTOPILOT_SEASON_DAYS", "-1"),
     ],
 )
 def test_invalid_value_raises_config_error_naming_the_variable(name: str, value: str) -> None:
