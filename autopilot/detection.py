@@ -457,7 +457,7 @@ class Baseline:
             *[get(name, default) for name, default in _ADAPTIVE_DEFAULTS.items()],
         ]
         values[_SEASON_AT] = base64.b64decode(values[_SEASON_AT] or b"")
-        values[_SEASON_AT + 2] = tuple(values[_SEASON_AT + 2])  # JSON list of ints
+        values[_DENSITY_AT] = tuple(values[_DENSITY_AT])  # a JSON list of ints
         if cls is Baseline:
             return _baseline((), 0, *values)
         return cls((), 0, *values)
@@ -483,8 +483,10 @@ _BASELINE_FIELDS = tuple(f.name for f in fields(Baseline))
 _ADAPTIVE_FIELDS = _BASELINE_FIELDS[_BASELINE_FIELDS.index("mode") + 1:]
 #: Defaults of the adaptive fields, for states written before a field existed.
 _ADAPTIVE_DEFAULTS = {name: getattr(Baseline(), name) for name in _ADAPTIVE_FIELDS}
-#: Index of ``season`` among :meth:`Baseline.from_dict`'s values (after window, head).
+#: Indexes of ``season`` and ``density`` among :meth:`Baseline.from_dict`'s values
+#: (which leave out window and head).
 _SEASON_AT = _BASELINE_FIELDS.index("season") - 2
+_DENSITY_AT = _BASELINE_FIELDS.index("density") - 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -912,7 +914,7 @@ def _run_adaptive(
                     i = slot % ring_len
                     if q > ring[i]:
                         ring[i] = q if q < 255 else 255
-            spatial = False
+            novel = False
             if (magnitude > novelty_z and tolerance >= 0.0 and score_n >= warmup
                     and range_low is not None
                     and range_high > range_low):  # type: ignore[operator]
@@ -920,10 +922,10 @@ def _run_adaptive(
                 margin = tolerance * (range_high - range_low)  # type: ignore[operator]
                 if ((not down and x > range_high + margin)  # type: ignore[operator]
                         or (not up and x < range_low - margin)):
-                    spatial = True
+                    novel = True
                     anomaly_score = 1.0
                     hot = severity is not None
-            if (magnitude > novelty_z and counts and not spatial and score_n >= DENSITY_AFTER
+            if (magnitude > novelty_z and counts and not novel and score_n >= DENSITY_AFTER
                     and total > 0
                     and range_low <= x <= range_high  # type: ignore[operator]
                     and not (up and dx <= 0.0) and not (down and dx >= 0.0)):
@@ -935,7 +937,7 @@ def _run_adaptive(
                     for k in range(j - 1 if j > 0 else 0, j + 2 if j + 2 < nbins else nbins):
                         c += counts[k]
                     if c < DENSITY_NOVEL * total:
-                        spatial = True  # novel (module docstring, 6b): never-seen part
+                        novel = True  # module docstring, 6b: a never-seen part
                         anomaly_score = 1.0
                         hot = severity is not None
             w = max(long_w, 1.0 / (score_n + 1))
@@ -950,7 +952,7 @@ def _run_adaptive(
                 in_episode and hot and severity is not None and severity.rank > last_alert_rank
             )
             alert = hot and (not in_episode or escalated)
-            if in_episode and not alert and not spatial:
+            if in_episode and not alert and not novel:
                 anomaly_score *= damp
             if mean == 0.0:
                 deviation = 0.0
