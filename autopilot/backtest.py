@@ -89,6 +89,7 @@ class OutputRow:
     baseline_mean: float
     baseline_std_dev: float
     cold: bool = False  # no verdict yet (not a CSV column)
+    scored: float | None = None  # what was scored: a counter's per-second rate (not a column)
 
     def as_csv(self) -> list[str]:
         """The row as CSV fields (floats with ``repr`` precision)."""
@@ -114,6 +115,7 @@ class BacktestResult:
     metric: str
     skipped: int = 0
     alerts: list[SeriesResult] = field(default_factory=list)
+    counter: bool = False  # scored as per-second rates (the plot draws those)
 
     def summary(self) -> dict[str, Any]:
         """Samples, alerts by severity, first and last alert (input timestamp text)."""
@@ -295,7 +297,7 @@ def run_backtest(
     baseline = Baseline()
     out: list[OutputRow] = []
     result = BacktestResult(rows=out, mode=config.mode, service=service, metric=metric,
-                            skipped=skipped)
+                            skipped=skipped, counter=config.for_metric(metric).counter)
     iterator: Iterable[InputRow] = progress(rows) if progress else rows
     for offset, row in enumerate(iterator):
         point = MetricPoint(timestamp=row.epoch_s, metric_name=metric, value=row.value,
@@ -312,6 +314,7 @@ def run_backtest(
             baseline_mean=v.mean,
             baseline_std_dev=v.std,
             cold=v.cold,
+            scored=None if v.cold else v.value,
         ))
         if found.anomaly is not None:
             result.alerts.append(found)
@@ -329,7 +332,9 @@ def write_csv(result: BacktestResult, out: TextIO) -> None:
 def plot(result: BacktestResult, path: Path | str, band_z: float = 2.5) -> None:
     """Draw the series, the baseline band (mean ± ``band_z`` std) and the alerts (PNG).
 
-    Imports matplotlib (Agg backend) only when called.
+    For a counter the series drawn is what was scored, its per-second rate (the band
+    is in those units); rows without a rate yet are left out. Imports matplotlib (Agg
+    backend) only when called.
     """
     import matplotlib
 
@@ -337,8 +342,11 @@ def plot(result: BacktestResult, path: Path | str, band_z: float = 2.5) -> None:
     import matplotlib.pyplot as plt
 
     x = list(range(len(result.rows)))
-    values = [r.value for r in result.rows]
     nan = float("nan")  # only inside the figure: cold rows have no band
+    if result.counter:
+        values = [nan if r.scored is None else r.scored for r in result.rows]
+    else:
+        values = [r.value for r in result.rows]
     mean = [nan if r.cold else r.baseline_mean for r in result.rows]
     lo = [nan if r.cold else r.baseline_mean - band_z * r.baseline_std_dev for r in result.rows]
     hi = [nan if r.cold else r.baseline_mean + band_z * r.baseline_std_dev for r in result.rows]
@@ -348,10 +356,11 @@ def plot(result: BacktestResult, path: Path | str, band_z: float = 2.5) -> None:
     ax.fill_between(x, lo, hi, color="tab:blue", alpha=0.15,
                     label=f"baseline ± {band_z:g} std")
     ax.plot(x, mean, color="tab:blue", lw=0.8, alpha=0.6, label="baseline mean")
-    ax.plot(x, values, color="black", lw=0.6, label="value")
+    ax.plot(x, values, color="black", lw=0.6,
+            label="per-second rate" if result.counter else "value")
     colours = {Severity.MEDIUM: "gold", Severity.HIGH: "orange", Severity.CRITICAL: "red"}
     for sev, colour in colours.items():
-        pts = [(i, r.value) for i, r in enumerate(result.rows) if r.alert and r.severity is sev]
+        pts = [(i, values[i]) for i, r in enumerate(result.rows) if r.alert and r.severity is sev]
         if pts:
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], color=colour, s=40, zorder=3,
                        edgecolors="black", label=f"alert ({sev.value})")

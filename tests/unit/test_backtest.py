@@ -16,7 +16,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from autopilot.backtest import COLUMNS, BacktestError, load_series, run_backtest, write_csv
+from autopilot.backtest import (
+    COLUMNS,
+    BacktestError,
+    load_series,
+    plot,
+    run_backtest,
+    write_csv,
+)
 from autopilot.detection import DetectorConfig
 from autopilot.settings import load_settings
 
@@ -237,3 +244,18 @@ def test_cli_writes_the_csv_alone_to_stdout_and_the_summary_to_stderr(tmp_path: 
     assert len(parsed) == 4032 and tuple(parsed[0]) == COLUMNS
     assert "samples  4032" in proc.stderr and "alerts" in proc.stderr
     assert (tmp_path / "plot.png").stat().st_size > 10_000
+
+
+def test_a_counter_backtest_scores_and_draws_its_per_second_rate(tmp_path: Path) -> None:
+    total, lines = 0.0, ["timestamp,value"]
+    for i in range(200):
+        total += 60.0 * 10.0  # 10 per second, one sample a minute
+        lines.append(f"{1_700_000_000 + 60 * i},{total}")
+    rows, _ = load_series(write(tmp_path, "c.csv", "\n".join(lines) + "\n"))
+    result = run_backtest(rows, DetectorConfig(), service="s", metric="http_requests_total")
+    assert result.counter and result.rows[0].scored is None  # no rate from one sample
+    assert result.rows[100].scored == pytest.approx(10.0)
+    assert result.rows[100].value == pytest.approx(101 * 600.0)  # the CSV keeps the input
+    assert result.rows[100].baseline_mean == pytest.approx(10.0)  # the band is in rates
+    plot(result, tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
