@@ -227,8 +227,8 @@ class Settings(BaseSettings):
     )
     novelty_z: float = _env(
         "AUTOPILOT_NOVELTY_Z", 5.0,
-        "Adaptive: a value outside the all-time range scores 1.0 only when its |z| exceeds "
-        "this", gt=0, allow_inf_nan=False,
+        "Adaptive: a novel value (outside the all-time range, or in a part of it never "
+        "seen) scores 1.0 only when its |z| exceeds this", gt=0, allow_inf_nan=False,
     )
     season_days: int = _env(
         "AUTOPILOT_SEASON_DAYS", 3,
