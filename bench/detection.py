@@ -197,7 +197,7 @@ def standard_pair(result: dict) -> tuple[float, float]:
 
 def ablation(nab_dir: Path, config: DetectorConfig) -> str:
     """The ablation and sensitivity tables (Markdown; see the module docstring)."""
-    runs = [(label, fields, consts) for label, fields, consts in ABLATION]
+    runs = list(ABLATION)
     for name, values in SENSITIVITY:
         for value in values:
             if name.isupper():
