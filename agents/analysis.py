@@ -1,11 +1,14 @@
-"""Analysis agent: incidents → Ollama root-cause analysis (or the rules) → alerts.
+"""Analysis agent: incidents → Ollama root-cause analysis (or the rules), off the alert path.
 
-Consumes ``autopilot.incidents``. Records marked ``notify`` (a new incident, or a
-higher severity) are analysed by Ollama (``/api/chat``, JSON-schema output, bounded
-by ``OLLAMA_TIMEOUT_S``); on timeout, connection error, HTTP error or invalid output
-the rule-based analysis is used instead. The Alert (incident + analysis) goes to
-``autopilot.alerts``. Other incident records (quiet updates, closes) need no
-message and are only counted.
+Consumes ``autopilot.incidents``. A record that opens or re-opens an incident is
+analysed by Ollama (``/api/chat``, JSON-schema output, bounded by
+``OLLAMA_TIMEOUT_S``) as soon as it arrives, so the analysis runs during the
+notifier's ``group_wait``; on timeout, connection error, HTTP error or invalid output
+the rule-based analysis is used instead. The result (incident + analysis) goes to
+``autopilot.alerts``, where the notifier folds it into the incident's message: the
+first notification never waits for it (it shows the rule-based analysis, marked "LLM
+analysis pending", until this one arrives). Other incident records need no analysis
+and are only counted.
 
 ``AUTOPILOT_ANALYSIS_CONCURRENCY`` analyses run at once (Faust agent concurrency:
 that many actors share the stream, each with its own Ollama client), so one slow
@@ -56,18 +59,20 @@ async def analyse(client: OllamaClient, incident: Incident) -> Alert:
 
 
 _CONCURRENCY = settings().analysis_concurrency
+#: Incident statuses that start an analysis.
+ANALYSED = frozenset({"opened", "reopened"})
 
 
 @app.agent(incidents_topic, name="analysis", concurrency=_CONCURRENCY)
 async def analyse_incidents(stream: Any) -> None:
-    """Analyse notifying incidents and publish alerts."""
+    """Analyse opened and re-opened incidents and publish their analyses."""
     client = OllamaClient(settings())
     await client.start()
     try:
         async for event in stream.events():
             try:
                 (incident,) = decode_records(event.value, Incident)
-                if not incident.notify:
+                if incident.status not in ANALYSED:
                     telemetry.RECORDS.labels(stage=STAGE).inc()
                     continue
                 alert = await analyse(client, incident)

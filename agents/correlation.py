@@ -1,18 +1,22 @@
-"""Correlation agent: anomalies → incidents, windowed by service in event time.
+"""Correlation agent: anomalies → incidents and their lifecycle, by service in event time.
 
-Consumes ``autopilot.anomalies`` and the internal ``autopilot.correlation.control``
-topic (both keyed by service, co-partitioned with the tables it reads), applies
-:func:`autopilot.correlation.step` with the service's deployments and recent error
-lines, stores the state in ``open_incidents`` and sends Incident records to
-``autopilot.incidents``. Control records on ``autopilot.correlation.control`` are
-``{"kind": "deployment", "deployment": {…}}`` (a new deployment, from the
-deployments agent) and ``{"kind": "close_check", "wall": epoch s}`` (from the timer).
+Consumes ``autopilot.anomalies`` (alerts, re-sends and recoveries of each series) and
+the internal ``autopilot.correlation.control`` topic (both keyed by service,
+co-partitioned with the tables it reads), applies :func:`autopilot.correlation.step`
+with the service's deployments and recent error lines, stores the state in
+``open_incidents`` and sends Incident records (``opened``, ``updated``, ``resolved``,
+``reopened``) to ``autopilot.incidents``. Control records on
+``autopilot.correlation.control`` are ``{"kind": "deployment", "deployment": {…}}`` (a
+new deployment, from the deployments agent) and ``{"kind": "close_check", "wall":
+epoch s}`` (from the timer).
 
-Wall-clock closing: a timer looks, every ``AUTOPILOT_CLOSE_CHECK_INTERVAL_S``, at
-the open incidents of this worker's partitions and, for those quiet longer than
-``AUTOPILOT_INCIDENT_CLOSE_S``, sends a ``close_check`` control record keyed by the
-service; the agent closes the incident while processing it (tables can only be
-written while processing a record of their partition).
+Wall-clock side of the lifecycle: a timer looks, every
+``AUTOPILOT_CLOSE_CHECK_INTERVAL_S``, at the incidents of this worker's partitions:
+a firing one quiet longer than ``AUTOPILOT_INCIDENT_CLOSE_S`` is to be resolved as
+stale, a resolved one older than ``AUTOPILOT_REOPEN_WINDOW_S`` is to be forgotten.
+For each it sends a ``close_check`` control record keyed by the service; the agent
+acts while processing it (tables can only be written while processing a record of
+their partition).
 """
 
 from __future__ import annotations
@@ -65,10 +69,14 @@ def _context(key: bytes) -> tuple[DeploymentHistory, list[Any]]:
 async def _publish(key: bytes, incidents: list[Incident], event: Any) -> None:
     for inc in incidents:
         telemetry.INCIDENTS.labels(status=inc.status).inc()
+        change = inc.timeline[-1].text if inc.timeline else inc.trigger_reason
         logger.info(
-            "%s: incident %s %s for %s (severity %s, revision %d%s): %s",
-            where(event), inc.id, inc.status, inc.service, inc.severity.value, inc.revision,
-            ", notify" if inc.notify else "", inc.trigger_reason,
+            "%s: incident %s %s (state %s%s) for %s: severity %s, revision %d, "
+            "%d signal(s)%s; publishing to the incidents topic; latest change: %s",
+            where(event), inc.id, inc.status, inc.state,
+            f", {inc.resolution}" if inc.resolution else "", inc.service,
+            inc.severity.value, inc.revision, len(inc.signals),
+            ", notify" if inc.notify else "", change,
         )
         sent = await incidents_topic.send(key=key, value=inc.model_dump_json().encode())
         await sent  # acknowledged by the broker
@@ -139,7 +147,9 @@ async def correlate(stream: Any) -> None:
 
 
 async def close_quiet_incidents() -> int:
-    """Send a ``close_check`` for each local open incident quiet past the close time.
+    """Send a ``close_check`` for each local incident with wall-clock work due
+    (:func:`autopilot.correlation.is_quiet`: a firing one quiet past the close time,
+    a resolved one past the re-open window).
 
     Returns the number of control records sent.
     """
@@ -147,6 +157,8 @@ async def close_quiet_incidents() -> int:
     now = time.time()
     sent = 0
     for key, value in list(open_incidents.items()):
+        if not value or not value.get("incident"):
+            continue  # no incident: nothing to close or forget (skip the parse)
         state = CorrelationState.from_dict(value)
         if correlation.is_quiet(state, now, config):
             body = json.dumps({"kind": "close_check", "wall": now}).encode()
@@ -162,11 +174,11 @@ _last_check = [0.0]
 
 @app.timer(interval=TIMER_TICK_S)
 async def quiet_incident_timer() -> None:
-    """Wall-clock closing of quiet incidents (see module docstring)."""
+    """Wall-clock stale close and forgetting of incidents (see module docstring)."""
     now = time.monotonic()
     if app.rebalancing or now - _last_check[0] < settings().close_check_interval_s:
         return
     _last_check[0] = now
     sent = await close_quiet_incidents()
     if sent:
-        logger.info("asked to close %d quiet incident(s)", sent)
+        logger.info("sent close_check for %d quiet or expired incident(s)", sent)

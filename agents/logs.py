@@ -1,9 +1,11 @@
 """Logs agent: error-rate windows per service, spike anomalies, recent error lines.
 
 Consumes ``autopilot.logs.keyed`` (lists of LogEntry of one service), applies
-:func:`autopilot.errorrate.step` (a replayed offset changes nothing) and sends an
-``error_rate`` Anomaly to ``autopilot.anomalies`` on a spike (acknowledged by the
-broker before the table is written, so a crash re-sends rather than loses it).
+:func:`autopilot.errorrate.step_records` (a replayed offset changes nothing) and sends
+its ``error_rate`` Anomaly records to ``autopilot.anomalies``: a spike (state
+``firing``), a re-send while the error rate still fires, its recovery (state
+``resolved``). Each is acknowledged by the broker before the table is written, so a
+crash re-sends rather than loses it.
 """
 
 from __future__ import annotations
@@ -33,14 +35,17 @@ async def process(event: Any, config: ErrorRateConfig) -> None:
     key = entries[0].service.encode()
     state = ErrorRateState.from_dict(error_rates.get(key))
     stream, offset = source_of(event)
-    new, anomalies = errorrate.step(state, entries, offset, config, stream=stream)
+    new, records = errorrate.step_records(state, entries, offset, config, stream=stream)
     if new is state:
         return  # replay
     # Publish first and wait for the broker's ack, then write the state: a crash in
     # between replays the record and re-sends the same anomaly, which the correlation
     # agent recognises and applies once. The other order could lose the anomaly.
-    for anomaly in anomalies:
-        telemetry.ANOMALIES.labels(kind="error_rate", severity=anomaly.severity.value).inc()
+    for anomaly, alert in records:
+        if alert:  # a new episode or an escalation
+            telemetry.ANOMALIES.labels(kind="error_rate", severity=anomaly.severity.value).inc()
+        else:  # a re-send or the recovery
+            telemetry.SIGNAL_RECORDS.labels(kind="error_rate", state=anomaly.state).inc()
         sent = await anomalies_topic.send(key=key, value=anomaly.model_dump_json().encode())
         await sent  # acknowledged by the broker
     error_rates[key] = new.to_dict()

@@ -3,7 +3,10 @@
 Consumes ``autopilot.metrics.keyed`` (lists of MetricPoint of one service), applies
 :func:`autopilot.detection.detect_series` per series (one table write per series per
 record; a replayed input record changes nothing: :mod:`autopilot.replay`) and sends
-the Anomaly records it builds to ``autopilot.anomalies``, waiting for the broker's
+the Anomaly records it builds to ``autopilot.anomalies`` — alerts (state ``firing``),
+and the series' firing signal: re-sends while it still fires and its recovery
+(state ``resolved``; :mod:`autopilot.detection`, "Firing and recovery") — waiting
+for the broker's
 acknowledgement before it writes the baselines (a crash in between re-sends rather
 than loses an anomaly). ``autopilot backtest`` runs the same function offline.
 """
@@ -75,7 +78,11 @@ async def process(event: Any, config: DetectorConfig, limits: SeriesLimits) -> N
         for result in results:
             if result.anomaly is not None:
                 anomaly = result.anomaly
-                telemetry.ANOMALIES.labels(kind="metric", severity=anomaly.severity.value).inc()
+                if result.verdict.anomalous:  # a new alert (or an escalation)
+                    telemetry.ANOMALIES.labels(
+                        kind="metric", severity=anomaly.severity.value).inc()
+                else:  # a re-send or the recovery
+                    telemetry.SIGNAL_RECORDS.labels(kind="metric", state=anomaly.state).inc()
                 sent.append(await anomalies_topic.send(
                     key=anomaly.service.encode(), value=anomaly.model_dump_json().encode()
                 ))

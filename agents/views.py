@@ -11,7 +11,8 @@
                                    :mod:`autopilot.formats.deployments`)
 ``GET /baselines/{service}``       the service's series baselines
 ``GET /deployments/{service}``     the service's recent deployments
-``GET /incidents/{service}``       the service's open incident and recent anomalies
+``GET /incidents/{service}``       the service's incident: lifecycle state, signals,
+                                   timeline, and what was notified (Slack message ts)
 =================================  ====================================================
 
 More ingestion endpoints (remote write, exposition format) and ``/openapi.json`` are
@@ -29,19 +30,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from autopilot.tables import deployments, open_incidents, series_index
+from autopilot.tables import deployments, notifications, open_incidents, series_index
 from faust.web import View
 
-from autopilot import telemetry
+from autopilot import notify, telemetry
 from autopilot.app import app, settings
 from autopilot.correlation import CorrelationState
 from autopilot.deployments import DeploymentHistory
 from autopilot.formats.deployments import decode_deployments
 from autopilot.formats.logs import decode_logs
 from autopilot.formats.metrics_json import decode_metrics
+from autopilot.notify import Notice, NotifyState
 from autopilot.topics import deployments_topic, logs_topic, metrics_topic
 
 from .metrics import baselines_for
+from .notifier import delivery
 from .web_ingest import ingest_decoded
 
 logger = logging.getLogger(__name__)
@@ -175,13 +178,44 @@ async def get_deployments(web: Any, request: Any, service: str) -> Any:
 
 @service_view("/incidents/{service}", open_incidents)
 async def get_incidents(web: Any, request: Any, service: str) -> Any:
-    """The service's open incident (or null), recent anomalies and closed count."""
-    state = CorrelationState.from_dict(open_incidents.get(service.encode()))
+    """The service's incident with its lifecycle state, signals and timeline (or
+    null), recent anomalies, the count of incidents forgotten, and per incident what
+    was notified (Slack channel and message ts, analysis shown, messages sent)."""
+    key = service.encode()
+    state = CorrelationState.from_dict(open_incidents.get(key))
+    notices = NotifyState.from_dict(notifications.get(key)).notices
+    incident = state.incident.to_dict() if state.incident else None
     return web.json(
         {
             "service": service,
-            "open_incident": state.incident.to_dict() if state.incident else None,
+            "open_incident": incident,
             "recent_anomalies": list(state.recent),
             "closed_incidents": state.closed,
+            "notifications": {
+                incident_id: notification_summary(n) for incident_id, n in notices.items()
+            },
         }
     )
+
+
+def notification_summary(notice: Notice) -> dict[str, Any]:
+    """What the incident view shows of a :class:`autopilot.notify.Notice`."""
+    incident = notice.incident
+    return {
+        "status": incident.get("status"),
+        "state": incident.get("state"),
+        "revision": incident.get("revision"),
+        "slack": {"channel": notice.channel_id, "ts": notice.root_ts}
+        if notice.root_ts else None,
+        "first_seen": notice.first_seen,
+        "notified_at": notice.posted_at,
+        "last_notified_at": notice.last_flush,
+        "analysis": "pending" if notice.analysis is None
+        else str(notice.analysis.get("source")),
+        "timeline_entries_told": len(notice.told),
+        "webhook_messages": notice.webhook_sent,
+        "reminders": notice.reminders,
+        "messages": notice.messages,
+        "edits": notice.edits,
+        "pending": notify.due_at(notice, delivery().config, reminders=False) is not None,
+    }

@@ -18,6 +18,7 @@ from typing import Any
 import faust
 
 from autopilot.errors import ConfigError
+from autopilot.notify import Routes
 from autopilot.settings import Settings, load_settings
 
 __all__ = ["app", "broker_credentials", "faust_options", "main", "settings"]
@@ -160,14 +161,16 @@ def _set_app_id(app_: Any, conf: Any, **kwargs: Any) -> None:
 def main() -> None:
     """Console script ``autopilot``: Faust's own command line plus our commands.
 
-    Invalid ``AUTOPILOT_*`` settings stop it before Faust starts, with one line that
-    names the variable on stderr and exit status 2 (Faust would show a traceback).
+    Invalid ``AUTOPILOT_*`` settings (and an invalid ``AUTOPILOT_SLACK_ROUTES`` file)
+    stop it before Faust starts, with one line that names the variable on stderr and
+    exit status 2 (Faust would show a traceback).
     """
     from autopilot import cli  # noqa: F401  (registers broker and demo commands)
 
     try:
-        settings()
-    except ConfigError as exc:
+        s = settings()
+        Routes.load(s.slack_routes, s.slack_channel)
+    except (ConfigError, ValueError) as exc:
         print(f"autopilot: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     app.main()

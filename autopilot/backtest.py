@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from autopilot import charts
 from autopilot.detection import Baseline, DetectorConfig, SeriesResult, detect_series
 from autopilot.models import MetricPoint, Severity, parse_timestamp
 
@@ -107,7 +108,13 @@ class OutputRow:
 
 @dataclass
 class BacktestResult:
-    """Rows and the alerts of one backtest."""
+    """Rows and the alerts of one backtest.
+
+    ``alerts`` are the samples that alert (the ``alert`` column); ``records`` every
+    sample for which the live agent sends an Anomaly record, in order: the alerts
+    and the firing signal's re-sends and recovery (``state`` firing / resolved,
+    :func:`autopilot.detection.make_signal_anomaly`).
+    """
 
     rows: list[OutputRow]
     mode: str
@@ -115,6 +122,7 @@ class BacktestResult:
     metric: str
     skipped: int = 0
     alerts: list[SeriesResult] = field(default_factory=list)
+    records: list[SeriesResult] = field(default_factory=list)
     counter: bool = False  # scored as per-second rates (the plot draws those)
 
     def summary(self) -> dict[str, Any]:
@@ -304,20 +312,25 @@ def run_backtest(
                             labels=all_labels)
         baseline, (found,) = detect_series(baseline, [point], offset, config)
         v = found.verdict
+        # An alert is an anomalous verdict; re-sends and recoveries (v.signal) are
+        # records too, but not alerts.
+        alert = v.anomalous and found.anomaly is not None
         out.append(OutputRow(
             timestamp=row.text,
             value=row.value,
             anomaly_score=min(1.0, max(0.0, v.score)),
-            alert=found.anomaly is not None,
+            alert=alert,
             z_score=v.z_score,
-            severity=found.anomaly.severity if found.anomaly else None,
+            severity=found.anomaly.severity if alert and found.anomaly else None,
             baseline_mean=v.mean,
             baseline_std_dev=v.std,
             cold=v.cold,
             scored=None if v.cold else v.value,
         ))
-        if found.anomaly is not None:
+        if alert:
             result.alerts.append(found)
+        if found.anomaly is not None:
+            result.records.append(found)
     return result
 
 
@@ -334,12 +347,10 @@ def plot(result: BacktestResult, path: Path | str, band_z: float = 2.5) -> None:
 
     For a counter the series drawn is what was scored, its per-second rate (the band
     is in those units); rows without a rate yet are left out. Imports matplotlib (Agg
-    backend) only when called.
+    backend) only when called. The series, its band and the y range are drawn by
+    :mod:`autopilot.charts` (shared with the incident charts).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = charts.pyplot()
 
     x = list(range(len(result.rows)))
     nan = float("nan")  # only inside the figure: cold rows have no band
@@ -353,21 +364,15 @@ def plot(result: BacktestResult, path: Path | str, band_z: float = 2.5) -> None:
     fig, (ax, ax_score) = plt.subplots(
         2, 1, figsize=(14, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
-    ax.fill_between(x, lo, hi, color="tab:blue", alpha=0.15,
-                    label=f"baseline ± {band_z:g} std")
-    ax.plot(x, mean, color="tab:blue", lw=0.8, alpha=0.6, label="baseline mean")
-    ax.plot(x, values, color="black", lw=0.6,
-            label="per-second rate" if result.counter else "value")
+    charts.draw_band(ax, x, mean, lo, hi, band_z)
+    charts.draw_values(ax, x, values, "per-second rate" if result.counter else "value")
     colours = {Severity.MEDIUM: "gold", Severity.HIGH: "orange", Severity.CRITICAL: "red"}
     for sev, colour in colours.items():
         pts = [(i, values[i]) for i, r in enumerate(result.rows) if r.alert and r.severity is sev]
         if pts:
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], color=colour, s=40, zorder=3,
                        edgecolors="black", label=f"alert ({sev.value})")
-    finite = [v for v in values if math.isfinite(v)]
-    if finite:
-        pad = (max(finite) - min(finite)) * 0.1 or 1.0
-        ax.set_ylim(min(finite) - pad, max(finite) + pad)
+    charts.fit_ylim(ax, values)
     ax.set_title(f"{result.service} / {result.metric} — mode {result.mode}, "
                  f"{sum(r.alert for r in result.rows)} alerts")
     ax.legend(loc="upper left", fontsize=8)

@@ -1,9 +1,23 @@
-"""Incident rules: correlate a service's anomalies, error spikes and deployments (pure).
+"""Incident rules and lifecycle: a service's signals, error spikes and deployments (pure).
 
 Windows are in event time (the records' own timestamps), so a replay of last week
-behaves like live traffic. Defaults (seed architecture; ``AUTOPILOT_*`` settings):
+behaves like live traffic. Semantics are Prometheus Alertmanager's (alerts *fire* and
+*resolve*) and PagerDuty's (one incident per problem). Defaults are the seed
+architecture's and the ``AUTOPILOT_*`` settings'.
 
-An incident opens for a service when, around a new anomaly at time t,
+**Signals.** The detectors send, per series (:attr:`Anomaly.series`; for error rates
+``<service>|error_rate|``), an alert (``state="firing"``), re-sends while it still
+fires (``firing`` again, every ``AUTOPILOT_SIGNAL_RESEND_S`` of event time) and a
+recovery (``state="resolved"``, after the detector's hysteresis). The state keeps one
+:class:`Signal` per series. A firing record of a series that already fires is a
+*refresh* (evidence that it is still failing): it updates the signal and, for a
+signal of the incident, the incident's ``updated_at`` and ``wall_updated``, but it is
+no new anomaly for the rules and publishes no record, unless it is more severe than
+the signal (an *escalation*). A *new alert* is a firing record of a series that does
+not fire (never seen, or recovered).
+
+**Opening (rules 1–4, on new alerts).** An incident opens for a service when, around
+a new alert at time t,
 
 1. a **critical** anomaly arrives on its own;
 2. a **high or critical** anomaly comes within ``deployment_window_s`` (30 min)
@@ -12,42 +26,85 @@ An incident opens for a service when, around a new anomaly at time t,
    of each other;
 4. **two or more** anomalies fall within ``window_s`` (10 min).
 
-A service has at most one open incident. Its id is derived from fixed fields (the
-service and the event time of its first evidence), never from LLM text, so a replay
-produces the same id. Later evidence updates the open incident (``revision`` + 1);
-the update is marked ``notify`` only when the severity rises above what was last
-notified. An anomaly equal in every field to one the state holds is a detector's
-re-send after a crash and changes nothing (the detectors publish before they write
-their own state, so a crash between the two repeats an anomaly instead of losing it).
-An incident closes after ``close_after_s`` (15 min) without new evidence: in event
-time when a newer anomaly arrives, and in wall-clock time through
-:func:`close_if_quiet` when the service goes quiet.
+Its signals are the series of the anomalies that opened it; its id is derived from
+fixed fields (the service and the event time of its first evidence), never from LLM
+text, so a replay produces the same id. A service has at most one incident.
 
-The incident carries its anomalies (newest ``max_anomalies``), the service's error
-lines from the ``context_window_s`` (10 min) before its latest evidence and its
-deployments from ``deployment_window_s`` (30 min) before it opened until its latest
-evidence.
+**Lifecycle** (each published :class:`Incident` has ``revision`` + 1):
+
+* a new alert of another series while the incident fires joins it (``updated``,
+  timeline ``signal``); an escalation is ``updated`` (timeline ``escalated`` when the
+  incident's severity rises); both notify;
+* a recovery of one of its signals is ``updated`` (timeline ``signal_resolved``);
+  when all its signals have recovered the incident is ``resolved`` (resolution
+  ``recovered``, ``closed_at`` = that recovery's time, timeline ``resolved``);
+* *stale close* (fallback for signals that stop reporting): no evidence for
+  ``close_after_s`` (``AUTOPILOT_INCIDENT_CLOSE_S``, 15 min), in event time when a
+  newer record arrives and in wall-clock time through :func:`close_if_quiet`,
+  resolves it (resolution ``stale``, ``closed_at`` = last evidence +
+  ``close_after_s``, timeline ``stale``). Its signals keep their state (no recovery
+  was seen);
+* a resolved incident stays in the state. Firing evidence whose event time is after
+  ``closed_at`` and less than ``reopen_window_s`` (``AUTOPILOT_REOPEN_WINDOW_S``, 1 h)
+  after it *re-opens* it: same id, same revision sequence, status ``reopened``,
+  ``reopened`` + 1, timeline ``reopened``. Firing evidence is a new alert or a refresh
+  of one of the incident's signals; a refresh of a signal that never joined the
+  incident re-opens nothing (a series that fires on for unrelated reasons would
+  otherwise keep re-opening it);
+* late evidence (event time at or before ``closed_at``) joins the resolved incident's
+  timeline and signals and re-opens nothing (``updated``; notify for a new signal,
+  not for a refresh);
+* evidence at or after ``closed_at + reopen_window_s`` drops the old incident from the
+  state (``closed`` + 1) and the rules decide afresh;
+* a deployment of the service joins the timeline of a firing incident (or, late, of
+  a resolved one it precedes); with no incident it may open one (rule 2,
+  :func:`on_deployment`).
+
+Replays are no-ops: the state remembers the last source offset per topic, and an alert
+equal in every field to one the state holds is a detector's re-send after a crash
+(the detectors publish before they write their own state). A repeated refresh or
+recovery changes nothing by construction.
+
+Every record carries the incident's anomalies (newest ``max_anomalies`` alerts), its
+signals, its timeline (the first entry and the newest ``max_timeline`` − 1, in the
+order they were applied, each with its event time), the service's error lines from
+the ``context_window_s`` (10 min) before its latest evidence and its deployments from
+``deployment_window_s`` (30 min) before it opened until its latest timeline entry.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from autopilot.deployments import DeploymentHistory
-from autopilot.models import Anomaly, DeploymentEvent, Incident, LogEntry, Severity
+from autopilot.models import (
+    Anomaly,
+    DeploymentEvent,
+    Incident,
+    LogEntry,
+    Severity,
+    Signal,
+    TimelineEntry,
+)
 
 __all__ = [
     "CorrelationConfig",
-    "on_deployment",
     "CorrelationState",
     "OpenIncident",
     "close_if_quiet",
     "incident_id",
+    "is_quiet",
+    "on_deployment",
+    "series_of",
     "step",
 ]
+
+#: Longest timeline text (characters); the model allows more, the thread wants short.
+TEXT_MAX = 199
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +112,23 @@ class CorrelationConfig:
     """Correlation parameters (seconds of event time unless said otherwise).
 
     Attributes:
-        window_s: evidence window of rules 3 and 4 (``AUTOPILOT_CORRELATION_WINDOW_S``).
+        window_s: evidence window of rules 3 and 4 (``AUTOPILOT_CORRELATION_WINDOW_S``,
+            600).
         deployment_window_s: rule 2's window after a deployment, also how far back
-            deployments are attached (``AUTOPILOT_DEPLOYMENT_WINDOW_S``).
-        close_after_s: quiet time that closes an incident, event and wall-clock time
-            (``AUTOPILOT_INCIDENT_CLOSE_S``).
+            deployments are attached (``AUTOPILOT_DEPLOYMENT_WINDOW_S``, 1800).
+        close_after_s: quiet time of the stale close, event and wall-clock time
+            (``AUTOPILOT_INCIDENT_CLOSE_S``, 900).
         context_window_s: error lines attached from this long before the latest
-            evidence (10 min).
-        max_anomalies: anomalies kept per incident and in the recent window.
+            evidence (600).
+        max_anomalies: alerts kept per incident and in the recent window (50).
+        reopen_window_s: firing evidence less than this after a resolution re-opens
+            the incident (``AUTOPILOT_REOPEN_WINDOW_S``, 3600); a resolved incident is
+            forgotten after it (event time, or wall-clock time when quiet).
+        max_timeline: timeline entries kept per incident (the first and the newest
+            ``max_timeline`` − 1; 50).
+        max_signals: signals kept per incident, and signals outside an incident per
+            service (200; beyond it the oldest resolved, else the least recently seen,
+            is dropped).
     """
 
     window_s: int = 600
@@ -70,6 +136,9 @@ class CorrelationConfig:
     close_after_s: int = 900
     context_window_s: int = 600
     max_anomalies: int = 50
+    reopen_window_s: int = 3600
+    max_timeline: int = 50
+    max_signals: int = 200
 
     @classmethod
     def from_settings(cls, settings: Any) -> CorrelationConfig:
@@ -78,22 +147,29 @@ class CorrelationConfig:
             window_s=settings.correlation_window_s,
             deployment_window_s=settings.deployment_window_s,
             close_after_s=settings.incident_close_s,
+            reopen_window_s=settings.reopen_window_s,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class OpenIncident:
-    """The open incident of a service.
+    """The current incident of a service: firing, or resolved within the re-open window.
 
     Attributes:
         id: stable id (:func:`incident_id`).
         opened_at / updated_at: event time of the first and of the newest evidence.
         revision: records published for this incident so far.
-        severity: highest anomaly severity so far.
-        notified_severity: severity of the last record marked ``notify``.
+        severity: highest alert severity so far (never lowered by a recovery).
         trigger_reason: why it opened.
-        anomalies: its anomalies (JSON dicts), oldest first.
-        wall_updated: wall-clock epoch seconds when evidence last arrived.
+        anomalies: its alerts (JSON dicts of :class:`Anomaly`), oldest first.
+        wall_updated: wall-clock epoch seconds when evidence last arrived, or when
+            it resolved (the wall-clock stale close and forgetting count from it).
+        state: ``firing`` while any signal fires, else ``resolved``.
+        closed_at: event time of the resolution (``None`` while firing).
+        resolution: ``recovered`` or ``stale`` (``None`` while firing).
+        reopened: how often it was re-opened.
+        signals: its signals, in the order they joined.
+        timeline: its meaningful changes, in the order they were applied.
     """
 
     id: str
@@ -101,10 +177,15 @@ class OpenIncident:
     updated_at: datetime
     revision: int
     severity: Severity
-    notified_severity: Severity
     trigger_reason: str
     anomalies: tuple[dict[str, Any], ...]
     wall_updated: float
+    state: Literal["firing", "resolved"] = "firing"
+    closed_at: datetime | None = None
+    resolution: Literal["recovered", "stale"] | None = None
+    reopened: int = 0
+    signals: tuple[Signal, ...] = ()
+    timeline: tuple[TimelineEntry, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -114,43 +195,77 @@ class OpenIncident:
             "updated_at": self.updated_at.isoformat(),
             "revision": self.revision,
             "severity": self.severity.value,
-            "notified_severity": self.notified_severity.value,
             "trigger_reason": self.trigger_reason,
             "anomalies": list(self.anomalies),
             "wall_updated": self.wall_updated,
+            "state": self.state,
+            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
+            "resolution": self.resolution,
+            "reopened": self.reopened,
+            "signals": [s.model_dump(mode="json") for s in self.signals],
+            "timeline": [e.model_dump(mode="json") for e in self.timeline],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OpenIncident:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        Also reads the form written before the lifecycle existed (no ``state``,
+        ``signals`` or ``timeline``; a ``notified_severity`` that is now unused): such
+        an incident is firing, its signals are built from its anomalies (one per
+        series, firing) and its timeline starts with an ``opened`` entry.
+        """
+        opened_at = datetime.fromisoformat(data["opened_at"])
+        anomalies = tuple(data["anomalies"])
+        if "signals" in data:
+            signals = tuple(Signal.model_validate(s) for s in data["signals"])
+        else:
+            signals = _signals_from(_anoms(anomalies))
+        if "timeline" in data:
+            timeline = tuple(TimelineEntry.model_validate(e) for e in data["timeline"])
+        else:
+            timeline = (_entry(opened_at, "opened", f"opened: {data['trigger_reason']}"),)
+        closed_at = data.get("closed_at")
         return cls(
             id=data["id"],
-            opened_at=datetime.fromisoformat(data["opened_at"]),
+            opened_at=opened_at,
             updated_at=datetime.fromisoformat(data["updated_at"]),
             revision=int(data["revision"]),
             severity=Severity(data["severity"]),
-            notified_severity=Severity(data["notified_severity"]),
             trigger_reason=data["trigger_reason"],
-            anomalies=tuple(data["anomalies"]),
+            anomalies=anomalies,
             wall_updated=float(data["wall_updated"]),
+            state=data.get("state", "firing"),
+            closed_at=datetime.fromisoformat(closed_at) if closed_at else None,
+            resolution=data.get("resolution"),
+            reopened=int(data.get("reopened", 0)),
+            signals=signals,
+            timeline=timeline,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class CorrelationState:
-    """Correlation state of one service (the open-incidents table's value).
+    """Correlation state of one service (the ``open_incidents`` table's value).
 
     Attributes:
-        recent: anomalies of the last ``window_s`` (JSON dicts), oldest first.
-        incident: the open incident, if any.
+        recent: alerts of the last ``window_s`` (JSON dicts), oldest first (the rules'
+            evidence; refreshes and recoveries are not in it).
+        incident: the current incident (firing, or resolved within the re-open
+            window), if any.
         offsets: last source offset applied, per source topic (replays are no-ops).
-        closed: incidents closed so far (a counter for views).
+        closed: incidents forgotten so far (a counter for views).
+        signals: the service's signals that belong to no incident: firing ones (until
+            they recover, or send nothing for ``close_after_s``) and recovered ones
+            (for ``window_s``, so an incident the rules open from their alerts shows
+            them recovered).
     """
 
     recent: tuple[dict[str, Any], ...] = ()
     incident: OpenIncident | None = None
     offsets: dict[str, int] = field(default_factory=dict)
     closed: int = 0
+    signals: tuple[Signal, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form for the table."""
@@ -159,19 +274,33 @@ class CorrelationState:
             "incident": self.incident.to_dict() if self.incident else None,
             "offsets": dict(self.offsets),
             "closed": self.closed,
+            "signals": [s.model_dump(mode="json") for s in self.signals],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> CorrelationState:
-        """Inverse of :meth:`to_dict`; ``None`` gives an empty state."""
+        """Inverse of :meth:`to_dict`; ``None`` gives an empty state.
+
+        A state written before the lifecycle existed (no ``signals``) gets its
+        signals outside the incident from its recent anomalies (firing), so a
+        detector's re-send of one of them is a refresh, not a second anomaly.
+        """
         if not data:
             return cls()
         inc = data.get("incident")
+        incident = OpenIncident.from_dict(inc) if inc else None
+        recent = tuple(data.get("recent", ()))
+        if "signals" in data:
+            signals = tuple(Signal.model_validate(s) for s in data["signals"])
+        else:
+            taken = {s.series for s in incident.signals} if incident else set()
+            signals = tuple(s for s in _signals_from(_anoms(recent)) if s.series not in taken)
         return cls(
-            recent=tuple(data.get("recent", ())),
-            incident=OpenIncident.from_dict(inc) if inc else None,
+            recent=recent,
+            incident=incident,
             offsets={str(k): int(v) for k, v in data.get("offsets", {}).items()},
             closed=int(data.get("closed", 0)),
+            signals=signals,
         )
 
 
@@ -181,12 +310,193 @@ def incident_id(service: str, opened_at: datetime) -> str:
     return f"inc-{digest[:12]}"
 
 
-def _anoms(items: tuple[dict[str, Any], ...]) -> list[Anomaly]:
+def series_of(anomaly: Anomaly) -> str:
+    """The series key of an anomaly: its ``series``, or ``service|metric_name|`` for
+    records that carry none (older detectors; error rates are
+    ``<service>|error_rate|``)."""
+    return anomaly.series or f"{anomaly.service}|{anomaly.metric_name}|"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    """What building records needs besides the state (one call's inputs)."""
+
+    service: str
+    deployments: DeploymentHistory
+    errors: list[LogEntry]
+    wall_now: float
+    config: CorrelationConfig
+
+
+def _anoms(items: Iterable[dict[str, Any]]) -> list[Anomaly]:
     return [Anomaly.model_validate(a) for a in items]
 
 
-def _max_severity(anomalies: list[Anomaly]) -> Severity:
-    return max((a.severity for a in anomalies), key=lambda s: s.rank)
+def _max_severity(severities: Iterable[Severity]) -> Severity:
+    return max(severities, key=lambda s: s.rank)
+
+
+def _cut(text: str, limit: int = TEXT_MAX) -> str:
+    """``text`` on one line, at most ``limit`` characters (an ellipsis when cut)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``42 min``, ``2 h 5 min`` (event time)."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+def _name(kind: str, metric_name: str) -> str:
+    return "error rate" if kind == "error_rate" else _cut(metric_name, 80)
+
+
+def _entry(at: datetime, kind: Any, text: str, severity: Severity | None = None) -> TimelineEntry:
+    return TimelineEntry(at=at, kind=kind, text=_cut(text), severity=severity)
+
+
+def _signal_text(a: Anomaly, verb: str) -> str:
+    return (
+        f"{_name(a.kind, a.metric_name)} {verb} ({a.severity.value}, z={a.z_score:.3g}, "
+        f"{_num(a.current_value)} vs baseline {_num(a.baseline_mean)})"
+    )
+
+
+def _signal_from(a: Anomaly) -> Signal:
+    """A new firing signal from its first alert."""
+    return Signal(
+        series=series_of(a),
+        kind=a.kind,
+        metric_name=a.metric_name,
+        state="firing",
+        severity=a.severity,
+        first_at=a.detected_at,
+        last_at=a.detected_at,
+        last_value=a.current_value,
+        baseline_mean=a.baseline_mean,
+        z_score=a.z_score,
+    )
+
+
+def _signals_from(anomalies: list[Anomaly]) -> tuple[Signal, ...]:
+    """One firing signal per series of ``anomalies`` (first seen first): first and
+    newest time, highest severity, newest value."""
+    by_series: dict[str, Signal] = {}
+    for a in sorted(anomalies, key=lambda x: x.detected_at):
+        key = series_of(a)
+        sig = by_series.get(key)
+        if sig is None:
+            by_series[key] = _signal_from(a)
+        else:
+            by_series[key] = _observe(sig, a).model_copy(
+                update={"severity": _max_severity((sig.severity, a.severity))}
+            )
+    return tuple(by_series.values())
+
+
+def _observe(sig: Signal, a: Anomaly) -> Signal:
+    """``sig`` with ``a``'s newest observation (a late record moves nothing)."""
+    if a.detected_at < sig.last_at:
+        return sig
+    return sig.model_copy(
+        update={
+            "last_at": a.detected_at,
+            "last_value": a.current_value,
+            "baseline_mean": a.baseline_mean,
+            "z_score": a.z_score,
+        }
+    )
+
+
+Change = Literal["new", "refired", "escalated", "refresh"]
+
+
+def _fire(sig: Signal | None, a: Anomaly) -> tuple[Signal, Change]:
+    """Apply a firing record to a signal; says what it was for the signal."""
+    if sig is None:
+        return _signal_from(a), "new"
+    if sig.state == "resolved":
+        refired = _observe(sig, a).model_copy(
+            update={"state": "firing", "resolved_at": None, "severity": a.severity}
+        )
+        return refired, "refired"
+    observed = _observe(sig, a)
+    if a.severity.rank > sig.severity.rank:
+        return observed.model_copy(update={"severity": a.severity}), "escalated"
+    return observed, "refresh"
+
+
+def _recover(sig: Signal, a: Anomaly) -> Signal:
+    """Apply a recovery to a firing signal."""
+    return _observe(sig, a).model_copy(update={"state": "resolved", "resolved_at": a.detected_at})
+
+
+def _get(signals: tuple[Signal, ...], series: str) -> Signal | None:
+    for sig in signals:
+        if sig.series == series:
+            return sig
+    return None
+
+
+def _put(signals: tuple[Signal, ...], sig: Signal, cap: int) -> tuple[Signal, ...]:
+    """``signals`` with ``sig`` replacing its series' entry or appended; beyond ``cap``
+    the oldest resolved signal, else the least recently seen other one, is dropped."""
+    if any(s.series == sig.series for s in signals):
+        return tuple(sig if s.series == sig.series else s for s in signals)
+    out = [*signals, sig]
+    if len(out) > cap:
+        others = [s for s in out if s.series != sig.series]
+        resolved = [s for s in others if s.state == "resolved"]
+        if resolved:
+            victim = min(resolved, key=lambda s: s.resolved_at or s.last_at)
+        else:
+            victim = min(others, key=lambda s: s.last_at)
+        out.remove(victim)
+    return tuple(out)
+
+
+def _drop(signals: tuple[Signal, ...], series: str) -> tuple[Signal, ...]:
+    return tuple(s for s in signals if s.series != series)
+
+
+def _add(
+    timeline: tuple[TimelineEntry, ...], entries: Iterable[TimelineEntry], cap: int
+) -> tuple[TimelineEntry, ...]:
+    """``timeline`` plus ``entries``, bounded: the first entry and the newest ``cap`` − 1."""
+    out = (*timeline, *entries)
+    if len(out) > cap:
+        out = (out[0], *out[len(out) - (cap - 1) :])
+    return out
+
+
+def _prune(state: CorrelationState, t: datetime, config: CorrelationConfig) -> CorrelationState:
+    """Forget signals outside an incident that are done with: recovered more than
+    ``window_s`` before ``t``, or firing with nothing sent for ``close_after_s``."""
+    if not state.signals:
+        return state
+    recovered_before = t - timedelta(seconds=config.window_s)
+    silent_before = t - timedelta(seconds=config.close_after_s)
+    kept = tuple(
+        s
+        for s in state.signals
+        if (s.state == "resolved" and (s.resolved_at or s.last_at) >= recovered_before)
+        or (s.state == "firing" and s.last_at >= silent_before)
+    )
+    return state if len(kept) == len(state.signals) else replace(state, signals=kept)
 
 
 def _rules(
@@ -217,126 +527,35 @@ def _rules(
     return reasons
 
 
-def _record(
-    service: str,
-    inc: OpenIncident,
-    status: str,
-    notify: bool,
-    deployments: DeploymentHistory,
-    errors: list[LogEntry],
-    config: CorrelationConfig,
-    closed_at: datetime | None = None,
-) -> Incident:
+def _record(inc: OpenIncident, status: str, notify: bool, ctx: _Ctx) -> Incident:
+    """The Incident record of ``inc`` (its revision must already count it)."""
+    config = ctx.config
     context_from = inc.updated_at - timedelta(seconds=config.context_window_s)
-    recent_errors = [e for e in errors if context_from <= e.timestamp <= inc.updated_at]
-    deps = deployments.within(
-        inc.opened_at - timedelta(seconds=config.deployment_window_s), inc.updated_at
+    recent_errors = [e for e in ctx.errors if context_from <= e.timestamp <= inc.updated_at]
+    horizon = max([inc.updated_at, *(e.at for e in inc.timeline)])
+    deps = ctx.deployments.within(
+        inc.opened_at - timedelta(seconds=config.deployment_window_s), horizon
     )
     return Incident(
         id=inc.id,
-        service=service,
+        service=ctx.service,
         status=status,  # type: ignore[arg-type]
+        state=inc.state,
         revision=inc.revision,
         notify=notify,
         severity=inc.severity,
         trigger_reason=inc.trigger_reason,
         opened_at=inc.opened_at,
         updated_at=inc.updated_at,
-        closed_at=closed_at,
+        closed_at=inc.closed_at,
+        resolution=inc.resolution,
+        reopened=inc.reopened,
         anomalies=_anoms(inc.anomalies),
+        signals=list(inc.signals),
+        timeline=list(inc.timeline),
         recent_errors=recent_errors,
         recent_deployments=deps,
     )
-
-
-def step(
-    state: CorrelationState,
-    anomaly: Anomaly,
-    *,
-    source: tuple[str, int] | None,
-    deployments: DeploymentHistory,
-    errors: list[LogEntry],
-    wall_now: float,
-    config: CorrelationConfig,
-) -> tuple[CorrelationState, list[Incident]]:
-    """Apply one anomaly of a service.
-
-    Args:
-        state: the service's correlation state.
-        anomaly: the new evidence.
-        source: ``(topic, offset)`` of the source record; at or below the last
-            offset seen on that topic it is a replay and nothing changes.
-            ``None`` skips the check (tests, backtests).
-        deployments: the service's recent deployments.
-        errors: the service's recent error lines (any order).
-        wall_now: wall-clock epoch seconds (for closing quiet incidents later).
-        config: parameters.
-
-    Returns:
-        ``(new_state, incidents)``: zero to two Incident records, in order (a
-        ``closed`` record when the new evidence comes after the quiet period, then an
-        ``opened`` or ``updated`` one).
-    """
-    seen = _seen(state, source)
-    if seen is None:
-        return state, []
-    dump = anomaly.model_dump(mode="json")
-    if _already_applied(state, dump):
-        # The same anomaly under a new offset: its detector re-sent it after a crash
-        # (it publishes before it writes its state). Only the offset moves.
-        return seen, []
-    state = seen
-    out: list[Incident] = []
-    service = anomaly.service
-    t = anomaly.detected_at
-    inc = state.incident
-    if inc is not None and (t - inc.updated_at).total_seconds() > config.close_after_s:
-        out.append(_close(service, inc, deployments, errors, config, closed_at=t))
-        state = replace(state, incident=None, closed=state.closed + 1)
-        inc = None
-
-    window = timedelta(seconds=config.window_s)
-    kept = [a for a in _anoms(state.recent) if abs(a.detected_at - t) <= window]
-    kept.append(anomaly)
-    kept.sort(key=lambda a: a.detected_at)
-    kept = kept[-config.max_anomalies :]
-    state = replace(state, recent=tuple(a.model_dump(mode="json") for a in kept))
-
-    if inc is not None:
-        anomalies = (*inc.anomalies, dump)[-config.max_anomalies :]
-        severity = max(inc.severity, anomaly.severity, key=lambda s: s.rank)
-        notify = severity.rank > inc.notified_severity.rank
-        inc = replace(
-            inc,
-            anomalies=anomalies,
-            updated_at=max(inc.updated_at, t),
-            revision=inc.revision + 1,
-            severity=severity,
-            notified_severity=severity if notify else inc.notified_severity,
-            wall_updated=wall_now,
-        )
-        out.append(_record(service, inc, "updated", notify, deployments, errors, config))
-        return replace(state, incident=inc), out
-
-    reasons = _rules(anomaly, kept, deployments, config)
-    if not reasons:
-        return state, out
-    inc = _open(kept, reasons, wall_now)
-    out.append(_record(service, inc, "opened", True, deployments, errors, config))
-    return replace(state, incident=inc), out
-
-
-def _already_applied(state: CorrelationState, anomaly: dict[str, Any]) -> bool:
-    """Whether an identical anomaly (every field equal, JSON form) is in the state.
-
-    The metrics and logs agents publish an anomaly before they write their table, so
-    a crash between the two re-sends the anomaly under a new offset of
-    ``autopilot.anomalies``; the offset check cannot see that, this check does (as
-    long as the original is among the ``max_anomalies`` kept).
-    """
-    if anomaly in state.recent:
-        return True
-    return state.incident is not None and anomaly in state.incident.anomalies
 
 
 def _seen(state: CorrelationState, source: tuple[str, int] | None) -> CorrelationState | None:
@@ -350,6 +569,310 @@ def _seen(state: CorrelationState, source: tuple[str, int] | None) -> Correlatio
     return replace(state, offsets={**state.offsets, topic: offset})
 
 
+def _already_applied(state: CorrelationState, anomaly: dict[str, Any]) -> bool:
+    """Whether an identical alert (every field equal, JSON form) is in the state.
+
+    The metrics and logs agents publish an anomaly before they write their table, so
+    a crash between the two re-sends the anomaly under a new offset of
+    ``autopilot.anomalies``; the offset check cannot see that, this check does (as
+    long as the original is among the ``max_anomalies`` kept). A re-sent refresh or
+    recovery needs no check: applying it twice changes nothing.
+    """
+    if anomaly in state.recent:
+        return True
+    return state.incident is not None and anomaly in state.incident.anomalies
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def _stale(inc: OpenIncident, ctx: _Ctx) -> tuple[OpenIncident, Incident]:
+    """Resolve a firing incident as stale: no evidence for ``close_after_s``."""
+    close_after = ctx.config.close_after_s
+    closed_at = inc.updated_at + timedelta(seconds=close_after)
+    entry = _entry(
+        closed_at, "stale", f"resolved as stale: no evidence for {_duration(close_after)}"
+    )
+    inc = replace(
+        inc,
+        state="resolved",
+        resolution="stale",
+        closed_at=closed_at,
+        revision=inc.revision + 1,
+        timeline=_add(inc.timeline, [entry], ctx.config.max_timeline),
+        wall_updated=ctx.wall_now,
+    )
+    return inc, _record(inc, "resolved", True, ctx)
+
+
+def _expire(
+    state: CorrelationState, t: datetime, ctx: _Ctx
+) -> tuple[CorrelationState, list[Incident]]:
+    """Before applying a record at event time ``t``: the event-time stale close of a
+    firing incident, and forgetting a resolved one whose re-open window ``t`` passed."""
+    inc = state.incident
+    if inc is None:
+        return state, []
+    out: list[Incident] = []
+    config = ctx.config
+    if inc.state == "firing" and (t - inc.updated_at).total_seconds() > config.close_after_s:
+        inc, record = _stale(inc, ctx)
+        state = replace(state, incident=inc)
+        out.append(record)
+    if (
+        inc.state == "resolved"
+        and inc.closed_at is not None
+        and t > inc.closed_at
+        and (t - inc.closed_at).total_seconds() >= config.reopen_window_s
+    ):
+        state = replace(state, incident=None, closed=state.closed + 1)
+    return state, out
+
+
+def _remember(
+    state: CorrelationState, anomaly: Anomaly, config: CorrelationConfig
+) -> tuple[CorrelationState, list[Anomaly]]:
+    """Add an alert to the recent window; returns the state and the alerts within
+    ``window_s`` of it (the rules' evidence), oldest first."""
+    window = timedelta(seconds=config.window_s)
+    t = anomaly.detected_at
+    kept = [a for a in _anoms(state.recent) if abs(a.detected_at - t) <= window]
+    kept.append(anomaly)
+    kept.sort(key=lambda a: a.detected_at)
+    kept = kept[-config.max_anomalies :]
+    return replace(state, recent=tuple(a.model_dump(mode="json") for a in kept)), kept
+
+
+def _open(
+    state: CorrelationState,
+    kept: list[Anomaly],
+    reasons: list[str],
+    at: datetime,
+    ctx: _Ctx,
+) -> tuple[CorrelationState, Incident]:
+    """Open an incident from the alerts ``kept``; their series' signals move into it."""
+    opened_at = kept[0].detected_at
+    reason = "; ".join(reasons)
+    fallback = {s.series: s for s in _signals_from(kept)}
+    signals = tuple(_get(state.signals, key) or sig for key, sig in fallback.items())
+    inc = OpenIncident(
+        id=incident_id(kept[0].service, opened_at),
+        opened_at=opened_at,
+        updated_at=max(a.detected_at for a in kept),
+        revision=1,
+        severity=_max_severity(a.severity for a in kept),
+        trigger_reason=reason,
+        anomalies=tuple(a.model_dump(mode="json") for a in kept),
+        wall_updated=ctx.wall_now,
+        signals=signals[: ctx.config.max_signals],
+        timeline=(
+            _entry(at, "opened", f"opened: {reason}", _max_severity(a.severity for a in kept)),
+        ),
+    )
+    loose = tuple(s for s in state.signals if s.series not in fallback)
+    state = replace(state, incident=inc, signals=loose)
+    return state, _record(inc, "opened", True, ctx)
+
+
+def step(
+    state: CorrelationState,
+    anomaly: Anomaly,
+    *,
+    source: tuple[str, int] | None,
+    deployments: DeploymentHistory,
+    errors: list[LogEntry],
+    wall_now: float,
+    config: CorrelationConfig,
+) -> tuple[CorrelationState, list[Incident]]:
+    """Apply one anomaly record (an alert, a re-send or a recovery) of a service.
+
+    Args:
+        state: the service's correlation state.
+        anomaly: the new evidence; ``anomaly.state`` is ``firing`` (an alert, an
+            escalation or a re-send) or ``resolved`` (its series recovered).
+        source: ``(topic, offset)`` of the source record; at or below the last
+            offset seen on that topic it is a replay and nothing changes.
+            ``None`` skips the check (tests, backtests).
+        deployments: the service's recent deployments.
+        errors: the service's recent error lines (any order).
+        wall_now: wall-clock epoch seconds (for the wall-clock stale close later).
+        config: parameters.
+
+    Returns:
+        ``(new_state, incidents)``: zero to two Incident records, in order (a
+        ``resolved`` one when the record comes after the stale-close time, then one
+        of ``opened``, ``updated``, ``resolved`` or ``reopened``). A refresh of a
+        firing signal changes the state but publishes nothing.
+    """
+    seen = _seen(state, source)
+    if seen is None:
+        return state, []
+    dump = anomaly.model_dump(mode="json")
+    if anomaly.state == "firing" and _already_applied(seen, dump):
+        # The same alert under a new offset: its detector re-sent it after a crash
+        # (it publishes before it writes its state). Only the offset moves.
+        return seen, []
+    ctx = _Ctx(anomaly.service, deployments, errors, wall_now, config)
+    state, out = _expire(seen, anomaly.detected_at, ctx)
+    state = _prune(state, anomaly.detected_at, config)
+    if anomaly.state == "resolved":
+        state, more = _on_recovery(state, anomaly, ctx)
+    else:
+        state, more = _on_firing(state, anomaly, dump, ctx)
+    return state, out + more
+
+
+def _on_recovery(
+    state: CorrelationState, a: Anomaly, ctx: _Ctx
+) -> tuple[CorrelationState, list[Incident]]:
+    """A series recovered: its signal resolves; the last one resolves the incident."""
+    config = ctx.config
+    key = series_of(a)
+    t = a.detected_at
+    inc = state.incident
+    member = _get(inc.signals, key) if inc is not None else None
+    if inc is None or member is None:
+        loose = _get(state.signals, key)
+        if loose is None or loose.state == "resolved":
+            return state, []
+        return replace(
+            state, signals=_put(state.signals, _recover(loose, a), config.max_signals)
+        ), []
+    if member.state == "resolved":
+        return state, []  # a repeated recovery
+    signals = _put(inc.signals, _recover(member, a), config.max_signals)
+    entries = [
+        _entry(
+            t,
+            "signal_resolved",
+            f"{_name(a.kind, a.metric_name)} recovered ({_num(a.current_value)} vs baseline "
+            f"{_num(a.baseline_mean)})",
+        )
+    ]
+    status = "updated"
+    inc = replace(
+        inc,
+        signals=signals,
+        updated_at=max(inc.updated_at, t),
+        wall_updated=ctx.wall_now,
+        revision=inc.revision + 1,
+    )
+    if inc.state == "firing" and all(s.state == "resolved" for s in signals):
+        closed_at = max(s.resolved_at or t for s in signals)
+        entries.append(
+            _entry(
+                closed_at,
+                "resolved",
+                f"resolved: {len(signals)} signal(s) recovered after "
+                f"{_duration((closed_at - inc.opened_at).total_seconds())}",
+            )
+        )
+        inc = replace(inc, state="resolved", resolution="recovered", closed_at=closed_at)
+        status = "resolved"
+    inc = replace(inc, timeline=_add(inc.timeline, entries, config.max_timeline))
+    return replace(state, incident=inc), [_record(inc, status, True, ctx)]
+
+
+def _on_firing(
+    state: CorrelationState, a: Anomaly, dump: dict[str, Any], ctx: _Ctx
+) -> tuple[CorrelationState, list[Incident]]:
+    """A series fires (a new alert, an escalation or a refresh)."""
+    config = ctx.config
+    key = series_of(a)
+    inc = state.incident
+    member = _get(inc.signals, key) if inc is not None else None
+    if inc is None or member is None:
+        loose = _get(state.signals, key)
+        sig, change = _fire(loose, a)
+        if change == "refresh":
+            # Still firing, outside any incident: no new evidence for the rules, and
+            # no reason to re-open a resolved incident it never belonged to.
+            return replace(state, signals=_put(state.signals, sig, config.max_signals)), []
+        state, kept = _remember(state, a, config)
+        if inc is None:
+            state = replace(state, signals=_put(state.signals, sig, config.max_signals))
+            reasons = _rules(a, kept, ctx.deployments, config)
+            if not reasons:
+                return state, []
+            state, record = _open(state, kept, reasons, a.detected_at, ctx)
+            return state, [record]
+        state = replace(state, signals=_drop(state.signals, key))
+        change = "new"  # new to the incident, whatever it was outside it
+    else:
+        sig, change = _fire(member, a)
+        if change != "refresh":
+            state, _ = _remember(state, a, config)
+    return _apply(state, inc, a, dump, sig, change, ctx)
+
+
+def _apply(
+    state: CorrelationState,
+    inc: OpenIncident,
+    a: Anomaly,
+    dump: dict[str, Any],
+    sig: Signal,
+    change: Change,
+    ctx: _Ctx,
+) -> tuple[CorrelationState, list[Incident]]:
+    """Apply a firing record of signal ``sig`` (already updated) to the incident."""
+    config = ctx.config
+    t = a.detected_at
+    alert = change != "refresh"
+    severity = _max_severity((inc.severity, a.severity)) if alert else inc.severity
+    inc = replace(
+        inc,
+        signals=_put(inc.signals, sig, config.max_signals),
+        anomalies=(*inc.anomalies, dump)[-config.max_anomalies :] if alert else inc.anomalies,
+        updated_at=max(inc.updated_at, t),
+        wall_updated=ctx.wall_now,
+    )
+    late = inc.state == "resolved" and inc.closed_at is not None and t <= inc.closed_at
+    if inc.state == "firing" and not alert:
+        return replace(state, incident=inc), []  # a refresh: alive, nothing to tell
+
+    entries: list[TimelineEntry] = []
+    if inc.state == "resolved" and not late:
+        assert inc.closed_at is not None
+        after = _duration((t - inc.closed_at).total_seconds())
+        entries.append(
+            _entry(
+                t,
+                "reopened",
+                f"re-opened {after} after resolution: " + _signal_text(a, "firing"),
+                a.severity,
+            )
+        )
+        inc = replace(
+            inc, state="firing", closed_at=None, resolution=None, reopened=inc.reopened + 1
+        )
+        status = "reopened"
+    else:
+        if change == "new":
+            entries.append(_entry(t, "signal", _signal_text(a, "firing"), a.severity))
+        elif change == "refired":
+            entries.append(_entry(t, "signal", _signal_text(a, "firing again"), a.severity))
+        if severity.rank > inc.severity.rank:
+            entries.append(
+                _entry(
+                    t,
+                    "escalated",
+                    f"severity {inc.severity.value} → {severity.value}: "
+                    f"{_name(a.kind, a.metric_name)} (z={a.z_score:.3g})",
+                    severity,
+                )
+            )
+        status = "updated"
+    inc = replace(
+        inc,
+        severity=severity,
+        revision=inc.revision + 1,
+        timeline=_add(inc.timeline, entries, config.max_timeline),
+    )
+    # A late refresh tells nothing new; a re-open always does.
+    notify = alert or status == "reopened"
+    return replace(state, incident=inc), [_record(inc, status, notify, ctx)]
+
+
 def on_deployment(
     state: CorrelationState,
     deployment: DeploymentEvent,
@@ -360,70 +883,58 @@ def on_deployment(
     wall_now: float,
     config: CorrelationConfig,
 ) -> tuple[CorrelationState, list[Incident]]:
-    """Apply a deployment that reached correlation *after* anomalies it explains.
+    """Apply a deployment of the service (announced by the deployments agent).
 
-    Deployments and anomalies travel on different topics, so a deployment can be
-    processed after the anomalies that followed it in event time. When no incident
-    is open, a recent high or critical anomaly of the service that came within
-    ``deployment_window_s`` after ``deployment`` opens one (rule 2), exactly as if
-    the deployment had arrived first. ``deployments`` must already include it.
+    With an incident firing, the deployment joins its timeline (kind
+    ``deployment``; an ``updated`` record that notifies); so does a deployment at or
+    before a resolved incident's ``closed_at`` (late); a later one re-opens nothing.
+    With no incident, a deployment can reach correlation *after* the anomalies it
+    explains (another topic): a recent high or critical alert of the service within
+    ``deployment_window_s`` after it opens one (rule 2), exactly as if the deployment
+    had arrived first. ``deployments`` must already include it. A deployment already
+    in the timeline (same time and text) changes nothing.
 
     Returns:
-        ``(new_state, incidents)`` (an ``opened`` record, or nothing).
+        ``(new_state, incidents)``: possibly a stale ``resolved`` record (event-time
+        stale close), then an ``updated`` or ``opened`` record, or nothing.
     """
     seen = _seen(state, source)
     if seen is None:
         return state, []
-    state = seen
-    if state.incident is not None:
-        return state, []
+    ctx = _Ctx(deployment.service, deployments, errors, wall_now, config)
+    d = deployment.timestamp
+    state, out = _expire(seen, d, ctx)
+    inc = state.incident
+    if inc is not None:
+        if inc.state == "resolved" and inc.closed_at is not None and d > inc.closed_at:
+            return state, out
+        text = (
+            f"deployment of version {_cut(deployment.version, 120)} ({_cut(deployment.status, 40)})"
+        )
+        entry = _entry(d, "deployment", text)
+        if entry in inc.timeline:
+            return state, out
+        inc = replace(
+            inc,
+            revision=inc.revision + 1,
+            timeline=_add(inc.timeline, [entry], config.max_timeline),
+        )
+        return replace(state, incident=inc), [*out, _record(inc, "updated", True, ctx)]
     window = timedelta(seconds=config.deployment_window_s)
     recent = _anoms(state.recent)
     blamed = [
         a
         for a in recent
-        if a.severity.rank >= Severity.HIGH.rank
-        and deployment.timestamp <= a.detected_at <= deployment.timestamp + window
+        if a.severity.rank >= Severity.HIGH.rank and d <= a.detected_at <= d + window
     ]
     if not blamed:
-        return state, []
+        return state, out
     newest = blamed[-1]
     corr_window = timedelta(seconds=config.window_s)
     kept = [a for a in recent if abs(a.detected_at - newest.detected_at) <= corr_window]
     reasons = _rules(newest, kept, deployments, config)
-    inc = _open(kept, reasons, wall_now)
-    service = newest.service
-    return replace(state, incident=inc), [
-        _record(service, inc, "opened", True, deployments, errors, config)
-    ]
-
-
-def _open(kept: list[Anomaly], reasons: list[str], wall_now: float) -> OpenIncident:
-    opened_at = kept[0].detected_at
-    severity = _max_severity(kept)
-    return OpenIncident(
-        id=incident_id(kept[0].service, opened_at),
-        opened_at=opened_at,
-        updated_at=max(a.detected_at for a in kept),
-        revision=1,
-        severity=severity,
-        notified_severity=severity,
-        trigger_reason="; ".join(reasons),
-        anomalies=tuple(a.model_dump(mode="json") for a in kept),
-        wall_updated=wall_now,
-    )
-
-
-def _close(
-    service: str,
-    inc: OpenIncident,
-    deployments: DeploymentHistory,
-    errors: list[LogEntry],
-    config: CorrelationConfig,
-    closed_at: datetime,
-) -> Incident:
-    inc = replace(inc, revision=inc.revision + 1)
-    return _record(service, inc, "closed", False, deployments, errors, config, closed_at=closed_at)
+    state, record = _open(state, kept, reasons, newest.detected_at, ctx)
+    return state, [*out, record]
 
 
 def close_if_quiet(
@@ -435,21 +946,40 @@ def close_if_quiet(
     errors: list[LogEntry],
     config: CorrelationConfig,
 ) -> tuple[CorrelationState, list[Incident]]:
-    """Close the open incident when no evidence arrived for ``close_after_s`` of
-    wall-clock time (the service went quiet).
+    """The wall-clock side of the lifecycle, for a service that went quiet.
+
+    A firing incident with no evidence for ``close_after_s`` of wall-clock time is
+    resolved as stale (``closed_at`` = last evidence + ``close_after_s``, event time;
+    a ``resolved`` record that notifies). A resolved incident whose resolution is
+    ``reopen_window_s`` of wall-clock time old is forgotten (``closed`` + 1, no
+    record), so it does not stay forever on a service that sends nothing more.
 
     Returns:
-        ``(new_state, [closed_incident])`` or ``(state, [])`` when nothing to close.
+        ``(new_state, records)``; ``(state, [])`` when there is nothing to do.
     """
     inc = state.incident
-    if inc is None or wall_now - inc.wall_updated < config.close_after_s:
+    if inc is None:
         return state, []
-    closed_at = inc.updated_at + timedelta(seconds=config.close_after_s)
-    record = _close(service, inc, deployments, errors, config, closed_at=closed_at)
-    return replace(state, incident=None, closed=state.closed + 1), [record]
+    quiet = wall_now - inc.wall_updated
+    if inc.state == "firing":
+        if quiet < config.close_after_s:
+            return state, []
+        ctx = _Ctx(service, deployments, errors, wall_now, config)
+        inc, record = _stale(inc, ctx)
+        return replace(state, incident=inc), [record]
+    if quiet >= config.reopen_window_s:
+        return replace(state, incident=None, closed=state.closed + 1), []
+    return state, []
 
 
 def is_quiet(state: CorrelationState, wall_now: float, config: CorrelationConfig) -> bool:
-    """True when ``state`` has an open incident quiet for ``close_after_s`` wall-clock s."""
+    """True when :func:`close_if_quiet` has something to do at ``wall_now``: a firing
+    incident quiet for ``close_after_s`` wall-clock seconds, or a resolved one
+    resolved ``reopen_window_s`` wall-clock seconds ago."""
     inc = state.incident
-    return inc is not None and wall_now - inc.wall_updated >= config.close_after_s
+    if inc is None:
+        return False
+    quiet = wall_now - inc.wall_updated
+    if inc.state == "firing":
+        return quiet >= config.close_after_s
+    return quiet >= config.reopen_window_s

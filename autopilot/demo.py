@@ -12,9 +12,10 @@ as fast as the pipeline takes it and with its own timestamps, together with
   :data:`DEPLOY_AT`, shortly before the failure that starts at 22:21 that day.
 
 It starts the embedded broker (unless ``AUTOPILOT_BROKER`` is set) and one worker,
-prints anomalies, incidents, analyses and alerts as they happen, and ends with a
-summary scored against NAB's labelled windows (``combined_windows.json``), written
-to ``demo-summary.json`` in the working directory.
+prints the incident lifecycle as it happens (anomalies and recoveries, incidents
+opened, updated, analysed, resolved), and ends with a summary scored against NAB's
+labelled windows (``combined_windows.json``) with the Slack-visible messages and
+edits per incident, written to ``demo-summary.json`` in the working directory.
 
 The pure parts (:func:`load_series`, :func:`generate_traffic`, :func:`summarise`)
 need no broker.
@@ -52,7 +53,6 @@ NAB_FILE = "realKnownCause/ec2_request_latency_system_failure.csv"
 ERROR_LATENCY_MS = 54.0
 DEPLOY_VERSION = "v2.14.0"
 DEPLOY_AT = datetime(2014, 3, 18, 22, 10, tzinfo=UTC)
-SAMPLE_INTERVAL = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +173,20 @@ def summarise(
     anomalies: int,
     alerts: int,
     samples: int,
+    messages: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
     """Score opened incidents against labelled windows.
 
     A window is ``hit`` when an incident opened inside it (start ≤ opened_at ≤ end).
+    ``alerts`` counts analyses; ``messages`` maps incident id → ``{"messages": N,
+    "edits": N}``, what the notifier sent to Slack (or the console) for it.
     Returns the JSON-ready summary written to ``demo-summary.json``.
     """
+    messages = messages or {}
+    final: dict[str, Incident] = {}
+    for inc in incidents:
+        if inc.id not in final or inc.revision >= final[inc.id].revision:
+            final[inc.id] = inc
     opened = {i.id: i for i in incidents if i.status == "opened"}
     rows = []
     for inc in sorted(opened.values(), key=lambda i: i.opened_at):
@@ -191,6 +199,13 @@ def summarise(
                 "severity": inc.severity.value,
                 "trigger_reason": inc.trigger_reason,
                 "in_labelled_window": inside,
+                "state": final[inc.id].state,
+                "resolution": final[inc.id].resolution,
+                "reopened": final[inc.id].reopened,
+                "error_lines": max((len(i.recent_errors) for i in incidents
+                                    if i.id == inc.id), default=0),
+                "slack_messages": messages.get(inc.id, {}).get("messages", 0),
+                "slack_edits": messages.get(inc.id, {}).get("edits", 0),
             }
         )
     win_rows = []
@@ -248,8 +263,30 @@ async def _samples_seen(port: int) -> int:
         return sum(int(s["samples_seen"]) for s in series.values())
 
 
+async def _incident_view(port: int) -> dict[str, Any]:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        r = await client.get(f"http://127.0.0.1:{port}/incidents/{SERVICE}")
+        return r.json() if r.status_code == 200 else {}
+
+
+async def _notifications_due(port: int) -> bool:
+    """True while a notification of the demo's incidents is still due (not reminders)."""
+    view = await _incident_view(port)
+    return any(n.get("pending") for n in view.get("notifications", {}).values())
+
+
+async def _messages(port: int) -> dict[str, dict[str, int]]:
+    view = await _incident_view(port)
+    return {
+        incident_id: {"messages": int(n.get("messages", 0)), "edits": int(n.get("edits", 0))}
+        for incident_id, n in view.get("notifications", {}).items()
+    }
+
+
 class _Watcher:
-    """Prints what the pipeline emits and keeps it for the summary."""
+    """Prints the incident lifecycle as it happens and keeps it for the summary."""
 
     def __init__(self) -> None:
         self.anomalies = 0
@@ -258,33 +295,40 @@ class _Watcher:
         self.last_event = time.monotonic()
 
     def on_record(self, topic: str, value: bytes) -> None:
-        from autopilot.blockkit import render_console
-
         self.last_event = time.monotonic()
         data = json.loads(value)
         if topic == "autopilot.anomalies":
             a = Anomaly.model_validate(data)
             self.anomalies += 1
+            what = "anomaly " if a.state == "firing" else "recovered"
             _say(
-                f"  anomaly  {a.detected_at:%Y-%m-%d %H:%M} {a.service} {a.metric_name}"
+                f"  {what} {a.detected_at:%Y-%m-%d %H:%M} {a.service} {a.metric_name}"
                 f"={a.current_value:.1f} (baseline {a.baseline_mean:.1f} ± "
                 f"{a.baseline_std_dev:.1f}, z={a.z_score:+.1f}) {a.severity.value}"
             )
         elif topic == "autopilot.incidents":
             inc = Incident.model_validate(data)
             self.incidents.append(inc)
-            if inc.status != "updated" or inc.notify:
-                _say(
-                    f"  INCIDENT {inc.status.upper()} {inc.id} {inc.service} "
-                    f"severity={inc.severity.value} opened_at={inc.opened_at:%Y-%m-%d %H:%M} "
-                    f"— {inc.trigger_reason}"
-                )
+            _say(_lifecycle_line(inc))
         elif topic == "autopilot.alerts":
             alert = Alert.model_validate(data)
             self.alerts.append(alert)
-            _say("")
-            _say(render_console(alert))
-            _say("")
+            source = (f"the LLM ({alert.analysis.model})" if alert.analysis.source == "llm"
+                      else "the rules (LLM unavailable)")
+            _say(f"  ANALYSED {alert.incident.id} by {source}: "
+                 f"{alert.analysis.root_cause.description[:160]}")
+
+
+def _lifecycle_line(inc: Incident) -> str:
+    """One line per incident record: what changed (its newest timeline entry)."""
+    newest = inc.timeline[-1].text if inc.timeline else inc.trigger_reason
+    head = f"  INCIDENT {inc.status.upper()} {inc.id} {inc.service} severity={inc.severity.value}"
+    if inc.status == "opened":
+        return f"{head} opened_at={inc.opened_at:%Y-%m-%d %H:%M} — {inc.trigger_reason}"
+    if inc.status in ("resolved", "closed") and inc.closed_at is not None:
+        minutes = (inc.closed_at - inc.opened_at).total_seconds() / 60
+        return f"{head} after {minutes:.0f} min ({inc.resolution or 'closed'}) — {newest}"
+    return f"{head} — {newest}"
 
 
 def _names(prefix: str, *defaults: str) -> dict[str, str]:
@@ -410,6 +454,10 @@ async def run_demo(*, timeout_s: float = 600.0, summary_path: Path | None = None
             "AUTOPILOT_WEB_PORT": str(port),
             "AUTOPILOT_WEB_HOST": "127.0.0.1",
             "AUTOPILOT_APP_ID": app_id,
+            # A replay of two weeks takes about a minute: shorter notification timers
+            # (unless set) so the conversation plays out while the demo runs.
+            "AUTOPILOT_GROUP_WAIT_S": os.environ.get("AUTOPILOT_GROUP_WAIT_S", "5"),
+            "AUTOPILOT_GROUP_INTERVAL_S": os.environ.get("AUTOPILOT_GROUP_INTERVAL_S", "5"),
         }
         log_path = workdir / "worker.log"
         _say(f"Starting a worker (web port {port}, log {log_path}) …")
@@ -442,9 +490,11 @@ async def run_demo(*, timeout_s: float = 600.0, summary_path: Path | None = None
             if worker.poll() is not None:
                 raise RuntimeError(f"worker exited with code {worker.returncode}")
             seen = await _samples_seen(port)
-            if seen >= len(samples) and time.monotonic() - watcher.last_event > 8.0:
+            if (seen >= len(samples) and time.monotonic() - watcher.last_event > 8.0
+                    and not await _notifications_due(port)):
                 break
             await asyncio.sleep(1.0)
+        messages = await _messages(port)
         stop.set()
         await consumer
         if seen < len(samples):
@@ -456,6 +506,7 @@ async def run_demo(*, timeout_s: float = 600.0, summary_path: Path | None = None
             anomalies=watcher.anomalies,
             alerts=len(watcher.alerts),
             samples=len(samples),
+            messages=messages,
         )
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
         _print_summary(summary, time.monotonic() - started, summary_path)
@@ -482,7 +533,13 @@ def _print_summary(summary: dict[str, Any], elapsed: float, path: Path) -> None:
     _say("")
     _say("=" * 72)
     _say(f"Summary ({elapsed:.0f} s): {summary['samples']} samples, {summary['anomalies']} "
-         f"anomalies, {len(summary['incidents'])} incidents, {summary['alerts']} alerts")
+         f"anomaly records, {len(summary['incidents'])} incidents, {summary['alerts']} "
+         "analyses")
+    for row in summary["incidents"]:
+        _say(f"  incident {row['id']} opened {row['opened_at'][:16]} {row['severity']}, "
+             f"{row['state']}{' (' + row['resolution'] + ')' if row['resolution'] else ''}, "
+             f"{row['error_lines']} error line(s), Slack: {row['slack_messages']} message(s) "
+             f"+ {row['slack_edits']} edit(s)")
     for w in summary["windows"]:
         mark = "HIT " if w["hit"] else "miss"
         _say(f"  labelled window {w['start'][:16]} … {w['end'][:16]}: {mark} {w['incidents']}")

@@ -10,7 +10,8 @@
     └── DeliveryError              a downstream service (Ollama, Slack, Redis) failed
           ├── AnalysisUnavailable  Ollama did not give a usable answer (fallback used)
           └── AlertDeliveryError   Slack refused or could not be reached after retries
-                fields: retry_after (float | None, seconds), status (int | None)
+                fields: retry_after (float | None, seconds), status (int | None),
+                        code (str | None, Slack's error code)
 
 Each exception says what the operator should do next in its message.
 """
@@ -63,11 +64,20 @@ class AlertDeliveryError(DeliveryError):
     Attributes:
         status: HTTP status of the last answer, ``None`` if no answer came.
         retry_after: seconds Slack asked us to wait (``Retry-After``), if any.
+        code: Slack's error code (``"message_not_found"``, ``"thread_not_found"``,
+            ``"invalid_blocks"``, ``"ratelimited"``, a webhook's text body such as
+            ``"no_service"``), ``None`` when Slack gave none (e.g. unreachable).
     """
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.code = code

@@ -42,6 +42,8 @@ __all__ = [
     "RecommendedAction",
     "RootCause",
     "Severity",
+    "Signal",
+    "TimelineEntry",
     "decode_records",
     "parse_timestamp",
 ]
@@ -262,6 +264,12 @@ class Anomaly(_Record):
     """
 
     kind: Literal["metric", "error_rate"] = "metric"
+    #: ``firing``: the series left its band (a new alert, an escalation, or a re-send
+    #: while it still fires, every ``AUTOPILOT_SIGNAL_RESEND_S`` of event time, as
+    #: Prometheus re-sends firing alerts); ``resolved``: it is back inside the band of
+    #: its baseline as it was before the first alert (after the recovery hysteresis).
+    #: Records written before this field existed are ``firing``.
+    state: Literal["firing", "resolved"] = "firing"
     metric_name: str
     service: str
     series: str = ""
@@ -275,18 +283,69 @@ class Anomaly(_Record):
     labels: Labels = Field(default_factory=dict)
 
 
-class Incident(_Record):
-    """An incident: correlated evidence about one service.
+class Signal(_Record):
+    """One signal of an incident: a metric series or a service's error rate.
 
-    ``status`` is ``opened`` for the first record of an incident, ``updated`` when
-    evidence is added and ``closed`` when it closes. ``notify`` is true when the
-    on-call team must be told (opened, or severity rose). ``revision`` counts the
-    records of this incident from 1. Times are event time (the records' own).
+    A signal is ``firing`` from its first anomaly until its detector reports it
+    recovered (``resolved``); times are event time. ``severity`` is the highest seen
+    while firing; ``last_value`` and ``z_score`` are from its newest record.
+    """
+
+    series: str
+    kind: Literal["metric", "error_rate"] = "metric"
+    metric_name: str
+    state: Literal["firing", "resolved"] = "firing"
+    severity: Severity
+    first_at: Timestamp
+    last_at: Timestamp
+    resolved_at: Timestamp | None = None
+    last_value: float = 0.0
+    baseline_mean: float = 0.0
+    z_score: float = 0.0
+
+
+#: What a timeline entry records (one thread reply per meaningful change).
+TimelineKind = Literal[
+    "opened", "signal", "signal_resolved", "escalated", "deployment", "resolved",
+    "reopened", "stale",
+]
+
+
+class TimelineEntry(_Record):
+    """One meaningful change of an incident, in event time (``at``).
+
+    ``kind``: ``opened``, ``signal`` (a new signal fired, or a resolved one fired
+    again), ``signal_resolved``, ``escalated`` (severity rose), ``deployment``,
+    ``resolved`` (every signal recovered), ``reopened``, ``stale`` (resolved by the
+    stale close: no evidence for ``AUTOPILOT_INCIDENT_CLOSE_S``). ``text`` is plain
+    text built from the evidence (never from LLM output).
+    """
+
+    at: Timestamp
+    kind: TimelineKind
+    text: str = Field(max_length=1000)
+    severity: Severity | None = None
+
+
+class Incident(_Record):
+    """An incident: correlated evidence about one service, and its lifecycle.
+
+    ``status`` says what this record reports: ``opened`` (first record),
+    ``updated`` (evidence added), ``resolved`` (every signal recovered, or the stale
+    close), ``reopened`` (evidence after a resolution, within
+    ``AUTOPILOT_REOPEN_WINDOW_S``: same id); ``closed`` is the stale close of records
+    written before the lifecycle existed (read as resolved). ``state`` is the
+    incident's own: ``firing`` while any signal fires, else ``resolved``.
+    ``resolution`` says how it resolved (``recovered`` or ``stale``). ``notify`` is
+    true when the record carries a meaningful change for the on-call team.
+    ``revision`` counts the records of this incident from 1. Times are event time
+    (the records' own); ``closed_at`` is the resolution time.
     """
 
     id: str
     service: str
-    status: Literal["opened", "updated", "closed"]
+    status: Literal["opened", "updated", "resolved", "reopened", "closed"]
+    state: Literal["firing", "resolved"] = "firing"
     revision: int = Field(ge=1)
     notify: bool
     severity: Severity
@@ -294,9 +353,18 @@ class Incident(_Record):
     opened_at: Timestamp
     updated_at: Timestamp
     closed_at: Timestamp | None = None
+    resolution: Literal["recovered", "stale"] | None = None
+    reopened: int = Field(default=0, ge=0)
     anomalies: list[Anomaly] = Field(default_factory=list)
+    signals: list[Signal] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
     recent_errors: list[LogEntry] = Field(default_factory=list)
     recent_deployments: list[DeploymentEvent] = Field(default_factory=list)
+
+    @property
+    def is_resolved(self) -> bool:
+        """True when the incident is resolved (also for old ``closed`` records)."""
+        return self.state == "resolved" or self.status in ("resolved", "closed")
 
 
 class RootCause(_Record):

@@ -258,6 +258,22 @@ class Settings(BaseSettings):
         "A series not seen this long (s, event time) is forgotten", gt=0,
     )
 
+    recover_samples: int = _env(
+        "AUTOPILOT_RECOVER_SAMPLES", 5,
+        "A firing series is resolved after this many samples in a row back inside the "
+        "band of its pre-alert baseline (hysteresis, counted in samples)", ge=1,
+    )
+    recover_z: float = _env(
+        "AUTOPILOT_RECOVER_Z", 2.0,
+        "A sample is back inside the band when its directional |z| against the baseline "
+        "frozen at the first alert is at most this", gt=0,
+    )
+    signal_resend_s: float = _env(
+        "AUTOPILOT_SIGNAL_RESEND_S", 300.0,
+        "While a series fires, its anomaly is re-sent at most this often (s, event time), "
+        "so its incident sees it is still firing", gt=0,
+    )
+
     # --- Error-rate spikes ---------------------------------------------------------
     error_bucket_s: int = _env(
         "AUTOPILOT_ERROR_BUCKET_S", 60, "Error-rate window length (s, event time)", ge=1
@@ -273,6 +289,11 @@ class Settings(BaseSettings):
     )
     error_z_threshold: float = _env(
         "AUTOPILOT_ERROR_Z_THRESHOLD", 3.0, "Error-rate spike when z > this", gt=0
+    )
+    error_recover_buckets: int = _env(
+        "AUTOPILOT_ERROR_RECOVER_BUCKETS", 3,
+        "A firing error rate is resolved after this many windows in a row back inside "
+        "its pre-spike band", ge=1,
     )
     recent_errors_max: int = _env(
         "AUTOPILOT_RECENT_ERRORS_MAX", 20, "Error lines kept per service for context", ge=1
@@ -290,6 +311,47 @@ class Settings(BaseSettings):
     )
     close_check_interval_s: float = _env(
         "AUTOPILOT_CLOSE_CHECK_INTERVAL_S", 30.0, "Wall-clock check for quiet incidents (s)", gt=0
+    )
+    reopen_window_s: int = _env(
+        "AUTOPILOT_REOPEN_WINDOW_S", 3600,
+        "Evidence less than this long (s, event time) after a resolution re-opens the same "
+        "incident (same id, same Slack thread) instead of opening a new one", ge=0,
+    )
+
+    # --- Notifications (Alertmanager's names) ---------------------------------------
+    group_wait_s: float = _env(
+        "AUTOPILOT_GROUP_WAIT_S", 30.0,
+        "Wait this long (s, wall clock) before the first notification of a new incident, "
+        "so evidence from the other topics and the LLM analysis can join it", ge=0,
+    )
+    group_interval_s: float = _env(
+        "AUTOPILOT_GROUP_INTERVAL_S", 30.0,
+        "Least time (s, wall clock) between two updates of one incident's notification",
+        ge=0,
+    )
+    repeat_interval_s: float = _env(
+        "AUTOPILOT_REPEAT_INTERVAL_S", 4 * 3600.0,
+        "Reminder in the thread while an incident is still firing, this often (s)", gt=0,
+    )
+    send_resolved: bool = _env(
+        "AUTOPILOT_SEND_RESOLVED", True, "Notify when an incident resolves"
+    )
+    max_webhook_messages: int = _env(
+        "AUTOPILOT_MAX_WEBHOOK_MESSAGES", 4,
+        "Webhook mode (cannot edit): most messages sent per incident", ge=1,
+    )
+    slack_routes: str | None = _env(
+        "AUTOPILOT_SLACK_ROUTES", None,
+        "YAML file of routes (matchers on service and severity → channel), first match "
+        "wins; SLACK_CHANNEL is the default",
+    )
+    notify_tick_s: float = _env(
+        "AUTOPILOT_NOTIFY_TICK_S", 1.0,
+        "How often (s) the notifier looks for notifications that are due", gt=0,
+    )
+    slack_charts: bool = _env(
+        "AUTOPILOT_SLACK_CHARTS", True,
+        "Bot mode: upload a chart of each anomalous series into the incident's thread",
     )
 
     @model_validator(mode="after")

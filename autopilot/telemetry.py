@@ -113,3 +113,27 @@ HTTP_REJECTED = Counter(
 def exposition() -> bytes:
     """The registry in the Prometheus text exposition format (version 0.0.4)."""
     return generate_latest(REGISTRY)
+
+# --- notifier (incident conversations) ------------------------------------------------
+SLACK_REFUSALS = Counter(
+    "autopilot_slack_refusals",
+    "Slack sends refused for good, by Slack's error code (the send is given up)",
+    ["reason"],
+    registry=REGISTRY,
+)
+SLACK_UPLOADS = Counter(
+    "autopilot_slack_uploads",
+    "Chart uploads into incident threads, by outcome (ok, failed)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+# --- detector signals (recovery and re-sends: metrics and error rate) -----------------
+SIGNAL_RECORDS = Counter(
+    "autopilot_signal_records",
+    "Signal records sent to autopilot.anomalies that are not new alerts, by kind "
+    "(metric, error_rate) and state (firing: a re-send while still firing; resolved: "
+    "the series recovered)",
+    ["kind", "state"],
+    registry=REGISTRY,
+)

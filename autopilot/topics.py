@@ -26,8 +26,11 @@ autopilot.deployments.keyed  service → list of DeploymentEvent (internal)
 autopilot.anomalies        service → Anomaly
 autopilot.correlation.control  service → {"kind": "close_check", "wall": epoch s}
                            (internal; wall-clock closing of quiet incidents)
-autopilot.incidents        service → Incident
-autopilot.alerts           service → Alert (incident + analysis)
+autopilot.incidents        service → Incident (every lifecycle change)
+autopilot.alerts           service → Alert (incident + its analysis, from the analysis
+                           agent; the notifier folds it into the incident's message)
+autopilot.notify.control   service → {"kind": "tick", "wall": epoch s} (internal; the
+                           notifier's timer: group_wait, group_interval, reminders)
 autopilot.deadletter       original key → original value bytes; headers
                            ``x-autopilot-reason``, ``-topic``, ``-partition``,
                            ``-offset``, ``-stage``
@@ -50,6 +53,7 @@ ANOMALIES = "autopilot.anomalies"
 CORRELATION_CONTROL = "autopilot.correlation.control"
 INCIDENTS = "autopilot.incidents"
 ALERTS = "autopilot.alerts"
+NOTIFY_CONTROL = "autopilot.notify.control"
 DEADLETTER = "autopilot.deadletter"
 
 #: Topics external producers write to.
@@ -66,6 +70,7 @@ ALL_TOPICS = (
     CORRELATION_CONTROL,
     INCIDENTS,
     ALERTS,
+    NOTIFY_CONTROL,
     DEADLETTER,
 )
 
@@ -110,4 +115,5 @@ anomalies_topic = _raw(ANOMALIES)
 control_topic = _raw(CORRELATION_CONTROL)
 incidents_topic = _raw(INCIDENTS)
 alerts_topic = _raw(ALERTS)
+notify_control_topic = _raw(NOTIFY_CONTROL)
 deadletter_topic = _raw(DEADLETTER)

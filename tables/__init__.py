@@ -36,6 +36,7 @@ SERIES_INDEX = "series_index"
 ERROR_RATES = "error_rates"
 DEPLOYMENTS = "deployments"
 OPEN_INCIDENTS = "open_incidents"
+NOTIFICATIONS = "notifications"
 
 baselines = app.Table(
     BASELINES,
@@ -72,4 +73,26 @@ open_incidents = app.Table(
     default=None,
     options=rocksdb_options(),
     help="service → autopilot.correlation.CorrelationState.to_dict()",
+)
+notifications = app.Table(
+    NOTIFICATIONS,
+    key_type=bytes,
+    default=None,
+    options=rocksdb_options(),
+    help="service → autopilot.notify.NotifyState.to_dict(): per incident, what was "
+    "notified (Slack ts and channel, timeline entries replied, analysis shown, "
+    "webhook messages sent) and when (wall-clock epoch s)",
+)
+
+# --- charts (recent samples of each series, for incident charts) -----------------
+RECENT_SAMPLES = "recent_samples"
+recent_samples = app.Table(
+    RECENT_SAMPLES,
+    key_type=bytes,
+    default=None,
+    options=rocksdb_options(),
+    help="series key b'service|metric|k=v,…' → autopilot.charts.SampleRing.to_dict(): "
+    "{'capacity': int (240), 'counter': bool, 't': base64 little-endian float64 event "
+    "times (epoch s), 'v': base64 float64 raw values (a counter's raw counts)}; the newest "
+    "samples of the series, written by the metrics agent (agents.charts.remember_samples)",
 )

@@ -11,8 +11,11 @@ be scripted to fail. Each is a context manager::
         assert slack.requests[0]["blocks"]
 
 Sources of the shapes: Slack "Sending messages using incoming webhooks" (text error
-bodies, 429 + Retry-After), Slack Web API ``chat.postMessage``/``chat.update``
-reference (``{"ok": false, "error": ...}`` with HTTP 200, 429 ``ratelimited``), and
+bodies, 429 + Retry-After), the Slack Web API reference of ``chat.postMessage``,
+``chat.update``, ``conversations.history``, ``conversations.list``,
+``files.getUploadURLExternal`` and ``files.completeUploadExternal``
+(``{"ok": false, "error": ...}`` with HTTP 200, 429 ``ratelimited``) and the HTTP
+calls slack-sdk 3.x makes for them (``files_upload_v2``, GET for history/list), and
 Ollama ``docs/api.md`` + ``server/routes.go`` (``/api/chat``, ``{"error": ...}``).
 
 :class:`RedisServer` runs the real ``redis-server`` binary (Debian package
@@ -22,8 +25,10 @@ Ollama ``docs/api.md`` + ``server/routes.go`` (``/api/chat``, ``{"error": ...}``
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
+import secrets
 import shutil
 import socket
 import subprocess
@@ -235,28 +240,96 @@ def _text(status: int, body: str, headers: dict[str, str] | None = None) -> web.
 
 # --- Slack Web API --------------------------------------------------------------------
 
+#: Methods the Web API stand-in speaks.
+SLACK_METHODS = (
+    "auth.test",
+    "chat.postMessage",
+    "chat.update",
+    "conversations.history",
+    "conversations.list",
+    "files.getUploadURLExternal",
+    "files.completeUploadExternal",
+)
+#: The scope Slack names in ``needed`` when a method answers ``missing_scope``.
+SLACK_SCOPES = {
+    "auth.test": "",
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "conversations.history": "channels:history",
+    "conversations.list": "channels:read",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+}
+#: Fields of a stored message that are the stand-in's own bookkeeping.
+_PRIVATE_FIELDS = ("channel", "edited", "metadata")
+
 
 class SlackWebApiServer(_ThreadedServer):
-    """Slack Web API ``chat.postMessage`` and ``chat.update`` under ``/api/``.
+    """The Slack Web API under ``/api/`` for one workspace, plus its file upload URLs.
 
-    Checks ``Authorization: Bearer <token>`` (``not_authed`` when missing,
-    ``invalid_auth`` when wrong), resolves the channel (``#name``, ``name`` or ID for
-    postMessage; ID only for update, as Slack requires) else ``channel_not_found``,
-    needs ``text``/``blocks``/``attachments`` else ``no_text``, and ``chat.update``
-    needs a known ``ts`` else ``message_not_found``. Errors are HTTP 200
-    ``{"ok": false, "error": ...}`` like Slack; a scripted rate limit is HTTP 429
-    with ``Retry-After`` and ``{"ok": false, "error": "ratelimited"}``. Bodies may be
-    JSON or form-encoded (``blocks``/``attachments`` then JSON strings).
+    Speaks, with Slack's argument checks and error codes (HTTP 200
+    ``{"ok": false, "error": ...}``; GET query and POST form or JSON bodies, as
+    slack-sdk sends them):
+
+    - ``auth.test``: the bot's identity (``user_id`` :attr:`USER_ID`, ``bot_id``
+      :attr:`BOT_ID`).
+    - ``chat.postMessage``: ``channel`` (``#name``, ``name`` or ID, else
+      ``channel_not_found``); ``text``/``blocks``/``attachments`` (else
+      ``no_text``); ``thread_ts`` must name a message of that channel (a reply's ts
+      is taken as its root's, as Slack does), else ``thread_not_found``, and the
+      reply is stored with ``thread_ts`` while the root gains ``thread_ts``,
+      ``reply_count`` and ``latest_reply``; ``metadata`` as a JSON object (slack-sdk's
+      JSON body) or a JSON string (form body) with a string ``event_type`` and an
+      object ``event_payload``, else ``invalid_metadata_format``.
+    - ``chat.update``: channel *ID* only and a ``ts`` of that channel, else
+      ``channel_not_found``/``message_not_found``; ``blocks``, ``attachments`` and
+      ``metadata`` left out keep their previous value (Slack's documented rule; send
+      ``[]`` to remove).
+    - ``conversations.history``: channel ID (else ``channel_not_found``),
+      ``oldest``/``latest`` (exclusive unless ``inclusive``), ``limit`` (default
+      100, at most 999), ``cursor`` (``invalid_cursor``); top-level messages only
+      (thread roots included, replies not), newest first; ``metadata`` only with
+      ``include_all_metadata=true``; ``has_more`` and
+      ``response_metadata.next_cursor``.
+    - ``conversations.list``: the :attr:`channels` as public channels, ``types``
+      (nothing without ``public_channel``), ``limit`` (default 100), ``cursor``.
+    - ``files.getUploadURLExternal``: ``filename`` and integer ``length`` > 0 (else
+      ``invalid_arguments``) → ``upload_url`` on this server and ``file_id``.
+    - ``POST <upload_url>``: stores the raw bytes, answers ``200 OK - <length>``
+      (text/plain, no token needed, like files.slack.com); unknown URL → 404.
+    - ``files.completeUploadExternal``: ``files`` (JSON ``[{"id", "title"}]``; an
+      unknown or not yet uploaded id → ``file_not_found``), optional ``channel_id``
+      (``channel_not_found``) and ``thread_ts`` (``thread_not_found``): the file is
+      shared as a message with ``files`` in that thread (or channel) and recorded in
+      :attr:`uploads`.
+
+    Unknown methods answer ``unknown_method``. Authentication: ``Authorization:
+    Bearer <token>`` or a ``token`` argument (``not_authed`` when missing,
+    ``invalid_auth`` when wrong). Message ts are Slack-like (``"1714564800.000123"``),
+    from the wall clock, strictly increasing.
+
+    Scripted failures, for every method: :meth:`rate_limit_next` (HTTP 429
+    ``ratelimited`` with ``Retry-After: 1``), :meth:`fail_next` (HTTP 500
+    ``internal_error``), :meth:`fail_method` (a chosen Slack error for one method).
 
     Args:
         token: the valid bot token.
         channels: channel name (without ``#``) → channel ID.
 
     Attributes:
-        calls: ``(method, body)`` of every authenticated, well-formed call.
-        messages: ``ts`` → the stored message (text, blocks, attachments, channel).
-        attempts: every request received.
+        calls: ``(method, arguments)`` of every authenticated, well-formed call.
+        messages: ``ts`` → stored message (top level and replies), with ``channel``
+            (ID), ``metadata`` when given and ``edited: True`` once updated.
+        uploads: files shared by ``files.completeUploadExternal``, in order:
+            ``{"file_id", "filename", "title", "channel", "thread_ts", "content"
+            (bytes), "ts" (the share message)}``.
+        attempts: every request to ``/api/`` received (failed ones included).
     """
+
+    USER_ID = "U0AUTOPILOT"
+    BOT_ID = "B0AUTOPILOT"
+    APP_ID = "A0AUTOPILOT"
+    TEAM_ID = "T0STANDIN"
 
     def __init__(
         self, token: str = "xoxb-test-token", channels: dict[str, str] | None = None
@@ -266,15 +339,28 @@ class SlackWebApiServer(_ThreadedServer):
         self.channels = dict(channels or {"alerts": "C0ALERTS01"})
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.messages: dict[str, dict[str, Any]] = {}
+        self.uploads: list[dict[str, Any]] = []
         self.attempts = 0
+        self._files: dict[str, dict[str, Any]] = {}
+        self._file_ids = itertools.count(1)
         self._rate_limited = 0
         self._server_errors = 0
-        self._ts = itertools.count(1)
+        self._method_failures: dict[str, list[str]] = {}
+        self._method_delays: dict[str, float] = {}
+        self._last_us = 0
+
+    def delay_method(self, method: str, seconds: float) -> None:
+        """Apply ``method`` at once but answer it only ``seconds`` later (0: no delay):
+        a client that dies meanwhile never learns the outcome (e.g. the posted ts)."""
+        with self._lock:
+            self._method_delays[method] = seconds
 
     @property
     def base_url(self) -> str:
         """Value for ``SLACK_API_URL`` (ends in ``/api/``)."""
         return self.base + "/api/"
+
+    # --- scripting ----------------------------------------------------------------
 
     def rate_limit_next(self, n: int) -> None:
         """Answer the next ``n`` calls with 429 ``ratelimited`` and ``Retry-After: 1``."""
@@ -286,9 +372,72 @@ class SlackWebApiServer(_ThreadedServer):
         with self._lock:
             self._server_errors += n
 
+    def fail_method(self, method: str, error_code: str, n: int = 1) -> None:
+        """Answer the next ``n`` calls of ``method`` with Slack's ``error_code``.
+
+        ``"ratelimited"`` is HTTP 429 with ``Retry-After: 1``; ``"missing_scope"``
+        carries ``needed``/``provided``; any other code is HTTP 200
+        ``{"ok": false, "error": error_code}``. ``method`` ``"upload"`` fails the
+        POST of file bytes to the upload URL instead (HTTP 500, text body).
+        """
+        if method not in SLACK_METHODS and method != "upload":
+            raise ValueError(f"the stand-in does not speak {method!r}")
+        with self._lock:
+            self._method_failures.setdefault(method, []).extend([error_code] * n)
+
+    def add_message(
+        self,
+        channel: str,
+        text: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        bot_id: str | None = None,
+        user: str = "U0SOMEONE",
+    ) -> str:
+        """Put a top-level message into ``channel`` (ID or name) as someone else; its ts.
+
+        For tests of lookups: a message of another user (``bot_id`` ``None``) or of
+        another app (another ``bot_id``), optionally with ``metadata``.
+        """
+        channel_id = self._resolve(channel, names=True)
+        if channel_id is None:
+            raise ValueError(f"unknown channel {channel!r}")
+        with self._lock:
+            ts = self._new_ts()
+            message: dict[str, Any] = {"type": "message", "user": user, "text": text, "ts": ts,
+                                       "team": self.TEAM_ID, "channel": channel_id}
+            if bot_id:
+                message["bot_id"] = bot_id
+            if metadata is not None:
+                message["metadata"] = metadata
+            self.messages[ts] = message
+        return ts
+
+    # --- what was said --------------------------------------------------------------
+
+    def top_level(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """Top-level messages (oldest first), optionally of one channel (ID or name)."""
+        channel_id = self._resolve(channel, names=True) if channel else None
+        with self._lock:
+            found = [
+                dict(m) for m in self.messages.values()
+                if _is_top_level(m) and (channel_id is None or m["channel"] == channel_id)
+            ]
+        return sorted(found, key=lambda m: _ts_key(m["ts"]))
+
+    def thread(self, ts: str) -> list[dict[str, Any]]:
+        """The replies in the thread of root message ``ts`` (oldest first)."""
+        with self._lock:
+            found = [dict(m) for m in self.messages.values()
+                     if m.get("thread_ts") == ts and m["ts"] != ts]
+        return sorted(found, key=lambda m: _ts_key(m["ts"]))
+
+    # --- HTTP -----------------------------------------------------------------------
+
     def build_app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/api/{method}", self._call)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/api/{method}", self._call)
+        app.router.add_post("/upload/v1/{key}", self._upload)
         return app
 
     async def _call(self, request: web.Request) -> web.Response:
@@ -298,59 +447,308 @@ class SlackWebApiServer(_ThreadedServer):
             self.attempts += 1
             if self._rate_limited:
                 self._rate_limited -= 1
-                return web.json_response(
-                    {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
-                )
+                return _rate_limited()
             if self._server_errors:
                 self._server_errors -= 1
                 return web.json_response({"ok": False, "error": "internal_error"}, status=500)
-        if method not in ("chat.postMessage", "chat.update"):
-            return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
-        auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer "):
-            return _slack_error("not_authed")
-        if auth.removeprefix("Bearer ").strip() != self.token:
-            return _slack_error("invalid_auth")
-        body = _decode_body(request.content_type, raw)
+            scripted = self._method_failures.get(method)
+            failure = scripted.pop(0) if scripted else None
+        if method not in SLACK_METHODS:
+            return web.json_response({"ok": False, "error": "unknown_method",
+                                      "req_method": method})
+        if failure == "ratelimited":
+            return _rate_limited()
+        body = _decode_body(request.content_type, raw) if request.method == "POST" else {}
         if body is None:
             return _slack_error(
                 "invalid_json" if "json" in request.content_type else "invalid_form_data"
             )
+        args: dict[str, Any] = {**dict(request.query), **body}
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        token = token or str(args.pop("token", "") or "")
+        args.pop("token", None)
+        if not token:
+            return _slack_error("not_authed")
+        if token != self.token:
+            return _slack_error("invalid_auth")
         with self._lock:
-            self.calls.append((method, body))
-        if not any(body.get(k) for k in ("text", "blocks", "attachments")):
+            self.calls.append((method, args))
+        if failure == "missing_scope":
+            return web.json_response({"ok": False, "error": "missing_scope",
+                                      "needed": SLACK_SCOPES[method], "provided": "chat:write"})
+        if failure is not None:
+            return _slack_error(failure)
+        handler = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "conversations.history": self._history,
+            "conversations.list": self._list,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
+        }[method]
+        with self._lock:
+            response = handler(args)
+            delay = self._method_delays.get(method, 0.0)
+        if delay > 0:
+            await self._sleep(delay)
+        return response
+
+    # --- methods (called with the lock held) ----------------------------------------
+
+    def _auth_test(self, args: dict[str, Any]) -> web.Response:
+        return web.json_response({
+            "ok": True, "url": "https://standin.slack.com/", "team": "Stand-in",
+            "user": "autopilot", "team_id": self.TEAM_ID, "user_id": self.USER_ID,
+            "bot_id": self.BOT_ID, "is_enterprise_install": False,
+        })
+
+    def _post_message(self, args: dict[str, Any]) -> web.Response:
+        if not any(args.get(k) for k in ("text", "blocks", "attachments")):
             return _slack_error("no_text")
-        channel = str(body.get("channel") or "")
-        if method == "chat.postMessage":
-            channel_id = self._resolve(channel, names=True)
-            if channel_id is None:
-                return _slack_error("channel_not_found")
-            ts = f"1700000000.{next(self._ts) * 100:06d}"
-            message = self._message(body, ts)
-            with self._lock:
-                self.messages[ts] = {**message, "channel": channel_id}
-            return web.json_response(
-                {"ok": True, "channel": channel_id, "ts": ts, "message": message}
-            )
-        channel_id = self._resolve(channel, names=False)
+        channel_id = self._resolve(str(args.get("channel") or ""), names=True)
         if channel_id is None:
             return _slack_error("channel_not_found")
-        ts = str(body.get("ts") or "")
+        metadata, bad = _metadata(args)
+        if bad:
+            return _slack_error("invalid_metadata_format")
+        root: dict[str, Any] | None = None
+        thread_ts = str(args.get("thread_ts") or "")
+        if thread_ts:
+            root = self.messages.get(thread_ts)
+            if root is not None and not _is_top_level(root):
+                root = self.messages.get(str(root["thread_ts"]))
+            if root is None or root["channel"] != channel_id:
+                return _slack_error("thread_not_found")
+        ts = self._new_ts()
+        message = self._bot_message(args, ts)
+        if root is not None:
+            message["thread_ts"] = root["ts"]
+            root["thread_ts"] = root["ts"]
+            root["reply_count"] = int(root.get("reply_count", 0)) + 1
+            root["latest_reply"] = ts
+        stored = {**message, "channel": channel_id}
+        if metadata is not None:
+            stored["metadata"] = message["metadata"] = metadata
+        self.messages[ts] = stored
+        return web.json_response({"ok": True, "channel": channel_id, "ts": ts,
+                                  "message": message})
+
+    def _update(self, args: dict[str, Any]) -> web.Response:
+        channel_id = self._resolve(str(args.get("channel") or ""), names=False)
+        if channel_id is None:
+            return _slack_error("channel_not_found")
+        ts = str(args.get("ts") or "")
+        stored = self.messages.get(ts)
+        if stored is None or stored["channel"] != channel_id:
+            return _slack_error("message_not_found")
+        if not any(args.get(k) for k in ("text", "blocks", "attachments")):
+            return _slack_error("no_text")
+        metadata, bad = _metadata(args)
+        if bad:
+            return _slack_error("invalid_metadata_format")
+        stored["text"] = args.get("text") or ""
+        for key in ("blocks", "attachments"):
+            if key in args:  # left out: the previous value is kept
+                if args[key]:
+                    stored[key] = args[key]
+                else:
+                    stored.pop(key, None)
+        if metadata is not None:
+            stored["metadata"] = metadata
+        stored["edited"] = True
+        message = _public(stored, metadata=True)
+        return web.json_response({"ok": True, "channel": channel_id, "ts": ts,
+                                  "text": stored["text"], "message": message})
+
+    def _history(self, args: dict[str, Any]) -> web.Response:
+        channel_id = self._resolve(str(args.get("channel") or ""), names=False)
+        if channel_id is None:
+            return _slack_error("channel_not_found")
+        inclusive = _flag(args.get("inclusive"))
+        try:
+            oldest = _ts_key(str(args.get("oldest") or "0"))
+        except ValueError:
+            return _slack_error("invalid_ts_oldest")
+        try:
+            latest = _ts_key(str(args["latest"])) if args.get("latest") else None
+        except ValueError:
+            return _slack_error("invalid_ts_latest")
+        try:
+            limit = min(999, max(1, int(args.get("limit") or 100)))
+        except (TypeError, ValueError):
+            return _slack_error("invalid_limit")
+        found = []
+        for m in self.messages.values():
+            if m["channel"] != channel_id or not _is_top_level(m):
+                continue
+            key = _ts_key(m["ts"])
+            if key < oldest or (key == oldest and not inclusive):
+                continue
+            if latest is not None and (key > latest or (key == latest and not inclusive)):
+                continue
+            found.append(m)
+        found.sort(key=lambda m: _ts_key(m["ts"]), reverse=True)
+        cursor = str(args.get("cursor") or "")
+        if cursor:
+            start = _decode_cursor(cursor, "next_ts:")
+            if start is None:
+                return _slack_error("invalid_cursor")
+            found = [m for m in found if _ts_key(m["ts"]) <= _ts_key(start)]
+        page, rest = found[:limit], found[limit:]
+        with_metadata = _flag(args.get("include_all_metadata"))
+        body: dict[str, Any] = {
+            "ok": True,
+            "messages": [_public(m, metadata=with_metadata) for m in page],
+            "has_more": bool(rest),
+            "pin_count": 0,
+            "channel_actions_ts": None,
+            "channel_actions_count": 0,
+        }
+        if rest:
+            body["response_metadata"] = {"next_cursor": _cursor("next_ts:", rest[0]["ts"])}
+        return web.json_response(body)
+
+    def _list(self, args: dict[str, Any]) -> web.Response:
+        types = str(args.get("types") or "public_channel").split(",")
+        items = list(self.channels.items()) if "public_channel" in types else []
+        cursor = str(args.get("cursor") or "")
+        if cursor:
+            start = _decode_cursor(cursor, "team:")
+            ids = [cid for _, cid in items]
+            if start is None or start not in ids:
+                return _slack_error("invalid_cursor")
+            items = items[ids.index(start):]
+        try:
+            limit = min(1000, max(1, int(args.get("limit") or 100)))
+        except (TypeError, ValueError):
+            return _slack_error("invalid_limit")
+        page, rest = items[:limit], items[limit:]
+        channels = [
+            {"id": cid, "name": name, "is_channel": True, "is_group": False, "is_im": False,
+             "is_private": False, "is_archived": False, "is_member": True,
+             "created": 1_700_000_000, "name_normalized": name}
+            for name, cid in page
+        ]
+        next_cursor = _cursor("team:", rest[0][1]) if rest else ""
+        return web.json_response({"ok": True, "channels": channels,
+                                  "response_metadata": {"next_cursor": next_cursor}})
+
+    def _get_upload_url(self, args: dict[str, Any]) -> web.Response:
+        filename = str(args.get("filename") or "")
+        try:
+            length = int(args.get("length") or 0)
+        except (TypeError, ValueError):
+            length = 0
+        if not filename or length <= 0:
+            missing = "filename" if not filename else "length"
+            return web.json_response({
+                "ok": False, "error": "invalid_arguments",
+                "response_metadata": {"messages": [f"[ERROR] missing required field: {missing}"]},
+            })
+        file_id = f"F0STANDIN{next(self._file_ids):04d}"
+        key = f"{file_id}-{secrets.token_hex(8)}"
+        self._files[file_id] = {"id": file_id, "filename": filename, "length": length,
+                                "key": key, "content": None, "shared": False}
+        return web.json_response({"ok": True, "upload_url": f"{self.base}/upload/v1/{key}",
+                                  "file_id": file_id})
+
+    def _complete_upload(self, args: dict[str, Any]) -> web.Response:
+        items = args.get("files")
+        if isinstance(items, str):
+            try:
+                items = json.loads(items)
+            except ValueError:
+                return _slack_error("invalid_arguments")
+        if not isinstance(items, list) or not items or not all(
+            isinstance(i, dict) and i.get("id") for i in items
+        ):
+            return _slack_error("invalid_arguments")
+        for item in items:
+            record = self._files.get(str(item["id"]))
+            if record is None or record["content"] is None:
+                return _slack_error("file_not_found")
+        channel_id: str | None = None
+        if args.get("channel_id"):
+            channel_id = self._resolve(str(args["channel_id"]), names=False)
+            if channel_id is None:
+                return _slack_error("channel_not_found")
+        thread_ts = str(args.get("thread_ts") or "") or None
+        root: dict[str, Any] | None = None
+        if thread_ts is not None:
+            root = self.messages.get(thread_ts)
+            if channel_id is None or root is None or root["channel"] != channel_id \
+                    or not _is_top_level(root):
+                return _slack_error("thread_not_found")
+        out = []
+        for item in items:
+            record = self._files[str(item["id"])]
+            record["title"] = str(item.get("title") or record["filename"])
+            info = {"id": record["id"], "name": record["filename"], "title": record["title"],
+                    "size": len(record["content"]), "shares": {}}
+            if channel_id is not None:
+                ts = self._new_ts()
+                message: dict[str, Any] = {
+                    **self._bot_message({"text": ""}, ts), "upload": True,
+                    "files": [{"id": record["id"], "name": record["filename"],
+                               "title": record["title"]}],
+                    "channel": channel_id,
+                }
+                if root is not None:
+                    message["thread_ts"] = root["ts"]
+                    root["thread_ts"] = root["ts"]
+                    root["reply_count"] = int(root.get("reply_count", 0)) + 1
+                    root["latest_reply"] = ts
+                self.messages[ts] = message
+                share = {"ts": ts, **({"thread_ts": root["ts"]} if root else {})}
+                info["shares"] = {"public": {channel_id: [share]}}
+                record["shared"] = True
+                self.uploads.append({
+                    "file_id": record["id"], "filename": record["filename"],
+                    "title": record["title"], "channel": channel_id,
+                    "thread_ts": root["ts"] if root else None,
+                    "content": record["content"], "ts": ts,
+                })
+            out.append(info)
+        return web.json_response({"ok": True, "files": out})
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        data = await request.read()
         with self._lock:
-            stored = self.messages.get(ts)
-            if stored is None or stored["channel"] != channel_id:
-                return _slack_error("message_not_found")
-            message = self._message(body, ts)
-            self.messages[ts] = {**message, "channel": channel_id, "edited": True}
-        return web.json_response(
-            {
-                "ok": True,
-                "channel": channel_id,
-                "ts": ts,
-                "text": message["text"],
-                "message": message,
-            }
-        )
+            scripted = self._method_failures.get("upload")
+            if scripted:
+                scripted.pop(0)
+                return web.Response(status=500, text="internal_error", content_type="text/plain")
+            record = next((f for f in self._files.values() if f["key"] == key), None)
+            if record is None:
+                return web.Response(status=404, text="Not Found", content_type="text/plain")
+            record["content"] = data
+        return web.Response(status=200, text=f"OK - {len(data)}", content_type="text/plain")
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _new_ts(self) -> str:
+        """A Slack-like ts from the wall clock, strictly increasing (lock held)."""
+        us = max(int(time.time() * 1_000_000), self._last_us + 1)
+        self._last_us = us
+        return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+    def _bot_message(self, args: dict[str, Any], ts: str) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "type": "message",
+            "user": self.USER_ID,
+            "bot_id": self.BOT_ID,
+            "app_id": self.APP_ID,
+            "team": self.TEAM_ID,
+            "text": args.get("text") or "",
+            "ts": ts,
+        }
+        for key in ("blocks", "attachments"):
+            if args.get(key):
+                message[key] = args[key]
+        return message
 
     def _resolve(self, channel: str, *, names: bool) -> str | None:
         if channel in self.channels.values():
@@ -359,23 +757,73 @@ class SlackWebApiServer(_ThreadedServer):
             return self.channels.get(channel.removeprefix("#"))
         return None
 
-    @staticmethod
-    def _message(body: dict[str, Any], ts: str) -> dict[str, Any]:
-        message: dict[str, Any] = {
-            "type": "message",
-            "user": "U0AUTOPILOT",
-            "bot_id": "B0AUTOPILOT",
-            "text": body.get("text") or "",
-            "ts": ts,
-        }
-        for key in ("blocks", "attachments"):
-            if body.get(key):
-                message[key] = body[key]
-        return message
+
+def _rate_limited() -> web.Response:
+    return web.json_response(
+        {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
+    )
 
 
 def _slack_error(code: str) -> web.Response:
     return web.json_response({"ok": False, "error": code})
+
+
+def _is_top_level(message: dict[str, Any]) -> bool:
+    return message.get("thread_ts") in (None, message["ts"])
+
+
+def _ts_key(ts: str) -> int:
+    """A Slack ts (``"1714564800.000123"``) as integer microseconds, for ordering."""
+    seconds, _, fraction = ts.partition(".")
+    if not seconds.isdigit() or (fraction and not fraction.isdigit()):
+        raise ValueError(f"not a Slack ts: {ts!r}")
+    return int(seconds) * 1_000_000 + int((fraction or "0").ljust(6, "0")[:6])
+
+
+def _flag(value: Any) -> bool:
+    return str(value).lower() in ("1", "true")
+
+
+def _cursor(prefix: str, value: str) -> str:
+    return base64.b64encode(f"{prefix}{value}".encode()).decode()
+
+
+def _decode_cursor(cursor: str, prefix: str) -> str | None:
+    try:
+        text = base64.b64decode(cursor.encode(), validate=True).decode()
+    except ValueError:
+        return None
+    return text.removeprefix(prefix) if text.startswith(prefix) else None
+
+
+def _metadata(args: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+    """``(metadata, invalid)`` from a call's ``metadata`` argument (object or JSON text)."""
+    value = args.get("metadata")
+    if value is None or value == "":
+        return None, False
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None, True
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("event_type"), str)
+        or not value["event_type"]
+        or not isinstance(value.get("event_payload"), dict)
+    ):
+        return None, True
+    return {"event_type": value["event_type"], "event_payload": value["event_payload"]}, False
+
+
+def _public(stored: dict[str, Any], *, metadata: bool) -> dict[str, Any]:
+    """A stored message as the API shows it (bookkeeping fields removed)."""
+    message = {k: v for k, v in stored.items() if k not in _PRIVATE_FIELDS}
+    if stored.get("edited"):
+        message["edited"] = {"user": stored.get("user", ""), "ts": stored["ts"]}
+    if metadata and stored.get("metadata") is not None:
+        message["metadata"] = stored["metadata"]
+    return message
 
 
 def _decode_body(content_type: str, raw: bytes) -> dict[str, Any] | None:
@@ -447,6 +895,7 @@ class OllamaServer(_ThreadedServer):
         requests: the JSON bodies received on ``/api/chat`` (valid ones).
         in_flight, max_in_flight: chat requests being answered now, and the most
             ever answered at once (to observe the client's concurrency).
+        answered: chat requests answered with a completion so far.
         content, delay_s: may be changed between requests.
         error: ``(status, message)`` to answer instead of a completion, or ``None``.
     """
@@ -465,6 +914,7 @@ class OllamaServer(_ThreadedServer):
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.answered = 0
 
     @property
     def url(self) -> str:
@@ -536,6 +986,8 @@ class OllamaServer(_ThreadedServer):
                 self.in_flight -= 1
         if self.error is not None:
             return _ollama_error(*self.error)
+        with self._lock:
+            self.answered += 1
         content = self.content
         eval_count = max(1, len(content) // 4)
         total = time.monotonic_ns() - started + 1_500_000_000

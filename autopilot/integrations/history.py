@@ -13,6 +13,19 @@ Keys (all strings UTF-8; names are a persisted contract):
     never lost; it is sent twice only if the worker died in the instant between
     Slack's answer and the ``"sent"`` mark). Deleted when the send failed
     permanently, so a later retry can send.
+``autopilot:sent:{key}``
+    The same scheme for any other send the notifier must not repeat (a thread
+    reply, a chart upload, a resolved message): :meth:`AlertHistory.claim` /
+    :meth:`~AlertHistory.renew` / :meth:`~AlertHistory.mark_done` /
+    :meth:`~AlertHistory.release` take the ``key`` the caller chose, which starts
+    with the incident id (``inc-…:reply:resolved:2``). The revision sends above are
+    the case ``key = "{incident_id}:{revision_key}"``.
+``autopilot:message:{incident_id}``
+    Hash of the incident's root Slack message (bot mode): ``channel`` (ID), ``ts``,
+    ``stored_at`` (RFC 3339 UTC); TTL 7 days from the last write
+    (:meth:`AlertHistory.set_incident_message`). Incidents recorded by earlier
+    versions have only ``ts``/``channel`` in ``autopilot:incident:{incident_id}``,
+    which :meth:`AlertHistory.get_incident_message` reads as a fallback.
 ``autopilot:history:{service}``
     List of JSON summaries, newest first (``LPUSH``), capped at
     ``AUTOPILOT_ALERT_HISTORY`` entries (``LTRIM``), TTL 7 days from the last alert.
@@ -35,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from types import TracebackType
@@ -60,11 +74,23 @@ CLAIM_LEASE_S = 30.0
 #: Default socket connect/read timeout for Redis (s).
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
 _KEY_PREFIX = "autopilot"
+#: A Slack conversation ID (names are lower case and never match).
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
+
+
+def claim_key(key: str) -> str:
+    """Redis key of the idempotency claim ``key`` (``autopilot:sent:{key}``)."""
+    return f"{_KEY_PREFIX}:sent:{key}"
 
 
 def sent_key(incident_id: str, revision_key: str) -> str:
     """Idempotency key of one incident revision's send."""
-    return f"{_KEY_PREFIX}:sent:{incident_id}:{revision_key}"
+    return claim_key(f"{incident_id}:{revision_key}")
+
+
+def message_key(incident_id: str) -> str:
+    """Key of the hash holding an incident's root Slack message."""
+    return f"{_KEY_PREFIX}:message:{incident_id}"
 
 
 def history_key(service: str) -> str:
@@ -208,98 +234,243 @@ class AlertHistory:
 
     # --- idempotency ------------------------------------------------------------------
 
-    async def claim_send(
-        self, incident_id: str, revision_key: str, lease_s: float = CLAIM_LEASE_S
-    ) -> bool:
-        """Claim the send of one incident revision (see the module docstring).
+    async def claim(self, key: str, lease_s: float = CLAIM_LEASE_S) -> bool:
+        """Claim the send identified by ``key`` (see the module docstring).
 
-        ``SET NX`` of ``"pending"`` for ``lease_s`` seconds. If the key says
-        ``"sent"``, the alert went out before: skip. If it says ``"pending"``,
-        another attempt holds it (a worker that died mid-send, or one still sending):
-        wait until it is marked sent (skip) or its lease runs out (claim it).
+        ``SET NX`` of ``"pending"`` on ``autopilot:sent:{key}`` for ``lease_s``
+        seconds. If the key says ``"sent"``, the send happened before: skip. If it
+        says ``"pending"``, another attempt holds it (a worker that died mid-send, or
+        one still sending): wait (polling every ``min(1, lease_s / 4)`` s) until it
+        is marked done (skip) or its lease runs out (claim it; also after
+        ``lease_s + 5`` s of waiting if the holder keeps renewing).
+
+        Args:
+            key: the send's identity, chosen by the caller; start it with the
+                incident id (``"inc-…:reply:analysis"``). The same key always means
+                the same message.
+            lease_s: lease of the pending claim (s); renew it with :meth:`renew`
+                while Slack is retried.
 
         Returns:
-            True when this caller owns the send; False when it was sent already.
+            True when this caller owns the send; False when it was done already.
             Disabled history: always True.
 
         Raises:
-            DeliveryError: Redis failed; whether the alert was sent is unknown.
+            DeliveryError: Redis failed; whether the send happened is unknown.
         """
-        if not self._enabled:
-            self._warn_disabled()
-            return True
-        key = sent_key(incident_id, revision_key)
-        deadline = time.monotonic() + lease_s + 5.0
-        try:
-            while True:
-                if await self._client().set(key, "pending", nx=True, px=int(lease_s * 1000)):
-                    return True
-                value = await self._client().get(key)
-                if isinstance(value, bytes):
-                    value = value.decode()
-                if value is not None and value != "pending":
-                    return False  # "sent" (or "1" from older workers)
-                if value is not None and time.monotonic() >= deadline:
-                    logger.warning("claim of incident %s revision %s still pending after "
-                                   "%.0f s; taking it over", incident_id, revision_key, lease_s)
-                    await self._client().set(key, "pending", px=int(lease_s * 1000))
-                    return True
-                if value is not None:
-                    await asyncio.sleep(min(1.0, lease_s / 4))
-        except (RedisError, OSError) as exc:
-            raise self._error(
-                f"claim of incident {incident_id} revision {revision_key}", exc
-            ) from None
+        return await self._claim(claim_key(key), lease_s, f"claim of {key}")
 
-    async def renew_claim(
-        self, incident_id: str, revision_key: str, lease_s: float = CLAIM_LEASE_S
-    ) -> None:
-        """Extend a pending claim's lease (called while Slack is being retried).
+    async def renew(self, key: str, lease_s: float = CLAIM_LEASE_S) -> None:
+        """Extend the lease of a pending claim of ``key`` (no-op once it is done).
 
         Raises:
             DeliveryError: Redis failed.
         """
-        if not self._enabled:
-            return
-        try:
-            await self._client().set(
-                sent_key(incident_id, revision_key), "pending", xx=True, px=int(lease_s * 1000)
-            )
-        except (RedisError, OSError) as exc:
-            raise self._error(
-                f"lease renewal of incident {incident_id} revision {revision_key}", exc
-            ) from None
+        await self._renew(claim_key(key), lease_s, f"lease renewal of {key}")
 
-    async def mark_sent(self, incident_id: str, revision_key: str) -> None:
-        """Mark a claimed send as done (``"sent"``, TTL 7 days).
+    async def mark_done(self, key: str) -> None:
+        """Mark the claimed send ``key`` as done (``"sent"``, TTL 7 days).
 
         Raises:
             DeliveryError: Redis failed (the pending claim then expires with its
             lease, and a replay would send again).
         """
-        if not self._enabled:
-            return
-        try:
-            await self._client().set(sent_key(incident_id, revision_key), "sent", ex=SENT_TTL_S)
-        except (RedisError, OSError) as exc:
-            raise self._error(
-                f"sent mark of incident {incident_id} revision {revision_key}", exc
-            ) from None
+        await self._mark(claim_key(key), f"sent mark of {key}")
 
-    async def release_send(self, incident_id: str, revision_key: str) -> None:
-        """Give up a claim after a failed send, so a retry can claim and send again.
+    async def release(self, key: str) -> None:
+        """Give up the claim of ``key`` after a failed send, so a retry can send.
 
         Raises:
-            DeliveryError: Redis failed (the claim then expires after 7 days).
+            DeliveryError: Redis failed (the claim then expires with its lease).
         """
+        await self._release(claim_key(key), f"release of {key}")
+
+    async def claim_send(
+        self, incident_id: str, revision_key: str, lease_s: float = CLAIM_LEASE_S
+    ) -> bool:
+        """Claim the send of one incident revision: :meth:`claim` of
+        ``"{incident_id}:{revision_key}"``.
+
+        Returns:
+            True when this caller owns the send; False when it was sent already.
+
+        Raises:
+            DeliveryError: Redis failed; whether the alert was sent is unknown.
+        """
+        return await self._claim(
+            sent_key(incident_id, revision_key),
+            lease_s,
+            f"claim of incident {incident_id} revision {revision_key}",
+        )
+
+    async def renew_claim(
+        self, incident_id: str, revision_key: str, lease_s: float = CLAIM_LEASE_S
+    ) -> None:
+        """Extend a pending revision claim's lease (called while Slack is being retried).
+
+        Raises:
+            DeliveryError: Redis failed.
+        """
+        await self._renew(
+            sent_key(incident_id, revision_key),
+            lease_s,
+            f"lease renewal of incident {incident_id} revision {revision_key}",
+        )
+
+    async def mark_sent(self, incident_id: str, revision_key: str) -> None:
+        """Mark a claimed revision send as done (``"sent"``, TTL 7 days).
+
+        Raises:
+            DeliveryError: Redis failed (the pending claim then expires with its
+            lease, and a replay would send again).
+        """
+        await self._mark(
+            sent_key(incident_id, revision_key),
+            f"sent mark of incident {incident_id} revision {revision_key}",
+        )
+
+    async def release_send(self, incident_id: str, revision_key: str) -> None:
+        """Give up a revision claim after a failed send, so a retry can claim and send.
+
+        Raises:
+            DeliveryError: Redis failed (the claim then expires with its lease).
+        """
+        await self._release(
+            sent_key(incident_id, revision_key),
+            f"release of incident {incident_id} revision {revision_key}",
+        )
+
+    async def _claim(self, redis_key: str, lease_s: float, operation: str) -> bool:
+        if not self._enabled:
+            self._warn_disabled()
+            return True
+        deadline = time.monotonic() + lease_s + 5.0
+        try:
+            while True:
+                if await self._client().set(redis_key, "pending", nx=True,
+                                            px=int(lease_s * 1000)):
+                    return True
+                value = await self._client().get(redis_key)
+                if isinstance(value, bytes):
+                    value = value.decode()
+                if value is not None and value != "pending":
+                    return False  # "sent" (or "1" from older workers)
+                if value is not None and time.monotonic() >= deadline:
+                    logger.warning("%s still pending after %.0f s; taking it over",
+                                   operation, lease_s)
+                    await self._client().set(redis_key, "pending", px=int(lease_s * 1000))
+                    return True
+                if value is not None:
+                    await asyncio.sleep(min(1.0, lease_s / 4))
+        except (RedisError, OSError) as exc:
+            raise self._error(operation, exc) from None
+
+    async def _renew(self, redis_key: str, lease_s: float, operation: str) -> None:
         if not self._enabled:
             return
         try:
-            await self._client().delete(sent_key(incident_id, revision_key))
+            # only a pending claim is renewed: a "sent" mark must keep its 7-day TTL
+            value = await self._client().get(redis_key)
+            if value in ("pending", b"pending"):
+                await self._client().set(redis_key, "pending", xx=True,
+                                         px=int(lease_s * 1000))
         except (RedisError, OSError) as exc:
-            raise self._error(
-                f"release of incident {incident_id} revision {revision_key}", exc
-            ) from None
+            raise self._error(operation, exc) from None
+
+    async def _mark(self, redis_key: str, operation: str) -> None:
+        if not self._enabled:
+            return
+        try:
+            await self._client().set(redis_key, "sent", ex=SENT_TTL_S)
+        except (RedisError, OSError) as exc:
+            raise self._error(operation, exc) from None
+
+    async def _release(self, redis_key: str, operation: str) -> None:
+        if not self._enabled:
+            return
+        try:
+            await self._client().delete(redis_key)
+        except (RedisError, OSError) as exc:
+            raise self._error(operation, exc) from None
+
+    # --- the incident's root message ---------------------------------------------
+
+    async def first_attempt(self, key: str) -> bool:
+        """Record that the send ``key`` is being attempted; True the first time.
+
+        ``SET NX`` of ``autopilot:attempt:{key}`` with the 7-day TTL. Unlike a claim's
+        lease it does not expire after a crash, so a later attempt knows an earlier
+        one may have reached Slack (and looks for its message before sending again).
+        Disabled history: always True.
+
+        Raises:
+            DeliveryError: Redis failed.
+        """
+        if not self._enabled:
+            return True
+        try:
+            return bool(await self._client().set(
+                f"{_KEY_PREFIX}:attempt:{key}", "1", nx=True, ex=SENT_TTL_S))
+        except (RedisError, OSError) as exc:
+            raise self._error(f"attempt mark of {key}", exc) from None
+
+    async def set_incident_message(self, incident_id: str, channel_id: str, ts: str) -> None:
+        """Store the root Slack message of an incident (``autopilot:message:{id}``).
+
+        ``HSET channel, ts, stored_at`` + ``EXPIRE`` 7 days, in one transaction;
+        writing again replaces it (and restarts the TTL). Disabled history: no-op.
+
+        Args:
+            incident_id: the incident id.
+            channel_id: the channel ID Slack posted to (``C…``), as ``chat.update``
+                needs it.
+            ts: the root message ts (the thread's ``thread_ts``).
+
+        Raises:
+            DeliveryError: Redis failed.
+        """
+        if not self._enabled:
+            self._warn_disabled()
+            return
+        stored_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        key = message_key(incident_id)
+        try:
+            async with self._client().pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping={"channel": channel_id, "ts": ts, "stored_at": stored_at})
+                pipe.expire(key, SENT_TTL_S)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise self._error(f"write of the Slack message of incident {incident_id}",
+                              exc) from None
+
+    async def get_incident_message(self, incident_id: str) -> tuple[str, str] | None:
+        """The root Slack message of an incident, ``(channel_id, ts)``, if stored.
+
+        Reads ``autopilot:message:{incident_id}``; when absent, falls back to the
+        ``ts``/``channel`` that earlier versions stored in
+        ``autopilot:incident:{incident_id}``, if both are set and the channel is an
+        ID (``C…``/``G…``/``D…``).
+
+        Returns:
+            ``(channel_id, ts)`` or ``None`` (unknown, expired, or disabled history).
+
+        Raises:
+            DeliveryError: Redis failed.
+        """
+        if not self._enabled:
+            return None
+        try:
+            raw = await self._client().hgetall(message_key(incident_id))
+            if not raw:
+                raw = await self._client().hgetall(incident_key(incident_id))
+        except (RedisError, OSError) as exc:
+            raise self._error(f"read of the Slack message of incident {incident_id}",
+                              exc) from None
+        values = {_text(k): _text(v) for k, v in raw.items()}
+        channel, ts = values.get("channel", ""), values.get("ts", "")
+        if not channel or not ts or not _CHANNEL_ID.fullmatch(channel):
+            return None
+        return channel, ts
 
     # --- history ----------------------------------------------------------------------
 

@@ -9,10 +9,22 @@ Two Slack modes, chosen by :func:`build_notifier` from the settings:
   ``channel_is_archived``, 429 ``rate_limited`` (with ``Retry-After``), 500
   ``rollup_error``/``internal_error`` (Slack docs, "Sending messages using incoming
   webhooks", "Handling errors"). A webhook cannot edit a message.
-- **bot** (``SLACK_BOT_TOKEN`` + ``SLACK_CHANNEL``): ``slack_sdk.web.async_client.AsyncWebClient``
-  calls ``chat.postMessage`` and ``chat.update`` at ``SLACK_API_URL``. Slack answers
-  ``{"ok": true, "channel": "C…", "ts": "…"}`` or ``{"ok": false, "error": "<code>"}``
-  (``invalid_auth``, ``channel_not_found``, ``not_in_channel``, ``ratelimited`` …).
+- **bot** (``SLACK_BOT_TOKEN`` + ``SLACK_CHANNEL``; the recommended mode):
+  ``slack_sdk.web.async_client.AsyncWebClient`` at ``SLACK_API_URL``. One incident is
+  one conversation: :meth:`SlackNotifier.post_message` (``chat.postMessage``, a root
+  message or, with ``thread_ts``, a thread reply, carrying Slack message
+  ``metadata``), :meth:`SlackNotifier.update_message` (``chat.update``),
+  :meth:`SlackNotifier.find_message` (``conversations.history`` with
+  ``include_all_metadata``, to find a root message posted before a crash) and
+  :meth:`SlackNotifier.upload_file` (slack-sdk's ``files_upload_v2``:
+  ``files.getUploadURLExternal``, a POST of the bytes to the returned URL,
+  ``files.completeUploadExternal`` into the thread). Slack answers
+  ``{"ok": true, ...}`` or ``{"ok": false, "error": "<code>"}`` (``invalid_auth``,
+  ``channel_not_found``, ``not_in_channel``, ``thread_not_found``,
+  ``message_not_found``, ``missing_scope`` with ``needed``, ``ratelimited`` …).
+  Scopes: ``chat:write``; ``channels:history`` + ``groups:history`` (find_message);
+  ``channels:read`` + ``groups:read`` (only when ``SLACK_CHANNEL`` is a name and a
+  lookup needs its ID); ``files:write`` (charts).
 
 Retries use slack-sdk's own handlers, sharing one budget of ``SLACK_MAX_RETRIES``
 retries per send: ``AsyncRateLimitErrorRetryHandler`` (429, sleeps ``Retry-After`` +
@@ -23,24 +35,26 @@ exponential backoff (0.5 s × 2^attempt + jitter). Each retry calls ``on_retry(r
 with ``reason`` one of :data:`RETRY_REASONS`, for a Prometheus counter.
 
 Failures raise :class:`autopilot.errors.AlertDeliveryError` (``status``,
-``retry_after``) with a message that never contains the webhook URL or the token:
-slack-sdk and aiohttp errors are re-raised sanitised and unchained, and slack-sdk's
-own logger (which logs request URLs at INFO on retries) is muted below WARNING and
-redacted.
+``retry_after``, ``code``: Slack's error code) with a message that never contains
+the webhook URL or the token: slack-sdk and aiohttp errors are re-raised sanitised
+and unchained, and slack-sdk's own logger (which logs request URLs at INFO on
+retries) is muted below WARNING and redacted.
 
 When Slack is not configured, :class:`ConsoleNotifier` prints the alert to stdout.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
 import sys
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, Self, TextIO
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -65,6 +79,7 @@ __all__ = [
     "RetryCallback",
     "SlackNotifier",
     "build_notifier",
+    "payload_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -80,6 +95,16 @@ DEFAULT_TIMEOUT_S = 10
 SERVER_ERROR_STATUSES = frozenset({500, 502, 503, 504})
 _MAX_BODY_CHARS = 200
 _REDACTED = "<redacted>"
+#: A Slack conversation ID (public ``C…``, private ``G…``/``C…``, DM ``D…``); channel
+#: names are lower case, so they never match.
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
+#: ``conversations.history`` page size and the most pages :meth:`SlackNotifier.find_message`
+#: reads (5 × 200 = the last 1000 top-level messages after ``oldest``).
+HISTORY_PAGE_LIMIT = 200
+HISTORY_MAX_PAGES = 5
+#: ``conversations.list`` page size and page cap when resolving a channel name.
+LIST_PAGE_LIMIT = 200
+LIST_MAX_PAGES = 50
 
 #: What to do about Slack's error codes (webhook text bodies and Web API ``error``).
 _ADVICE = {
@@ -98,8 +123,19 @@ _ADVICE = {
     "not_authed": "no token was sent; set SLACK_BOT_TOKEN",
     "token_revoked": "SLACK_BOT_TOKEN was revoked; set a new one",
     "account_inactive": "the bot's token belongs to a deleted app or user",
-    "missing_scope": "the bot token lacks the chat:write scope",
+    "missing_scope": "add the missing scope to the Slack app and reinstall it",
     "message_not_found": "the message to update no longer exists",
+    "thread_not_found": "the thread's root message no longer exists; post a new root message",
+    "invalid_thread_ts": "the thread's root message no longer exists; post a new root message",
+    "file_not_found": "the uploaded file expired before completeUploadExternal; upload again",
+    "upload_failed": "the file bytes were refused by Slack's upload URL; upload again later",
+    "invalid_metadata_format": "Slack refused the message metadata; report a bug",
+    "invalid_metadata_schema": "Slack refused the message metadata; report a bug",
+    "metadata_too_large": "the message metadata is too large; report a bug",
+    "msg_too_long": "the message text is too long; report a Block Kit rendering bug",
+    "too_many_attachments": "too many attachments; report a Block Kit rendering bug",
+    "invalid_cursor": "a conversations.history cursor expired; the lookup is retried later",
+    "invalid_arguments": "Slack refused the call's arguments; report a bug",
     "cant_update_message": "only messages posted by this bot can be updated",
     "internal_error": "Slack is failing after all retries; the send is retried later",
     "rollup_error": "Slack is failing after all retries; the send is retried later",
@@ -123,6 +159,32 @@ class Notifier(Protocol):
 
     async def update(self, ts: str, alert: Alert, channel: str | None = None) -> None:
         """Replace the message ``ts`` with ``alert``."""
+
+    async def post_message(
+        self,
+        payload: dict[str, Any],
+        *,
+        channel: str | None = None,
+        thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[str, str]:
+        """Post a root message or a thread reply; return ``(channel_id, ts)``."""
+
+    async def update_message(self, channel_id: str, ts: str, payload: dict[str, Any]) -> None:
+        """Replace the message ``ts`` in ``channel_id`` with ``payload``."""
+
+    async def find_message(
+        self, channel: str, event_type: str, key: str, value: str, *, oldest: float
+    ) -> tuple[str, str] | None:
+        """Find a root message of this app by its metadata; ``(channel_id, ts)``."""
+
+    async def upload_file(
+        self, channel_id: str, thread_ts: str, content: bytes, filename: str, title: str
+    ) -> None:
+        """Share a file in a thread."""
+
+    async def send_webhook(self, payload: dict[str, Any]) -> None:
+        """Send one message through the incoming webhook."""
 
 
 # --- retry handlers that report each retry --------------------------------------------
@@ -289,6 +351,70 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
+def _subject(metadata: dict[str, Any] | None, thread_ts: str | None) -> str:
+    """What a post is about, for error messages: ``incident inc-…`` when known."""
+    payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
+    incident = payload.get("incident_id") if isinstance(payload, dict) else None
+    subject = f"incident {incident}" if incident else "message"
+    return f"{subject} (reply in thread {thread_ts})" if thread_ts else subject
+
+
+def _next_cursor(data: dict[str, Any]) -> str | None:
+    meta = data.get("response_metadata")
+    cursor = meta.get("next_cursor") if isinstance(meta, dict) else None
+    return str(cursor) if cursor else None
+
+
+def _matches(
+    message: Any, bot_id: str | None, event_type: str, key: str, value: str
+) -> bool:
+    """True for a top-level message of ``bot_id`` whose metadata carries ``key=value``."""
+    if not isinstance(message, dict) or not message.get("ts"):
+        return False
+    if message.get("thread_ts") not in (None, message["ts"]):
+        return False  # a reply (also a reply broadcast to the channel)
+    if message.get("subtype") == "thread_broadcast":
+        return False
+    if bot_id is not None and message.get("bot_id") != bot_id:
+        return False
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("event_type") != event_type:
+        return False
+    payload = metadata.get("event_payload")
+    return isinstance(payload, dict) and key in payload and str(payload[key]) == value
+
+
+def payload_text(payload: dict[str, Any]) -> str:
+    """A plain-text rendering of a Block Kit payload, for the console.
+
+    Args:
+        payload: ``{"text", "blocks", "attachments": [{"blocks", "text"}]}``.
+
+    Returns:
+        The texts of header, section (text and fields) and context blocks, one per
+        line (mrkdwn kept as is); the fallback ``text`` when there are no blocks.
+    """
+    blocks: list[Any] = list(payload.get("blocks") or [])
+    for attachment in payload.get("attachments") or []:
+        if isinstance(attachment, dict):
+            blocks.extend(attachment.get("blocks") or [])
+            if attachment.get("text"):
+                blocks.append({"type": "section", "text": {"text": attachment["text"]}})
+    lines: list[str] = []
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        parts = [block.get("text")] + list(block.get("fields") or [])
+        if block.get("type") == "context":
+            parts += list(block.get("elements") or [])
+        for part in parts:
+            if isinstance(part, dict) and isinstance(part.get("text"), str) and part["text"]:
+                lines.append(part["text"])
+    if not lines:
+        return str(payload.get("text") or "")
+    return "\n".join(lines)
+
+
 # --- notifiers ------------------------------------------------------------------------
 
 
@@ -297,7 +423,12 @@ class SlackNotifier:
 
     Build it with :func:`build_notifier` or directly from settings. Use it as a
     long-lived service: ``await start()`` (or ``async with``) opens one aiohttp
-    session, ``await aclose()`` closes it; :meth:`post` starts it lazily.
+    session, ``await aclose()`` closes it; every send starts it lazily.
+
+    Bot mode: :meth:`post_message`, :meth:`update_message`, :meth:`find_message`,
+    :meth:`upload_file` (one incident = one conversation). Webhook mode:
+    :meth:`send_webhook`. :meth:`post`/:meth:`update` (one rendered
+    :class:`~autopilot.models.Alert`) work in both modes.
 
     Settings used:
         ``slack_webhook_url`` (``SLACK_WEBHOOK_URL``, secret) for webhook mode, or
@@ -353,6 +484,8 @@ class SlackNotifier:
         self._session: aiohttp.ClientSession | None = None
         self._webhook_client: AsyncWebhookClient | None = None
         self._web_client: AsyncWebClient | None = None
+        self._channel_ids: dict[str, str] = {}  # channel name (no "#") → ID
+        self._bot_id: str | None = None  # from auth.test; "" when Slack gives none
 
     def __repr__(self) -> str:
         return f"SlackNotifier(mode={self.mode!r}, channel={self._channel or None!r})"
@@ -420,23 +553,17 @@ class SlackNotifier:
         Raises:
             AlertDeliveryError: Slack refused the message or stayed unreachable after
                 the retries; ``status`` is the last HTTP status (``None`` when no
-                answer came) and ``retry_after`` the last ``Retry-After`` (s).
+                answer came), ``retry_after`` the last ``Retry-After`` (s) and
+                ``code`` Slack's error code.
         """
         await self.start()
         payload = render_alert(alert)
+        subject = f"incident {alert.incident.id}"
         if self.mode == "webhook":
-            await self._send_webhook(payload, alert)
+            await self._send_webhook(payload, subject)
             return None
-        data = await self._call_web("chat.postMessage", alert, channel=self._channel, **payload)
-        channel = data.get("channel")
-        if isinstance(channel, str) and channel:
-            self.channel_id = channel
-        ts = data.get("ts")
-        if not isinstance(ts, str) or not ts:
-            raise AlertDeliveryError(
-                "Slack chat.postMessage answered ok without a message ts", status=200
-            )
-        return ts
+        data = await self._call_web("chat.postMessage", subject, channel=self._channel, **payload)
+        return self._posted(data, self._channel)[1]
 
     async def update(self, ts: str, alert: Alert, channel: str | None = None) -> None:
         """Replace the message ``ts`` with the new state of ``alert``.
@@ -451,19 +578,287 @@ class SlackNotifier:
         """
         await self.start()
         payload = render_alert(alert)
+        subject = f"incident {alert.incident.id}"
         if self.mode == "webhook":
-            await self._send_webhook(payload, alert)
+            await self._send_webhook(payload, subject)
             return
         target = channel or self.channel_id or self._channel
-        await self._call_web("chat.update", alert, channel=target, ts=ts, **payload)
+        await self._call_web("chat.update", subject, channel=target, ts=ts, **payload)
 
-    async def _send_webhook(self, payload: dict[str, Any], alert: Alert) -> None:
+    # --- one incident = one conversation (bot mode) -----------------------------------
+
+    async def post_message(
+        self,
+        payload: dict[str, Any],
+        *,
+        channel: str | None = None,
+        thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[str, str]:
+        """Post a message with ``chat.postMessage`` (bot mode).
+
+        Args:
+            payload: the message: ``{"text": str, "blocks": [...], "attachments":
+                [...]}`` (any of the three; e.g. from :mod:`autopilot.blockkit`). Keys
+                ``channel``, ``thread_ts`` and ``metadata`` in it are overridden by
+                the arguments.
+            channel: channel ID or name (``C0123…``, ``#alerts``, ``alerts``);
+                default ``SLACK_CHANNEL``.
+            thread_ts: the ``ts`` of a root message: the message becomes a reply in
+                its thread. ``None``: a new top-level (root) message.
+            metadata: Slack message metadata, ``{"event_type": str, "event_payload":
+                {str: str | int | float | bool}}``, stored with the message and found
+                again by :meth:`find_message` (e.g. the incident id, so a root
+                message posted just before a crash is not posted twice).
+
+        Returns:
+            ``(channel_id, ts)``: the channel ID Slack posted to and the message ts
+            (the thread's ``thread_ts`` when ``thread_ts`` was ``None``).
+
+        Raises:
+            AlertDeliveryError: Slack refused the message (``code``: e.g.
+                ``channel_not_found``, ``not_in_channel``, ``thread_not_found``,
+                ``invalid_blocks``, ``invalid_metadata_format``, ``ratelimited`` after
+                the retries) or stayed unreachable (``code`` ``None``).
+            RuntimeError: called in webhook mode (use :meth:`send_webhook`).
+        """
+        self._require_bot("post_message")
+        await self.start()
+        target = channel or self._channel
+        kwargs: dict[str, Any] = {
+            k: v for k, v in payload.items()
+            if v is not None and k not in ("channel", "thread_ts", "metadata")
+        }
+        if thread_ts:
+            kwargs["thread_ts"] = thread_ts
+        if metadata is not None:
+            kwargs["metadata"] = metadata
+        subject = _subject(metadata, thread_ts)
+        data = await self._call_web("chat.postMessage", subject, channel=target, **kwargs)
+        return self._posted(data, target)
+
+    async def update_message(self, channel_id: str, ts: str, payload: dict[str, Any]) -> None:
+        """Replace a message of this app with ``chat.update`` (bot mode).
+
+        Slack keeps a message's previous ``attachments`` when the update has none
+        (send ``"attachments": []`` to remove them); ``blocks`` and ``text`` are
+        replaced. Rendering the whole message every time makes the edit idempotent.
+
+        Args:
+            channel_id: the channel ID returned by :meth:`post_message` (a name is
+                resolved to its ID with ``conversations.list``, once).
+            ts: the message ts.
+            payload: the new message, as for :meth:`post_message` (``metadata`` may
+                be included to replace the message's metadata).
+
+        Raises:
+            AlertDeliveryError: ``message_not_found``, ``cant_update_message``,
+                ``edit_window_closed``, ``invalid_blocks``, ``ratelimited`` … (``code``).
+            RuntimeError: called in webhook mode (a webhook cannot edit).
+        """
+        self._require_bot("update_message")
+        await self.start()
+        target = await self.resolve_channel(channel_id)
+        kwargs = {k: v for k, v in payload.items() if v is not None and k not in ("channel", "ts")}
+        await self._call_web("chat.update", f"message {ts}", channel=target, ts=ts, **kwargs)
+
+    async def find_message(
+        self, channel: str, event_type: str, key: str, value: str, *, oldest: float
+    ) -> tuple[str, str] | None:
+        """Find the newest top-level message of this app carrying the given metadata.
+
+        Reads ``conversations.history`` (``include_all_metadata=true``,
+        ``oldest``, ``limit`` :data:`HISTORY_PAGE_LIMIT`, newest first), following
+        ``response_metadata.next_cursor`` for at most :data:`HISTORY_MAX_PAGES`
+        pages. A message matches when it is top level (not a thread reply), was
+        posted by this app's bot (``bot_id`` from ``auth.test``, asked once) and its
+        ``metadata`` has ``event_type`` and ``event_payload[key] == value`` (compared
+        as strings). This is how a root message posted just before a crash (before
+        its ts was stored) is found instead of posted again: Slack has no
+        idempotency key.
+
+        Args:
+            channel: channel ID or name; a name is resolved once with
+                ``conversations.list`` (``public_channel,private_channel``, paginated)
+                and cached.
+            event_type: the metadata ``event_type`` (e.g. ``"autopilot_incident"``).
+            key: a key of ``event_payload`` (e.g. ``"incident_id"``).
+            value: the value it must have.
+            oldest: Unix time (s); only messages after it are read (e.g. the
+                incident's first notification attempt minus a margin).
+
+        Returns:
+            ``(channel_id, ts)`` of the newest match, or ``None``.
+
+        Raises:
+            AlertDeliveryError: ``channel_not_found`` (no channel of that name, or
+                the bot cannot see it), ``not_in_channel``, ``missing_scope``
+                (``channels:history``/``groups:history``; ``channels:read``/
+                ``groups:read`` for a name), ``invalid_cursor``, ``ratelimited`` …
+            RuntimeError: called in webhook mode.
+        """
+        self._require_bot("find_message")
+        await self.start()
+        channel_id = await self.resolve_channel(channel)
+        bot_id = await self._own_bot_id()
+        subject = f"lookup of {event_type} {key}={value}"
+        cursor: str | None = None
+        for _ in range(HISTORY_MAX_PAGES):
+            data = await self._call_web(
+                "conversations.history",
+                subject,
+                channel=channel_id,
+                include_all_metadata=True,
+                oldest=f"{max(0.0, oldest):.6f}",
+                limit=HISTORY_PAGE_LIMIT,
+                cursor=cursor,
+            )
+            for message in data.get("messages") or []:
+                if _matches(message, bot_id, event_type, key, value):
+                    return channel_id, str(message["ts"])
+            cursor = _next_cursor(data)
+            if not data.get("has_more") or not cursor:
+                break
+        return None
+
+    async def upload_file(
+        self, channel_id: str, thread_ts: str, content: bytes, filename: str, title: str
+    ) -> None:
+        """Share a file (e.g. a PNG chart) in a thread with slack-sdk's ``files_upload_v2``.
+
+        Three HTTP calls, each retried by the handlers: ``files.getUploadURLExternal``
+        (``filename``, ``length``), a POST of the bytes to the returned
+        ``upload_url`` (no token is sent there) and ``files.completeUploadExternal``
+        (``files=[{"id", "title"}]``, ``channel_id``, ``thread_ts``).
+
+        Args:
+            channel_id: the channel ID of the thread (a name is resolved once).
+            thread_ts: the thread's root message ts.
+            content: the file's bytes (at most 1 GB; a chart is ~50 kB).
+            filename: the file name shown in Slack (e.g. ``"checkout-latency.png"``).
+            title: the file's title.
+
+        Raises:
+            AlertDeliveryError: ``code`` ``upload_failed`` (the upload URL did not
+                answer 200), ``file_not_found``, ``thread_not_found``,
+                ``channel_not_found``, ``missing_scope`` (``files:write``) …
+            RuntimeError: called in webhook mode.
+        """
+        self._require_bot("upload_file")
+        await self.start()
+        target = await self.resolve_channel(channel_id)
+        await self._call_web(
+            "files_upload_v2",
+            f"upload of {filename} to thread {thread_ts}",
+            channel=target,
+            thread_ts=thread_ts,
+            content=content,
+            filename=filename,
+            title=title,
+        )
+
+    async def send_webhook(self, payload: dict[str, Any]) -> None:
+        """POST one message to the incoming webhook (webhook mode).
+
+        A webhook message cannot be edited, threaded or found again, so the caller
+        caps their number (``AUTOPILOT_MAX_WEBHOOK_MESSAGES``).
+
+        Args:
+            payload: ``{"text", "blocks", "attachments"}`` (at least one).
+
+        Raises:
+            AlertDeliveryError: HTTP error with Slack's text code (``code``:
+                ``invalid_payload``, ``no_service``, ``rate_limited`` …) or
+                unreachable; the message never contains the webhook URL.
+            RuntimeError: called in bot mode (use :meth:`post_message`).
+        """
+        if self.mode != "webhook":
+            raise RuntimeError("send_webhook needs webhook mode (SLACK_WEBHOOK_URL); "
+                               "this notifier is in bot mode: use post_message")
+        await self.start()
+        await self._send_webhook(payload, "webhook message")
+
+    async def resolve_channel(self, channel: str) -> str:
+        """The ID of a channel given by ID or name (``#alerts``/``alerts``), cached.
+
+        IDs are returned as they are. A name is looked up once with
+        ``conversations.list`` (``types=public_channel,private_channel``,
+        ``exclude_archived``, :data:`LIST_PAGE_LIMIT` per page, at most
+        :data:`LIST_MAX_PAGES` pages) unless a post to it already told its ID.
+
+        Raises:
+            AlertDeliveryError: ``code`` ``channel_not_found`` when no channel the
+                bot can see has that name; Slack errors of ``conversations.list``.
+        """
+        if _CHANNEL_ID.fullmatch(channel):
+            return channel
+        name = channel.removeprefix("#")
+        known = self._channel_ids.get(name)
+        if known:
+            return known
+        cursor: str | None = None
+        for _ in range(LIST_MAX_PAGES):
+            data = await self._call_web(
+                "conversations.list",
+                f"lookup of channel #{name}",
+                types="public_channel,private_channel",
+                exclude_archived=True,
+                limit=LIST_PAGE_LIMIT,
+                cursor=cursor,
+            )
+            for item in data.get("channels") or []:
+                if isinstance(item, dict) and item.get("name") and item.get("id"):
+                    self._channel_ids.setdefault(str(item["name"]), str(item["id"]))
+            if name in self._channel_ids:
+                return self._channel_ids[name]
+            cursor = _next_cursor(data)
+            if not cursor:
+                break
+        raise AlertDeliveryError(
+            f"Slack has no channel #{name} that the bot can see; "
+            + _ADVICE["channel_not_found"],
+            status=200,
+            code="channel_not_found",
+        )
+
+    async def _own_bot_id(self) -> str | None:
+        """This app's ``bot_id`` (``auth.test``, asked once); ``None`` if Slack gives none."""
+        if self._bot_id is None:
+            data = await self._call_web("auth.test", "identity check")
+            self._bot_id = str(data.get("bot_id") or "")
+        return self._bot_id or None
+
+    def _require_bot(self, operation: str) -> None:
+        if self.mode != "bot":
+            raise RuntimeError(
+                f"{operation} needs bot mode (SLACK_BOT_TOKEN + SLACK_CHANNEL); this "
+                "notifier is in webhook mode, which can only send (send_webhook)"
+            )
+
+    def _posted(self, data: dict[str, Any], target: str) -> tuple[str, str]:
+        """``(channel_id, ts)`` of a ``chat.postMessage`` answer; remembers the channel ID."""
+        channel_id = data.get("channel")
+        ts = data.get("ts")
+        if not isinstance(ts, str) or not ts or not isinstance(channel_id, str) or not channel_id:
+            raise AlertDeliveryError(
+                "Slack chat.postMessage answered ok without a channel and message ts",
+                status=200,
+                code="unexpected_response",
+            )
+        self.channel_id = channel_id
+        if target and not _CHANNEL_ID.fullmatch(target):
+            self._channel_ids[target.removeprefix("#")] = channel_id
+        return channel_id, ts
+
+    # --- transport ----------------------------------------------------------------
+
+    async def _send_webhook(self, payload: dict[str, Any], subject: str) -> None:
         assert self._webhook_client is not None
         try:
             response = await self._webhook_client.send_dict(payload)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise AlertDeliveryError(
-                f"Slack webhook unreachable for incident {alert.incident.id} "
+                f"Slack webhook unreachable for {subject} "
                 f"({type(exc).__name__}{self._errno(exc)}) after the retries; "
                 "check network access to Slack",
                 status=None,
@@ -475,42 +870,71 @@ class SlackNotifier:
         advice = _ADVICE.get(code, "see Slack's incoming-webhook error codes")
         retry_after = _retry_after(response.headers)
         raise AlertDeliveryError(
-            f"Slack webhook refused incident {alert.incident.id}: HTTP "
+            f"Slack webhook refused {subject}: HTTP "
             f"{response.status_code} {code}; {advice}",
             status=response.status_code,
             retry_after=retry_after,
+            code=code,
         )
 
-    async def _call_web(self, method: str, alert: Alert, **kwargs: Any) -> dict[str, Any]:
+    async def _call_web(self, method: str, subject: str, **kwargs: Any) -> dict[str, Any]:
+        """Call one Web API method (slack-sdk's name for it) and return its JSON body.
+
+        ``None`` arguments are dropped. Errors become :class:`AlertDeliveryError`
+        naming ``method`` and ``subject``, sanitised and unchained.
+        """
         assert self._web_client is not None
+        client = self._web_client
+        calls: dict[str, Callable[..., Any]] = {
+            "chat.postMessage": client.chat_postMessage,
+            "chat.update": client.chat_update,
+            "conversations.history": client.conversations_history,
+            "conversations.list": client.conversations_list,
+            "auth.test": client.auth_test,
+            "files_upload_v2": client.files_upload_v2,
+        }
+        args = {k: v for k, v in kwargs.items() if v is not None}
         try:
-            if method == "chat.postMessage":
-                response = await self._web_client.chat_postMessage(**kwargs)
-            else:
-                response = await self._web_client.chat_update(**kwargs)
+            response = await calls[method](**args)
         except SlackApiError as exc:
             resp = exc.response
             status = getattr(resp, "status_code", None)
             data = getattr(resp, "data", None)
             error = data.get("error") if isinstance(data, dict) else None
             code = self._redactor.scrub(str(error or "unexpected_response"))[:_MAX_BODY_CHARS]
+            api_url = getattr(resp, "api_url", None)
+            if method == "files_upload_v2" and isinstance(api_url, str) and api_url:
+                method = api_url.rstrip("/").rsplit("/", 1)[-1]  # the step that failed
             advice = _ADVICE.get(code, "see Slack's error codes for " + method)
+            needed = data.get("needed") if isinstance(data, dict) else None
+            if code == "missing_scope" and needed:
+                advice = f"the bot token lacks the {needed} scope; " + advice
             raise AlertDeliveryError(
-                f"Slack {method} failed for incident {alert.incident.id}: {code} "
-                f"(HTTP {status}); {advice}",
+                f"Slack {method} failed for {subject}: {code} (HTTP {status}); {advice}",
                 status=status,
                 retry_after=_retry_after(getattr(resp, "headers", None)),
+                code=code,
+            ) from None
+        except SlackRequestError as exc:  # files_upload_v2: the upload URL refused the bytes
+            detail = self._redactor.scrub(str(exc))[:_MAX_BODY_CHARS]
+            raise AlertDeliveryError(
+                f"Slack {method} failed for {subject}: upload_failed ({detail}); "
+                + _ADVICE["upload_failed"],
+                status=None,
+                code="upload_failed",
             ) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise AlertDeliveryError(
-                f"Slack Web API unreachable for {method} of incident {alert.incident.id} "
+                f"Slack Web API unreachable for {method} of {subject} "
                 f"({type(exc).__name__}{self._errno(exc)}) after the retries; "
                 "check network access to SLACK_API_URL",
                 status=None,
             ) from None
         data = response.data
         if not isinstance(data, dict):
-            raise AlertDeliveryError(f"Slack {method} answered a non-JSON body", status=200)
+            raise AlertDeliveryError(
+                f"Slack {method} answered a non-JSON body", status=200, code="unexpected_response"
+            )
         return data
 
     @staticmethod
@@ -538,6 +962,7 @@ class ConsoleNotifier:
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
         self.retries = 0
+        self._ts = itertools.count(1)
 
     async def start(self) -> None:
         """Nothing to open."""
@@ -564,6 +989,45 @@ class ConsoleNotifier:
     async def update(self, ts: str, alert: Alert, channel: str | None = None) -> None:
         """Print the new state of ``alert`` (as a new block of text)."""
         self._print(render_console(alert))
+
+    async def post_message(
+        self,
+        payload: dict[str, Any],
+        *,
+        channel: str | None = None,
+        thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[str, str]:
+        """Print ``payload`` (:func:`payload_text`); a reply is indented under ``↳``.
+
+        Returns:
+            ``("console", ts)`` with ``ts`` a counter (``"1.000000"``, ``"2.000000"`` …).
+        """
+        ts = f"{next(self._ts)}.000000"
+        text = payload_text(payload)
+        if thread_ts:
+            text = "\n".join("  ↳ " + line for line in text.splitlines() or [""])
+        self._print(text)
+        return "console", ts
+
+    async def update_message(self, channel_id: str, ts: str, payload: dict[str, Any]) -> None:
+        """Print the new state of message ``ts``, marked as an update."""
+        self._print(f"[update of {ts}]\n{payload_text(payload)}")
+
+    async def find_message(
+        self, channel: str, event_type: str, key: str, value: str, *, oldest: float
+    ) -> tuple[str, str] | None:
+        """Nothing printed can be found again: always ``None``."""
+        return None
+
+    async def upload_file(
+        self, channel_id: str, thread_ts: str, content: bytes, filename: str, title: str
+    ) -> None:
+        """Charts are not printed: does nothing."""
+
+    async def send_webhook(self, payload: dict[str, Any]) -> None:
+        """Print ``payload`` (:func:`payload_text`)."""
+        self._print(payload_text(payload))
 
     def _print(self, text: str) -> None:
         stream = self._stream or sys.stdout

@@ -203,6 +203,9 @@ class Worker:
             "AUTOPILOT_WEB_PORT": str(self.port),
             "AUTOPILOT_WEB_HOST": "127.0.0.1",
             "AUTOPILOT_CLOSE_CHECK_INTERVAL_S": "2",
+            # Short notification timers; the lifecycle tests set their own.
+            "AUTOPILOT_GROUP_WAIT_S": "1",
+            "AUTOPILOT_GROUP_INTERVAL_S": "1",
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -36,21 +36,35 @@ def anomaly(
     kind: str = "metric",
     metric: str = "api_latency_ms",
     service: str = "checkout",
+    state: str = "firing",
+    value: float = 500.0,
+    series: str = "",
 ) -> Anomaly:
+    """An anomaly record; ``state="resolved"`` is a recovery (value back near 100)."""
     if kind == "error_rate":
         metric = "error_rate"
+        series = series or f"{service}|error_rate|"
+    if state == "resolved" and value == 500.0:
+        value = 104.0
     return Anomaly(
         kind=kind,
+        state=state,
         metric_name=metric,
         service=service,
-        current_value=500.0,
+        series=series,
+        current_value=value,
         baseline_mean=100.0,
         baseline_std_dev=10.0,
-        z_score=Z[severity],
-        deviation_percent=400.0,
+        z_score=(value - 100.0) / 10.0 if state == "resolved" else Z[severity],
+        deviation_percent=value - 100.0,
         severity=severity,
         detected_at=at(minutes),
     )
+
+
+def recovery(minutes: float, **kwargs: object) -> Anomaly:
+    """The detector's recovery record of a series (``state="resolved"``)."""
+    return anomaly(minutes, state="resolved", **kwargs)  # type: ignore[arg-type]
 
 
 def deployments(*minutes: float, service: str = "checkout") -> DeploymentHistory:
@@ -72,10 +86,12 @@ class Run:
         self,
         deps: DeploymentHistory | None = None,
         errors: list[LogEntry] | None = None,
+        config: CorrelationConfig = CONFIG,
     ) -> None:
         self.state = CorrelationState()
         self.deps = deps or DeploymentHistory()
         self.errors = errors or []
+        self.config = config
 
     def __call__(
         self, a: Anomaly, *, wall: float = WALL0, source: tuple[str, int] | None = None
@@ -87,7 +103,7 @@ class Run:
             deployments=self.deps,
             errors=self.errors,
             wall_now=wall,
-            config=CONFIG,
+            config=self.config,
         )
         return out
 
@@ -179,13 +195,26 @@ def test_rule_3_metric_anomaly_and_error_rate_spike_within_10_min() -> None:
 
 
 def test_rule_3_does_not_fire_for_two_error_rate_spikes() -> None:
+    # The service's error rate spikes, recovers, and spikes again: two alerts of one
+    # series (rule 4), but no metric anomaly, so rule 3 is not named.
     run = Run()
     run(anomaly(0, kind="error_rate"))
+    run(recovery(3, kind="error_rate"))
 
     out = run(anomaly(5, kind="error_rate"))
 
     assert len(out) == 1  # rule 4 opens it, rule 3 is not named
     assert "error-rate spike" not in out[0].trigger_reason
+    assert "2 anomalies within 10 min" in out[0].trigger_reason
+
+
+def test_a_re_sent_error_rate_spike_is_not_a_second_anomaly() -> None:
+    run = Run()
+    run(anomaly(0, kind="error_rate"))
+
+    assert run(anomaly(5, kind="error_rate")) == []  # a refresh of the firing series
+    assert run.state.incident is None
+    assert len(run.state.recent) == 1
 
 
 # --------------------------------------------------------------------------- rule 4
@@ -215,37 +244,40 @@ def test_rule_4_not_when_11_min_apart() -> None:
 # --------------------------------------------------------------------------- lifecycle
 
 
-def test_later_evidence_updates_the_open_incident_and_notifies_only_when_severity_rises() -> None:
+def test_new_signals_and_escalations_update_and_notify_refreshes_publish_nothing() -> None:
     run = Run(deps=deployments(-10))
     opened = run(anomaly(0, Severity.HIGH))[0]
 
-    medium = run(anomaly(2, Severity.MEDIUM))
-    high = run(anomaly(3, Severity.HIGH))
-    critical = run(anomaly(4, Severity.CRITICAL))
-    high_again = run(anomaly(5, Severity.HIGH))
+    cpu = run(anomaly(2, Severity.MEDIUM, metric="cpu_percent"))  # a new signal joins
+    refresh = run(anomaly(3, Severity.HIGH))  # latency still firing: a re-send
+    critical = run(anomaly(4, Severity.CRITICAL))  # latency escalates
+    refresh_again = run(anomaly(5, Severity.CRITICAL))
 
-    records = [opened, *medium, *high, *critical, *high_again]
-    assert [r.status for r in records] == ["opened", "updated", "updated", "updated", "updated"]
+    assert refresh == [] and refresh_again == []
+    records = [opened, *cpu, *critical]
+    assert [r.status for r in records] == ["opened", "updated", "updated"]
     assert {r.id for r in records} == {opened.id}
-    assert [r.revision for r in records] == [1, 2, 3, 4, 5]
-    assert [r.notify for r in records] == [True, False, False, True, False]
-    assert [r.severity for r in records] == [
-        Severity.HIGH,
-        Severity.HIGH,
-        Severity.HIGH,
-        Severity.CRITICAL,
-        Severity.CRITICAL,
+    assert [r.revision for r in records] == [1, 2, 3]
+    assert [r.notify for r in records] == [True, True, True]
+    assert [r.severity for r in records] == [Severity.HIGH, Severity.HIGH, Severity.CRITICAL]
+    assert [e.kind for e in records[-1].timeline] == ["opened", "signal", "escalated"]
+    assert "high → critical" in records[-1].timeline[-1].text
+    assert [(s.metric_name, s.severity) for s in records[-1].signals] == [
+        ("api_latency_ms", Severity.CRITICAL),
+        ("cpu_percent", Severity.MEDIUM),
     ]
-    assert records[-1].opened_at == at(0)
-    assert records[-1].updated_at == at(5)
-    assert len(records[-1].anomalies) == 5
+    # The refresh at 5 min moved the incident's evidence time, without a record.
+    assert run.state.incident is not None
+    assert run.state.incident.updated_at == at(5)
+    assert run.state.incident.revision == 3
+    assert len(records[-1].anomalies) == 3  # alerts only, no refreshes
     assert records[-1].trigger_reason == opened.trigger_reason
 
 
 def test_one_open_incident_per_service() -> None:
     run = Run()
     first = run(anomaly(0, Severity.CRITICAL))
-    second = run(anomaly(1, Severity.CRITICAL))
+    second = run(anomaly(1, Severity.CRITICAL, metric="cpu_percent"))
 
     assert [i.status for i in first + second] == ["opened", "updated"]
     assert first[0].id == second[0].id
@@ -263,45 +295,59 @@ def test_incident_id_is_deterministic_from_service_and_opened_at() -> None:
     assert incident_id("checkout", at(1)) != a.id
 
 
-def test_event_time_close_after_15_quiet_minutes_then_a_new_incident() -> None:
+def test_event_time_stale_close_after_15_quiet_minutes_then_a_re_open() -> None:
     run = Run()
     first = run(anomaly(0, Severity.CRITICAL))[0]
 
-    out = run(anomaly(15.5, Severity.CRITICAL))
+    out = run(anomaly(15.5, Severity.CRITICAL, metric="cpu_percent"))
 
-    assert [i.status for i in out] == ["closed", "opened"]
-    closed, reopened = out
-    assert closed.id == first.id
-    assert closed.revision == first.revision + 1
-    assert closed.notify is False
-    assert closed.closed_at == at(15.5)
-    assert reopened.id != first.id
-    assert reopened.id == incident_id("checkout", at(15.5))
-    assert reopened.revision == 1
+    assert [i.status for i in out] == ["resolved", "reopened"]
+    stale, reopened = out
+    assert stale.id == reopened.id == first.id
+    assert (stale.revision, reopened.revision) == (2, 3)
+    assert stale.notify and reopened.notify
+    assert stale.state == "resolved" and stale.resolution == "stale"
+    assert stale.closed_at == at(15)  # last evidence + 15 min
+    assert stale.timeline[-1].kind == "stale"
+    assert reopened.state == "firing" and reopened.reopened == 1
+    assert reopened.closed_at is None and reopened.resolution is None
+    assert run.state.closed == 0
+
+
+def test_event_time_stale_close_then_a_new_incident_after_the_re_open_window() -> None:
+    run = Run()
+    first = run(anomaly(0, Severity.CRITICAL))[0]
+
+    out = run(anomaly(80, Severity.CRITICAL, metric="cpu_percent"))
+
+    assert [i.status for i in out] == ["resolved", "opened"]
+    assert out[0].id == first.id and out[0].closed_at == at(15)
+    assert out[1].id == incident_id("checkout", at(80)) != first.id
+    assert out[1].revision == 1
     assert run.state.closed == 1
-    assert run.state.incident is not None and run.state.incident.id == reopened.id
 
 
-def test_event_time_close_without_a_new_incident_for_weak_evidence() -> None:
+def test_event_time_stale_close_without_a_new_incident_for_weak_evidence() -> None:
     run = Run()
     run(anomaly(0, Severity.CRITICAL))
 
-    out = run(anomaly(16, Severity.MEDIUM))
+    out = run(anomaly(80, Severity.MEDIUM, metric="cpu_percent"))
 
-    assert [i.status for i in out] == ["closed"]
+    assert [i.status for i in out] == ["resolved"]
     assert run.state.incident is None
+    assert run.state.closed == 1
 
 
 def test_evidence_exactly_15_min_later_still_updates() -> None:
     run = Run()
     run(anomaly(0, Severity.CRITICAL))
 
-    out = run(anomaly(15, Severity.MEDIUM))
+    out = run(anomaly(15, Severity.MEDIUM, metric="cpu_percent"))
 
     assert [i.status for i in out] == ["updated"]
 
 
-def test_wall_clock_close_when_the_service_goes_quiet() -> None:
+def test_wall_clock_stale_close_when_the_service_goes_quiet() -> None:
     run = Run()
     opened = run(anomaly(0, Severity.CRITICAL), wall=WALL0)[0]
     kwargs = {"service": "checkout", "deployments": run.deps, "errors": [], "config": CONFIG}
@@ -314,24 +360,54 @@ def test_wall_clock_close_when_the_service_goes_quiet() -> None:
     after, records = close_if_quiet(run.state, wall_now=WALL0 + 900, **kwargs)
 
     assert len(records) == 1
-    closed = records[0]
-    assert closed.status == "closed"
-    assert closed.id == opened.id
-    assert closed.revision == 2
-    assert closed.closed_at == at(15)  # event time: last evidence + 15 min
-    assert after.incident is None
-    assert after.closed == 1
-    assert not is_quiet(after, WALL0 + 10_000, CONFIG)
-    assert close_if_quiet(after, wall_now=WALL0 + 10_000, **kwargs) == (after, [])
+    stale = records[0]
+    assert stale.status == "resolved" and stale.state == "resolved"
+    assert stale.resolution == "stale" and stale.notify
+    assert stale.id == opened.id
+    assert stale.revision == 2
+    assert stale.closed_at == at(15)  # event time: last evidence + 15 min
+    assert [e.kind for e in stale.timeline] == ["opened", "stale"]
+    assert [s.state for s in stale.signals] == ["firing"]  # no recovery was seen
+    # The resolved incident stays (for a re-open), and is not closed twice.
+    assert after.incident is not None and after.incident.state == "resolved"
+    assert after.closed == 0
+    assert not is_quiet(after, WALL0 + 900 + 3599, CONFIG)
+    assert close_if_quiet(after, wall_now=WALL0 + 900 + 3599, **kwargs) == (after, [])
+
+
+def test_wall_clock_forgets_a_resolved_incident_after_the_re_open_window() -> None:
+    run = Run()
+    run(anomaly(0, Severity.CRITICAL), wall=WALL0)
+    run(recovery(5), wall=WALL0 + 300)
+    kwargs = {"service": "checkout", "deployments": run.deps, "errors": [], "config": CONFIG}
+    assert run.state.incident is not None and run.state.incident.state == "resolved"
+
+    assert not is_quiet(run.state, WALL0 + 300 + 3599, CONFIG)
+    assert is_quiet(run.state, WALL0 + 300 + 3600, CONFIG)
+    after, records = close_if_quiet(run.state, wall_now=WALL0 + 300 + 3600, **kwargs)
+
+    assert records == []  # it was told already; it is only forgotten
+    assert after.incident is None and after.closed == 1
+    assert not is_quiet(after, WALL0 + 100_000, CONFIG)
 
 
 def test_new_evidence_resets_the_wall_clock_quiet_timer() -> None:
     run = Run()
     run(anomaly(0, Severity.CRITICAL), wall=WALL0)
-    run(anomaly(1, Severity.MEDIUM), wall=WALL0 + 600)
+    run(anomaly(1, Severity.MEDIUM, metric="cpu_percent"), wall=WALL0 + 600)
 
     assert not is_quiet(run.state, WALL0 + 1000, CONFIG)
     assert is_quiet(run.state, WALL0 + 1500, CONFIG)
+
+
+def test_a_refresh_resets_the_wall_clock_quiet_timer_without_a_record() -> None:
+    run = Run()
+    run(anomaly(0, Severity.CRITICAL), wall=WALL0)
+
+    assert run(anomaly(5, Severity.CRITICAL), wall=WALL0 + 800) == []
+
+    assert not is_quiet(run.state, WALL0 + 1600, CONFIG)
+    assert is_quiet(run.state, WALL0 + 1700, CONFIG)
 
 
 # --------------------------------------------------------------------------- context
@@ -353,7 +429,7 @@ def test_context_errors_10_min_before_update_and_deployments_30_min_before_openi
     assert [e.message for e in opened.recent_errors] == ["kept 1", "kept both"]
     assert [d.version for d in opened.recent_deployments] == ["v1.1.0"]
 
-    updated = run(anomaly(5, Severity.MEDIUM))[0]
+    updated = run(anomaly(5, Severity.MEDIUM, metric="cpu_percent"))[0]
 
     assert updated.updated_at == at(5)
     # From updated_at − 10 min (−5) to updated_at (5): "kept 1" at −9 is now too old.
@@ -365,7 +441,7 @@ def test_context_drops_errors_older_than_10_min_before_the_latest_evidence() -> 
     run = Run(errors=[error(-1, "early"), error(11, "late")])
     run(anomaly(0, Severity.CRITICAL))
 
-    updated = run(anomaly(12, Severity.MEDIUM))[0]
+    updated = run(anomaly(12, Severity.MEDIUM, metric="cpu_percent"))[0]
 
     assert [e.message for e in updated.recent_errors] == ["late"]
 
@@ -423,7 +499,7 @@ def test_offsets_are_tracked_per_source_topic() -> None:
     run = Run()
     run(anomaly(0, Severity.CRITICAL), source=("autopilot.anomalies", 7))
 
-    out = run(anomaly(1, Severity.MEDIUM), source=("autopilot.other", 7))
+    out = run(anomaly(1, Severity.MEDIUM, metric="cpu_percent"), source=("autopilot.other", 7))
 
     assert [i.status for i in out] == ["updated"]
     assert run.state.offsets == {"autopilot.anomalies": 7, "autopilot.other": 7}

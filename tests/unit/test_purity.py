@@ -19,6 +19,8 @@ PURE_MODULES = [
     "autopilot.correlation",
     "autopilot.analysis",
     "autopilot.blockkit",
+    "autopilot.notify",
+    "autopilot.charts",
     "autopilot.errors",
     "autopilot.replay",
     "autopilot.formats",

@@ -1,0 +1,281 @@
+"""Charts of an incident's series: the sample store and ``GET /incidents/{service}/chart.png``.
+
+* :func:`remember_samples` — the metrics agent calls it for every series of every
+  record, with the record's points of that series; it keeps the newest
+  :data:`autopilot.charts.DEFAULT_CAPACITY` (240) samples per series in the
+  ``recent_samples`` table (series key → :meth:`autopilot.charts.SampleRing.to_dict`).
+  Values are stored **raw**, also for counters (the ring remembers that the series
+  is a counter; the chart draws its per-second rates, the unit the detector scored
+  and the anomalies and band are in). A sample not newer than the newest kept one
+  (a replay after a crash, a late sample) is ignored, so replays change nothing.
+* :func:`forget_samples` — drop a series' samples (when the metrics agent expires
+  the series).
+* :func:`chart_for` / :func:`chart_for_async` — the PNG of one series of the
+  service's incident, for the notifier to upload into the incident's thread.
+* ``GET /incidents/{service}/chart.png[?series=<series key>]`` — the same picture.
+  Answered by the worker that owns the service (routed by the ``open_incidents``
+  table, as ``GET /incidents/{service}``); another worker forwards the request and
+  passes the PNG bytes back. 200 ``image/png``; 404 ``{"error": …}`` when the
+  service has no incident, the series is not one of the service's, or no samples
+  are kept for it; 503 while the routing table is not known yet.
+
+The chart shows, by default, the most severe firing metric series of the incident
+(or, when none fires, the one with the latest evidence):
+:func:`autopilot.charts.select_series`; band, markers and title:
+:func:`autopilot.charts.chart_spec`. Rendering (about 0.1 s of CPU) runs in a thread
+(:func:`chart_for_async`, the view), one at a time (matplotlib is not thread-safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autopilot.tables import baselines, deployments, open_incidents, recent_samples
+
+from autopilot.app import app, settings
+from autopilot.charts import ChartSpec, SampleRing, chart_spec, render_chart, select_series
+from autopilot.correlation import CorrelationState
+from autopilot.deployments import DeploymentHistory
+from autopilot.detection import Baseline, DetectorConfig
+from autopilot.models import MetricPoint, parse_timestamp
+
+__all__ = ["chart_for", "chart_for_async", "forget_samples", "remember_samples"]
+
+logger = logging.getLogger(__name__)
+
+#: One rendering at a time (matplotlib keeps global state: fonts, caches).
+_RENDER_LOCK = threading.Lock()
+#: Headers not forwarded when another worker's chart is fetched.
+_HOP_HEADERS = frozenset({"host", "content-length", "connection", "transfer-encoding",
+                          "keep-alive", "upgrade"})
+#: Timeout (s) of a forwarded chart request to the owning worker.
+FORWARD_TIMEOUT_S = 15.0
+
+
+@functools.cache
+def _detector_config() -> DetectorConfig:
+    """The detector config (for ``counter``), from the settings, built once."""
+    return DetectorConfig.from_settings(settings())
+
+
+def _load_ring(series_key: bytes) -> SampleRing:
+    try:
+        return SampleRing.from_dict(recent_samples.get(series_key))
+    except ValueError as exc:  # a damaged value: start afresh rather than stop the agent
+        logger.warning("recent_samples[%r]: %s; starting the series' samples afresh",
+                       series_key, exc)
+        return SampleRing()
+
+
+def remember_samples(series_key: bytes, points: Sequence[MetricPoint]) -> None:
+    """Add one record's ``points`` of one series to the ``recent_samples`` table.
+
+    Args:
+        series_key: the series key as the tables use it,
+            ``b"service|metric|k=v,…"`` (:attr:`MetricPoint.series` encoded).
+        points: the record's samples of that series (any order is accepted; each
+            is kept only when newer than the newest kept, so give them oldest
+            first). Raw values: a counter's counts, not rates.
+
+    Must run while processing a record of the series' service (the table write goes
+    to that record's partition, like ``baselines``). Writes only when a sample was
+    added. Raises nothing for a damaged stored value (logged, started afresh).
+    """
+    if not points:
+        return
+    ring = _load_ring(series_key)
+    first = points[0]
+    counter = _detector_config().for_metric(first.metric_name, first.metric_type).counter
+    if counter != ring.counter:
+        ring = SampleRing(ring.times, ring.values, ring.capacity, counter)
+        changed = True
+    else:
+        changed = False
+    new = ring.append_many((p.timestamp.timestamp(), p.value) for p in points)
+    if changed or new is not ring:
+        recent_samples[series_key] = new.to_dict()
+
+
+def forget_samples(series_key: bytes) -> None:
+    """Drop a series' samples (call where the metrics agent expires the series)."""
+    recent_samples.pop(series_key, None)
+
+
+# --------------------------------------------------------------------------- charts
+
+
+def _epoch(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value).timestamp()
+    except (ValueError, OverflowError, TypeError):
+        return None
+
+
+def _incident_resolved_at(incident: Any) -> float | None:
+    """The incident's resolution time (epoch s), or None while it fires.
+
+    Assumes the lifecycle's :class:`~autopilot.correlation.OpenIncident` may carry
+    ``state`` (``"resolved"``) and ``resolved_at`` or ``closed_at``; older states
+    carry none of them and count as firing.
+    """
+    state = getattr(incident, "state", None)
+    status = getattr(incident, "status", None)
+    if state != "resolved" and status not in ("resolved", "closed"):
+        return None
+    for name in ("resolved_at", "closed_at", "updated_at"):
+        at = _epoch(getattr(incident, name, None))
+        if at is not None:
+            return at
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What one chart needs, read from the local tables."""
+
+    samples: list[tuple[float, float]]
+    spec: ChartSpec
+    deployments: list[tuple[float, str]]
+    counter: bool
+    filename: str
+
+    def render(self) -> bytes:
+        """The PNG (one rendering at a time)."""
+        with _RENDER_LOCK:
+            return render_chart(
+                self.samples, title=self.spec.title, baseline_mean=self.spec.baseline_mean,
+                baseline_std=self.spec.baseline_std, band_z=self.spec.band_z,
+                anomalies=self.spec.anomalies, deployments=self.deployments,
+                resolved_at=self.spec.resolved_at,
+                value_label="per-second rate" if self.counter else "value",
+            )
+
+
+def _chart_inputs(service: str, series: str | None) -> _Inputs | str:
+    """Read the local tables: the chart's inputs, or the reason for a 404."""
+    state = CorrelationState.from_dict(open_incidents.get(service.encode()))
+    incident = state.incident
+    if incident is None:
+        return f"service {service!r} has no incident"
+    anomalies = list(getattr(incident, "anomalies", ()) or ())
+    signals = getattr(incident, "signals", None) or None
+    if series is None:
+        series = select_series(anomalies, signals)
+        if series is None:
+            return f"incident {incident.id} has no metric series to draw"
+    elif not series.startswith(f"{service}|"):
+        return f"series {series!r} is not one of service {service!r}"
+    ring = _load_ring(series.encode())
+    samples = ring.scored()
+    if not samples:
+        return f"no samples kept for series {series!r}"
+    s = settings()
+    current: tuple[float, float] | None = None
+    raw_baseline = baselines.get(series.encode())
+    if raw_baseline:
+        summary = Baseline.from_dict(raw_baseline).summary()
+        current = (float(summary["mean"]), float(summary["std_dev"]))
+    spec = chart_spec(
+        series, anomalies, signals=signals, incident_id=incident.id,
+        incident_resolved_at=_incident_resolved_at(incident),
+        recover_z=s.recover_z, z_threshold=s.z_threshold, current_baseline=current,
+    )
+    history = DeploymentHistory.from_dict(deployments.get(service.encode()))
+    deploys = [(at, str(e.get("version", "?"))) for e in history.events
+               if (at := _epoch(e.get("timestamp"))) is not None]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in series)[:80]
+    return _Inputs(samples, spec, deploys, ring.counter, f"{incident.id}-{safe}.png")
+
+
+def chart_for(service: str, series: str | None) -> tuple[bytes, str] | None:
+    """The chart of one series of ``service``'s incident, from the local tables.
+
+    Args:
+        service: the service (its partition must be on this worker: call it while
+            processing the service's records, as the notifier does).
+        series: a series key ``service|metric|labels``; ``None`` picks the most
+            severe firing series (:func:`autopilot.charts.select_series`).
+
+    Returns:
+        ``(png bytes, filename)`` — the filename is ``<incident id>-<series>.png``
+        with unsafe characters replaced — or ``None`` when there is no incident, no
+        such series of the service, or no samples kept for it.
+
+    Renders on the calling thread (about 0.1 s of CPU); from the event loop prefer
+    :func:`chart_for_async`.
+    """
+    inputs = _chart_inputs(service, series)
+    if isinstance(inputs, str):
+        return None
+    return inputs.render(), inputs.filename
+
+
+async def chart_for_async(service: str, series: str | None) -> tuple[bytes, str] | None:
+    """:func:`chart_for` with the tables read on the event loop and the rendering
+    in a worker thread, so the loop is not blocked while matplotlib draws."""
+    inputs = _chart_inputs(service, series)
+    if isinstance(inputs, str):
+        return None
+    png = await asyncio.get_running_loop().run_in_executor(None, inputs.render)
+    return png, inputs.filename
+
+
+# --------------------------------------------------------------------------- view
+
+
+def _ident(url: Any) -> tuple[str, int]:
+    """(host, port) of a worker URL, as Faust's router compares them."""
+    return ((url.host if url.scheme else url.path) or "", int(url.port or 80))
+
+
+async def _forward(web: Any, request: Any, service: str) -> Any | None:
+    """Forward the request to the worker owning ``service`` (by ``open_incidents``);
+    ``None`` when this worker owns it.
+
+    Faust's own ``table_route`` forwards an answer as text, which would corrupt a
+    PNG; this passes the bytes through.
+    """
+    import aiohttp
+
+    topic = open_incidents.changelog_topic.get_topic_name()
+    producer = app.producer._ensure_producer()  # noqa: SLF001 (Faust's aiokafka producer)
+    await producer.partitions_for(topic)  # the router needs the partition count
+    try:
+        dest = app.router.key_store(open_incidents.name, service)
+    except KeyError:
+        return web.json({"error": "table routing not known yet; retry"}, status=503)
+    if _ident(dest) == _ident(app.conf.canonical_url):
+        return None
+    url = request.url.with_host(dest.host).with_port(int(dest.port or 80))
+    logger.info("chart of %s: forwarding to the owning worker %s", service, dest)
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+    async with app.http_client.get(
+        url, headers=headers, timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
+    ) as response:
+        body = await response.read()
+        return web.bytes(body, content_type=response.content_type, status=response.status)
+
+
+@app.page("/incidents/{service}/chart.png")
+async def get_incident_chart(web: Any, request: Any, service: str) -> Any:
+    """PNG chart of a series of the service's incident (``?series=`` picks one)."""
+    forwarded = await _forward(web, request, service)
+    if forwarded is not None:
+        return forwarded
+    series = request.query.get("series") or None
+    inputs = _chart_inputs(service, series)
+    if isinstance(inputs, str):
+        return web.json({"error": inputs}, status=404)
+    png = await asyncio.get_running_loop().run_in_executor(None, inputs.render)
+    return web.bytes(png, content_type="image/png", headers={
+        "Cache-Control": "no-store",
+        "Content-Disposition": f'inline; filename="{inputs.filename}"',
+    })

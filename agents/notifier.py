@@ -1,0 +1,520 @@
+"""Notifier agent: incidents and analyses → one Slack conversation per incident.
+
+Consumes ``autopilot.incidents`` (every lifecycle change from the correlation agent),
+``autopilot.alerts`` (analyses from the analysis agent) and the internal
+``autopilot.notify.control`` (ticks from :func:`notify_timer`), all keyed by service.
+Each record is folded into the service's :class:`autopilot.notify.NotifyState` (the
+``notifications`` table); then :func:`autopilot.notify.plan` says, per incident, what
+is due now under ``group_wait`` / ``group_interval`` / ``repeat_interval`` /
+``send_resolved``, and this agent sends it:
+
+- bot mode: the root message (``chat.postMessage`` with the incident id in its
+  metadata), kept current with ``chat.update``, and thread replies (timeline, the
+  LLM's analysis, reminders, charts through ``files_upload_v2``);
+- webhook mode: the first message and at most ``AUTOPILOT_MAX_WEBHOOK_MESSAGES`` in
+  all; console mode: printed.
+
+The root message is rendered when it is sent, from the newest incident record, the
+service's error lines and deployments *now* (tables ``error_rates`` and
+``deployments``: evidence that arrived during ``group_wait`` is in the first message)
+and the analysis: the LLM's once it answered, else the rule-based one marked "LLM
+analysis pending" (the LLM is never on the alert path).
+
+Nothing twice, nothing lost (crash or takeover between a send and the table write):
+
+- every send holds a Redis claim (``autopilot:sent:<incident>:<what>``), marked done
+  after it went out; a claim found done is skipped;
+- the root message's channel and ts are kept in Redis and in the table; before a root
+  post whose claim was not fresh (a worker died holding it, or Redis is down), the
+  channel's history is searched (``conversations.history``) for a message whose
+  metadata names the incident, and that message is adopted instead of posting again.
+  The window left: Slack's history not yet showing a message posted a moment before
+  the crash (it is consistent within a second in practice).
+
+Slack unavailable (429, 5xx, no connection): retried with backoff until it is back
+(the partition waits; nothing is dropped). A permanent refusal is logged and counted
+by Slack's error code, and that one send is given up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+
+from autopilot.tables import deployments, error_rates, notifications
+
+from autopilot import blockkit, notify, telemetry
+from autopilot.analysis import fallback_analysis
+from autopilot.app import app, settings
+from autopilot.deployments import DeploymentHistory
+from autopilot.errorrate import ErrorRateState
+from autopilot.errors import AlertDeliveryError, BadRecord, DeliveryError
+from autopilot.integrations.history import AlertHistory
+from autopilot.integrations.slack import build_notifier
+from autopilot.models import Alert, Analysis, Incident, TimelineEntry, decode_records
+from autopilot.notify import Notice, NotifyConfig, NotifyState, Routes
+from autopilot.topics import (
+    ALERTS,
+    INCIDENTS,
+    NOTIFY_CONTROL,
+    notify_control_topic,
+    topic_name,
+)
+
+from .deadletter import dead_letter, where
+
+logger = logging.getLogger(__name__)
+STAGE = "notifier"
+#: Longest wait between two delivery attempts while Slack is unavailable (s).
+MAX_BACKOFF_S = 60.0
+#: Metadata event type of root messages (searched after a crash).
+EVENT_TYPE = "autopilot_incident"
+
+notify_input = app.topic(
+    topic_name(INCIDENTS),
+    topic_name(ALERTS),
+    topic_name(NOTIFY_CONTROL),
+    internal=True,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+
+
+def retryable(exc: AlertDeliveryError) -> bool:
+    """True for failures that may pass later: no answer, 429 or 5xx."""
+    return exc.status is None or exc.status == 429 or exc.status >= 500
+
+
+class Delivery:
+    """The worker's Slack (or console) client, Redis history, routes and policy."""
+
+    def __init__(self) -> None:
+        s = settings()
+        self.client = build_notifier(
+            s, on_retry=lambda reason: telemetry.SLACK_RETRIES.labels(reason=reason).inc()
+        )
+        self.mode: notify.Mode = self.client.mode  # type: ignore[assignment]
+        self.config = NotifyConfig.from_settings(s, self.mode)
+        self.history = AlertHistory.from_settings(s)
+        self.routes = Routes.load(s.slack_routes, s.slack_channel)
+        self.deployment_window_s = s.deployment_window_s
+        self.started = False
+
+    async def start(self) -> None:
+        """Open the clients (idempotent); a Redis outage is logged, not fatal."""
+        if self.started:
+            return
+        await self.client.start()
+        try:
+            await self.history.start()
+        except DeliveryError as exc:
+            telemetry.REDIS_ERRORS.inc()
+            logger.warning("Redis unavailable at start (%s); sends go on without it", exc)
+        self.started = True
+
+    async def aclose(self) -> None:
+        """Close the clients."""
+        await self.client.aclose()
+        await self.history.aclose()
+
+
+_delivery: list[Delivery] = []
+
+
+def delivery() -> Delivery:
+    """The worker's :class:`Delivery` (built on first use)."""
+    if not _delivery:
+        _delivery.append(Delivery())
+    return _delivery[0]
+
+
+# --- rendering ----------------------------------------------------------------------
+
+
+def current_alert(key: bytes, notice: Notice, deployment_window_s: float) -> tuple[Alert, bool]:
+    """The incident as it is now (fresh error lines and deployments) and its analysis.
+
+    Returns:
+        ``(alert, analysis_pending)``: the LLM's analysis when it answered, else the
+        analysis agent's rule-based one, else the rule-based analysis computed here
+        with ``analysis_pending`` True.
+    """
+    incident = notice.model()
+    errors = ErrorRateState.from_dict(error_rates.get(key)).recent_error_entries()
+    history = DeploymentHistory.from_dict(deployments.get(key))
+    end = incident.closed_at or incident.updated_at
+    start_ctx = incident.opened_at.timestamp() - 600
+    fresh_errors = [e for e in errors if start_ctx <= e.timestamp.timestamp()
+                    <= end.timestamp() + 600] or list(incident.recent_errors)
+    from datetime import timedelta
+
+    deps = history.within(incident.opened_at - timedelta(seconds=deployment_window_s), end)
+    incident = incident.model_copy(update={
+        "recent_errors": fresh_errors[-20:],
+        "recent_deployments": deps or list(incident.recent_deployments),
+    })
+    if notice.analysis is not None:
+        analysis = Analysis.model_validate(notice.analysis)
+        return Alert(incident=incident, analysis=analysis), False
+    analysis = fallback_analysis(incident, deployment_window_s=deployment_window_s)
+    return Alert(incident=incident, analysis=analysis), True
+
+
+def digest(payload: dict[str, Any]) -> str:
+    """Digest of a rendered message (what decides a ``chat.update``)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+# --- sending ------------------------------------------------------------------------
+
+
+async def _with_retries(what: str, incident_id: str, send: Any) -> Any:
+    """Run ``send()`` until it succeeds or Slack refuses for good.
+
+    Returns:
+        Its result, or raises :class:`AlertDeliveryError` for a permanent refusal.
+    """
+    backoff = 1.0
+    while True:
+        try:
+            return await send()
+        except AlertDeliveryError as exc:
+            telemetry.SLACK_FAILURES.inc()
+            if not retryable(exc):
+                raise
+            wait = max(backoff, exc.retry_after or 0.0)
+            telemetry.SLACK_RETRIES.labels(reason="delivery").inc()
+            logger.warning("Slack unavailable for %s of incident %s (%s); retrying in %.0f s",
+                           what, incident_id, exc, wait)
+            await asyncio.sleep(wait)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+
+async def _claim(d: Delivery, key: str) -> bool:
+    """Claim a send in Redis (False: it was sent before); True when Redis is down."""
+    try:
+        return await d.history.claim(key)
+    except DeliveryError as exc:
+        telemetry.REDIS_ERRORS.inc()
+        logger.warning("Redis unavailable (%s); sending without idempotency key", exc)
+        return True
+
+
+async def _first_attempt(d: Delivery, key: str) -> bool:
+    """True when no earlier attempt of ``key`` is known (False also when Redis is down)."""
+    try:
+        return await d.history.first_attempt(key)
+    except DeliveryError:
+        telemetry.REDIS_ERRORS.inc()
+        return False
+
+
+async def _done(d: Delivery, key: str) -> None:
+    try:
+        await d.history.mark_done(key)
+    except DeliveryError:
+        telemetry.REDIS_ERRORS.inc()
+
+
+async def _release(d: Delivery, key: str) -> None:
+    try:
+        await d.history.release(key)
+    except DeliveryError:
+        telemetry.REDIS_ERRORS.inc()
+
+
+async def _once(d: Delivery, key: str, what: str, incident_id: str, send: Any) -> bool:
+    """Send once under the Redis claim ``key``; False when it was sent before or refused."""
+    if not await _claim(d, key):
+        telemetry.SLACK_SENDS.labels(outcome="duplicate").inc()
+        return False
+    try:
+        await _with_retries(what, incident_id, send)
+    except AlertDeliveryError as exc:
+        await _release(d, key)
+        _refused(what, incident_id, exc)
+        return False
+    await _done(d, key)
+    telemetry.SLACK_SENDS.labels(outcome=what).inc()
+    return True
+
+
+def _refused(what: str, incident_id: str, exc: AlertDeliveryError) -> None:
+    code = getattr(exc, "code", None) or "other"
+    telemetry.SLACK_REFUSALS.labels(reason=str(code)[:40]).inc()
+    logger.error("Slack refused the %s of incident %s: %s; that send is given up",
+                 what, incident_id, exc)
+
+
+async def _post_root(d: Delivery, notice: Notice, payload: dict[str, Any],
+                     incident: Incident) -> Notice:
+    """Bot mode: post (or adopt after a crash) the incident's root message."""
+    key = f"{incident.id}:root"
+    known = None
+    try:
+        known = await d.history.get_incident_message(incident.id)
+    except DeliveryError:
+        telemetry.REDIS_ERRORS.inc()
+    if known is None:
+        claimed = await _claim(d, key)
+        first = claimed and await _first_attempt(d, key)
+        if not first:  # an earlier attempt may have reached Slack: look for its message
+            channel = notice.channel or d.routes.channel_for(
+                incident.service, incident.severity.value) or ""
+            try:
+                known = await d.client.find_message(
+                    channel, EVENT_TYPE, "incident_id", incident.id,
+                    oldest=notice.first_seen - 120)
+            except AlertDeliveryError as exc:
+                logger.warning("could not search the channel history for incident %s: %s",
+                               incident.id, exc)
+            if known is not None:
+                logger.info("incident %s: root message found in the channel history; "
+                            "adopting it instead of posting again", incident.id)
+    if known is not None:
+        channel_id, ts = known
+        notice = _with_root(notice, channel_id, ts)
+        await _update_root(d, notice, payload, incident)
+        await _done(d, key)
+        return notice
+    channel = d.routes.channel_for(incident.service, incident.severity.value)
+    try:
+        channel_id, ts = await _with_retries(
+            "post", incident.id,
+            lambda: d.client.post_message(payload, channel=channel,
+                                          metadata=blockkit.incident_metadata(incident)))
+    except AlertDeliveryError as exc:
+        await _release(d, key)
+        _refused("post", incident.id, exc)
+        raise
+    try:
+        await d.history.set_incident_message(incident.id, channel_id, ts)
+    except DeliveryError:
+        telemetry.REDIS_ERRORS.inc()
+    await _done(d, key)
+    telemetry.SLACK_SENDS.labels(outcome="sent").inc()
+    return _with_root(notice, channel_id, ts, channel)
+
+
+def _with_root(notice: Notice, channel_id: str, ts: str, channel: str | None = None) -> Notice:
+    from dataclasses import replace
+
+    return replace(notice, channel_id=channel_id, root_ts=ts, channel=channel or notice.channel)
+
+
+async def _update_root(d: Delivery, notice: Notice, payload: dict[str, Any],
+                       incident: Incident) -> None:
+    if not notice.channel_id or not notice.root_ts:
+        return
+    channel_id, ts = notice.channel_id, notice.root_ts
+    try:
+        await _with_retries("update", incident.id,
+                            lambda: d.client.update_message(channel_id, ts, payload))
+        telemetry.SLACK_SENDS.labels(outcome="updated").inc()
+    except AlertDeliveryError as exc:
+        _refused("update", incident.id, exc)
+
+
+async def _reply(d: Delivery, notice: Notice, key: str, payload: dict[str, Any],
+                 incident: Incident, what: str) -> None:
+    if not notice.channel_id or not notice.root_ts:
+        return
+    channel_id, ts = notice.channel_id, notice.root_ts
+    await _once(d, f"{incident.id}:{what}:{key}", what, incident.id,
+                lambda: d.client.post_message(payload, channel=channel_id, thread_ts=ts))
+
+
+async def _upload_charts(d: Delivery, notice: Notice, incident: Incident) -> None:
+    """Upload one chart per anomalous metric series (firing first); failures are
+    logged and counted, never retried in a loop."""
+    if not notice.channel_id or not notice.root_ts:
+        return
+    try:
+        from .charts import chart_for
+    except ImportError:  # charts are optional
+        return
+    signals = sorted((s for s in incident.signals if s.kind == "metric"),
+                     key=lambda s: (s.state != "firing", -s.severity.rank))[:3]
+    for signal in signals:
+        key = f"{incident.id}:chart:{signal.series}"
+        try:
+            chart = chart_for(incident.service, signal.series)
+            if chart is None:
+                continue
+            png, filename = chart
+            channel_id, ts = notice.channel_id, notice.root_ts
+            if not await _claim(d, key):
+                continue
+            await d.client.upload_file(channel_id, ts, png, filename,
+                                       f"{signal.metric_name} around incident {incident.id}")
+            await _done(d, key)
+            telemetry.SLACK_UPLOADS.labels(outcome="ok").inc()
+        except Exception as exc:  # a chart must never block the incident's messages
+            telemetry.SLACK_UPLOADS.labels(outcome="failed").inc()
+            logger.warning("chart upload for incident %s (%s) failed: %s",
+                           incident.id, signal.series, exc)
+
+
+async def execute(d: Delivery, key: bytes, notice: Notice, now: float) -> Notice:
+    """Plan and send what is due for one incident; returns the notice to store."""
+    alert, pending = current_alert(key, notice, d.deployment_window_s)
+    incident = alert.incident
+    payload = blockkit.render_incident(alert, analysis_pending=pending)
+    new, actions = notify.plan(notice, now, d.config, digest(payload))
+    if not actions:
+        return new
+    for action in actions:
+        if isinstance(action, notify.PostRoot):
+            if d.mode == "bot":
+                posted = await _post_root(d, new, payload, incident)
+                new = _with_root(new, posted.channel_id or "", posted.root_ts or "",
+                                 posted.channel)
+            elif d.mode == "webhook":
+                body = blockkit.render_webhook(alert, "opened", analysis_pending=pending)
+                await _once(d, f"{incident.id}:webhook:1", "sent", incident.id,
+                            lambda body=body: d.client.send_webhook(body))
+            else:
+                _print(blockkit.render_console_event(alert, "opened", analysis_pending=pending))
+            _log(incident, "notified (first message)", pending)
+        elif isinstance(action, notify.UpdateRoot):
+            await _update_root(d, new, payload, incident)
+        elif isinstance(action, notify.Reply):
+            entries = [TimelineEntry.model_validate(e) for e in action.entries]
+            if d.mode == "console":
+                kind = "resolved" if incident.is_resolved and any(
+                    e.kind in ("resolved", "stale") for e in entries) else "updated"
+                _print(blockkit.render_console_event(alert, kind, analysis_pending=pending,
+                                                     entries=entries))
+            else:
+                await _reply(d, new, action.key,
+                             blockkit.render_timeline_reply(incident, entries), incident, "reply")
+            _log(incident, "timeline: " + "; ".join(e.text for e in entries)[:300], pending)
+        elif isinstance(action, notify.ReplyAnalysis):
+            if d.mode == "console":
+                _print(blockkit.render_console_event(alert, "analysis", analysis_pending=False))
+            else:
+                await _reply(d, new, action.key,
+                             blockkit.render_analysis_reply(incident, alert.analysis),
+                             incident, "analysis")
+            _log(incident, "LLM analysis told", False)
+        elif isinstance(action, notify.Reminder):
+            if d.mode == "console":
+                _print(blockkit.render_console_event(alert, "reminder", analysis_pending=pending))
+            else:
+                await _reply(d, new, str(action.number), blockkit.render_reminder(incident),
+                             incident, "reminder")
+        elif isinstance(action, notify.Webhook):
+            body = blockkit.render_webhook(alert, action.kind, analysis_pending=pending)
+            await _once(d, f"{incident.id}:webhook:{action.number}", action.kind, incident.id,
+                        lambda body=body: d.client.send_webhook(body))
+            _log(incident, f"webhook {action.kind} ({action.number} of at most "
+                 f"{d.config.max_webhook_messages})", pending)
+        elif isinstance(action, notify.UploadCharts):
+            await _upload_charts(d, new, incident)
+    await _record_history(d, alert, new)
+    return new
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def _log(incident: Incident, what: str, pending: bool) -> None:
+    logger.info("incident %s (%s, %s): %s%s", incident.id, incident.service, incident.state,
+                what, " [LLM analysis pending]" if pending else "")
+
+
+async def _record_history(d: Delivery, alert: Alert, notice: Notice) -> None:
+    try:
+        await d.history.record(alert, notice.root_ts, channel=notice.channel_id)
+    except DeliveryError as exc:
+        telemetry.REDIS_ERRORS.inc()
+        logger.warning("could not record incident %s in Redis: %s", alert.incident.id, exc)
+
+
+# --- the agent ----------------------------------------------------------------------
+
+
+def _fold(state: NotifyState, event: Any, now: float) -> NotifyState:
+    """Fold one input record into the state."""
+    topic = event.message.topic
+    if topic == topic_name(INCIDENTS):
+        (incident,) = decode_records(event.value, Incident)
+        return state.with_incident(incident, now)
+    if topic == topic_name(ALERTS):
+        (alert,) = decode_records(event.value, Alert)
+        return state.with_analysis(alert.incident, alert.analysis.model_dump(mode="json"), now)
+    try:
+        control = json.loads(event.value or b"")
+    except ValueError as exc:
+        raise BadRecord(f"control record is not JSON: {exc}") from None
+    if not isinstance(control, dict) or control.get("kind") != "tick":
+        raise BadRecord("notify control record needs kind 'tick'")
+    return state
+
+
+async def process(event: Any, d: Delivery) -> None:
+    """Fold one record in, then send what is due for the service's incidents."""
+    key = event.message.key
+    if not key:
+        raise BadRecord("record has no key (the service)")
+    now = time.time()
+    old = notifications.get(key)
+    state = _fold(NotifyState.from_dict(old), event, now)
+    notices = dict(state.notices)
+    for incident_id, notice in state.notices.items():
+        notices[incident_id] = await execute(d, key, notice, now)
+    new = notify.forget(NotifyState(notices), now, d.config)
+    data = new.to_dict()
+    if data != old:
+        notifications[key] = data
+
+
+@app.agent(notify_input, name="notifier")
+async def notify_incidents(stream: Any) -> None:
+    """Notify the on-call team (see module docstring)."""
+    d = delivery()
+    await d.start()
+    try:
+        async for event in stream.events():
+            try:
+                await process(event, d)
+                telemetry.RECORDS.labels(stage=STAGE).inc()
+            except BadRecord as exc:
+                await dead_letter(event, exc.reason, STAGE)
+            except Exception as exc:
+                logger.exception("%s: notifier failed; dead-lettering", where(event))
+                await dead_letter(event, f"internal error: {type(exc).__name__}: {exc}", STAGE)
+    finally:
+        await d.aclose()
+
+
+_last_tick: dict[bytes, float] = {}
+
+
+@app.timer(interval=0.5)
+async def notify_timer() -> None:
+    """Send a tick for each local service with a notification due (wall clock)."""
+    if app.rebalancing:
+        return
+    d = delivery()
+    now = time.time()
+    tick_s = settings().notify_tick_s
+    for key, value in list(notifications.items()):
+        state = NotifyState.from_dict(value)
+        due = [notify.due_at(n, d.config) for n in state.notices.values()]
+        times = [t for t in due if t is not None]
+        if not times or min(times) > now:
+            continue
+        if now - _last_tick.get(key, 0.0) < tick_s:
+            continue
+        _last_tick[key] = now
+        body = json.dumps({"kind": "tick", "wall": now}).encode()
+        await notify_control_topic.send(key=key, value=body)
