@@ -27,6 +27,7 @@ from autopilot.models import MetricPoint, decode_records
 from autopilot.series import SeriesIndex, SeriesLimits
 from autopilot.topics import anomalies_topic, metrics_keyed_topic
 
+from .charts import forget_samples, remember_samples
 from .deadletter import dead_letter, where
 from .ingest import source_of
 
@@ -58,6 +59,7 @@ async def process(event: Any, config: DetectorConfig, limits: SeriesLimits) -> N
     new_index, expired = new_index.expire(max(newest.values()), limits)
     for key in expired:
         baselines.pop(key.encode(), None)
+        forget_samples(key.encode())
     if expired:
         telemetry.SERIES_EXPIRED.inc(len(expired))
         logger.info("%s: expired %d series of %s not seen for %.0f s", where(event),
@@ -75,6 +77,7 @@ async def process(event: Any, config: DetectorConfig, limits: SeriesLimits) -> N
         if not results:
             continue  # replay of an applied record
         updates.append((key, new))
+        remember_samples(key, pts)  # the recent samples charts draw (bounded)
         for result in results:
             if result.anomaly is not None:
                 anomaly = result.anomaly

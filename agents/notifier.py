@@ -337,7 +337,7 @@ async def _upload_charts(d: Delivery, notice: Notice, incident: Incident) -> Non
     if not notice.channel_id or not notice.root_ts:
         return
     try:
-        from .charts import chart_for
+        from .charts import chart_for_async
     except ImportError:  # charts are optional
         return
     signals = sorted((s for s in incident.signals if s.kind == "metric"),
@@ -345,7 +345,7 @@ async def _upload_charts(d: Delivery, notice: Notice, incident: Incident) -> Non
     for signal in signals:
         key = f"{incident.id}:chart:{signal.series}"
         try:
-            chart = chart_for(incident.service, signal.series)
+            chart = await chart_for_async(incident.service, signal.series)
             if chart is None:
                 continue
             png, filename = chart

@@ -18,6 +18,11 @@ Two parts, both free of Faust and the network:
   uploads it with ``files_upload_v2``) and ``GET /incidents/{service}/chart.png``
   serves it.
 
+Which series an incident's chart shows and how (:func:`select_series`,
+:func:`chart_spec`): by default its most severe firing metric series; the band is
+the baseline frozen at that series' first alert, ± ``AUTOPILOT_RECOVER_Z`` std (the
+band it must come back into to recover).
+
 The drawing primitives (:func:`pyplot`, :func:`draw_band`, :func:`draw_values`,
 :func:`fit_ylim`) are shared with ``autopilot backtest --plot``
 (:func:`autopilot.backtest.plot`), so both pictures draw a series and its band the
@@ -288,7 +293,7 @@ def _clip(v: float) -> float:
 def _utc(t: float) -> datetime:
     try:
         return datetime.fromtimestamp(t, UTC)
-    except (OverflowError, OSError) as exc:
+    except (OverflowError, OSError, ValueError) as exc:
         raise ValueError(f"render_chart: time {t!r} is outside the calendar: {exc}") from None
 
 

@@ -548,7 +548,7 @@ class Baseline:
             "std_dev": self.std,
             "last_timestamp": self.last_timestamp,
             "source_offsets": dict(self.offsets),
-            "firing": self.firing_mean is not None,
+            "firing": self.firing_rank > 0,
         }
 
 
@@ -1099,19 +1099,36 @@ def _run_adaptive(
             extras = {"in_episode": in_episode, "direction": direction}
             signal = None
             ended = False
-            if firing_mean is None:
+            if firing_rank == 0:  # not firing
                 if alert:
                     # Firing starts: freeze the reference this alert was scored against.
                     firing_mean, firing_std = mean, std
                     firing_rank = severity.rank  # type: ignore[union-attr]
                     recover_run, last_sent = 0, timestamp
+                elif firing_mean is not None and not in_episode:
+                    firing_mean, firing_std = None, 0.0  # the episode is over: forget it
+                elif (firing_mean is not None and hot and not ends_episode
+                        and _reference_departure(x, firing_mean, firing_std, up, down)
+                        > z_threshold):
+                    # The series recovered, then leaves the band of the same reference
+                    # again inside its episode: no new alert (the episode's rule), but
+                    # it fires again, so its incident re-opens. A return to normal
+                    # after a re-learned level is inside that band: not a departure.
+                    # (The alert column, and so NAB, are unchanged.)
+                    firing_rank = severity.rank  # type: ignore[union-attr]
+                    recover_run, last_sent = 0, timestamp
+                    extras["reference_mean"] = firing_mean
+                    extras["reference_std"] = firing_std
+                    extras["reference_z"] = z_score(x, firing_mean, firing_std)
+                    extras["firing_rank"] = firing_rank
+                    signal = "firing"
             elif alert:  # an escalation (or a new episode) while firing
                 rank = severity.rank  # type: ignore[union-attr]
                 firing_rank = rank if rank > firing_rank else firing_rank
                 recover_run, last_sent = 0, timestamp
             else:
-                # Recovery (module docstring, "Firing and recovery"): the directional z against the frozen
-                # reference, with the zero-variance rule of z_score().
+                # Recovery (module docstring, "Firing and recovery"): the directional
+                # z against the frozen reference, with z_score()'s zero-variance rule.
                 ref_dx = x - firing_mean
                 if firing_std > 0.0:
                     ref_z = ref_dx / firing_std
@@ -1132,7 +1149,14 @@ def _run_adaptive(
                     ref_d = -ref_z
                 else:
                     ref_d = abs(ref_z)
-                recover_run = recover_run + 1 if ref_d <= recover_z else 0
+                # In band: back inside the frozen reference's band, or -- once the
+                # episode is over without a new alert -- inside the current baseline's
+                # band (a level the detector re-learned long ago is the new normal;
+                # without this a lasting shift would fire for ever).
+                in_band = ref_d <= recover_z or (
+                    last_alert is not None and timestamp - last_alert >= episode_s
+                    and d_z <= recover_z)
+                recover_run = recover_run + 1 if in_band else 0
                 if recover_run >= recover_samples or timestamp - last_sent >= resend_s:
                     extras["reference_mean"] = firing_mean
                     extras["reference_std"] = firing_std
@@ -1140,8 +1164,9 @@ def _run_adaptive(
                     extras["firing_rank"] = firing_rank
                     if recover_run >= recover_samples:
                         signal, ended = "resolved", ends_episode
-                        firing_mean, firing_std, firing_rank, recover_run, last_sent = (
-                            _NOT_FIRING)
+                        # Not firing; the reference is kept until the episode ends
+                        # (a departure from it again re-fires, see above).
+                        firing_rank, recover_run, last_sent = 0, 0, 0.0
                     else:
                         signal, last_sent = "firing", timestamp
             append(_verdict(x, mean, std, z, deviation, alert, severity if alert else None,
@@ -1238,6 +1263,18 @@ def _run_adaptive(
         bytes(ring), newest, tuple(counts),
         firing_mean, firing_std, firing_rank, recover_run, last_sent,
     ), verdicts
+
+
+def _reference_departure(
+    x: float, ref_mean: float, ref_std: float, up: bool, down: bool
+) -> float:
+    """Directional |z| of ``x`` against a frozen reference (``z_score``'s rules)."""
+    ref_z = z_score(x, ref_mean, ref_std)
+    if up:
+        return ref_z if ref_z > 0.0 else 0.0
+    if down:
+        return -ref_z if ref_z < 0.0 else 0.0
+    return abs(ref_z)
 
 
 def step(

@@ -89,6 +89,10 @@ class ErrorRateConfig:
     recover_buckets: int = 3
     resend_s: float = 300.0
 
+    def __post_init__(self) -> None:
+        if self.recover_buckets < 1:
+            raise ValueError(f"recover_buckets must be >= 1, not {self.recover_buckets!r}")
+
     @classmethod
     def from_settings(cls, settings: Any) -> ErrorRateConfig:
         """Build from :class:`autopilot.settings.Settings`."""
@@ -306,7 +310,8 @@ def step_records(
 
     Returns:
         ``(new_state, records)``, in event-time order: ``error_rate`` Anomaly
-        records (each with ``alert``: True for a new episode or an escalation), ``current_value`` in errors per window of ``bucket_s`` seconds —
+        records (each with ``alert``: True for a new episode or an escalation),
+        ``current_value`` in errors per window of ``bucket_s`` seconds —
         spikes (state ``firing``: a new episode, an escalation or a re-send, at most
         one per window) and, when a window closes while firing, a re-send or the
         recovery (state ``resolved``; module docstring). Lines older than the

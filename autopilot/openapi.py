@@ -251,7 +251,40 @@ def openapi_spec(server_url: str | None = None) -> dict[str, Any]:
             },
             "/baselines/{service}": _service_view("baselines of the service's series"),
             "/deployments/{service}": _service_view("recent deployments of the service"),
-            "/incidents/{service}": _service_view("open incident and recent anomalies"),
+            "/incidents/{service}": _service_view(
+                "the service's incident (state, signals, timeline) and what was notified"
+            ),
+            "/incidents/{service}/chart.png": {
+                "get": {
+                    "summary": "chart of an anomalous series of the service's incident (PNG)",
+                    "parameters": [
+                        {
+                            "name": "service",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "minLength": 1},
+                        },
+                        {
+                            "name": "series",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": _common(
+                        {
+                            "200": {
+                                "description": "the chart",
+                                "content": {
+                                    "image/png": {"schema": {"type": "string", "format": "binary"}}
+                                },
+                            },
+                            "404": _resp("no incident, no such series or no samples", _ERROR),
+                            "503": _resp("routing to the owning worker not known yet", _ERROR),
+                        }
+                    ),
+                }
+            },
         },
     }
     if server_url:

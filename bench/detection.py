@@ -86,6 +86,7 @@ ABLATION: list[tuple[str, dict, dict]] = [
      {"DENSITY_BINS": 0}),
     ("novelty without the \\|z\\| > 5 bar", {"novelty_z": 0.0}, {}),
     ("latency alerting in both directions", {"up_patterns": ()}, {}),
+    ("a recovery ends the alert episode", {}, {"RECOVERY_ENDS_EPISODE": True}),
 ]
 #: ``--ablation``: one-at-a-time values around the defaults (DetectorConfig fields in
 #: lower case, autopilot.detection constants in upper case).

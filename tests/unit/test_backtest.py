@@ -213,6 +213,7 @@ def test_backtest_and_the_live_agent_send_identical_anomalies(mode: str, monkeyp
     monkeypatch.setattr(agent, "baselines", {})
     monkeypatch.setattr(agent, "series_index", {})
     monkeypatch.setattr(agent, "anomalies_topic", Topic())
+    monkeypatch.setattr(agent, "remember_samples", lambda key, points: None)
 
     async def run() -> None:
         for offset, start in enumerate(range(0, len(rows), 7)):
@@ -227,7 +228,7 @@ def test_backtest_and_the_live_agent_send_identical_anomalies(mode: str, monkeyp
 
     asyncio.run(run())
     live = [json.loads(v) for v in sent]
-    offline = [json.loads(a.anomaly.model_dump_json()) for a in backtest.alerts]
+    offline = [json.loads(a.anomaly.model_dump_json()) for a in backtest.records]
     assert live == offline
     assert len(offline) >= 1
 

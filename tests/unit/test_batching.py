@@ -53,6 +53,7 @@ def _run(per_record: int, mode: str, monkeypatch: pytest.MonkeyPatch) -> tuple[l
     monkeypatch.setattr(agent, "baselines", tables)
     monkeypatch.setattr(agent, "series_index", {})
     monkeypatch.setattr(agent, "anomalies_topic", Topic())
+    monkeypatch.setattr(agent, "remember_samples", lambda key, points: None)
     config = DetectorConfig.from_settings(load_settings({"AUTOPILOT_DETECTOR_MODE": mode}))
     samples = _samples()
 

@@ -110,8 +110,21 @@ def test_spike_after_quiet_history_emits_exactly_one_anomaly_per_window() -> Non
     assert feed.state.flagged
 
 
-def test_a_spike_in_the_next_window_is_reported_again() -> None:
+def test_a_spike_in_the_next_window_while_firing_is_not_a_second_alert() -> None:
     feed = Feeder()
+    quiet_history(feed, 10)
+    for s in range(10):
+        feed(line(minute(10, s), "ERROR"))
+    for s in range(30):
+        feed(line(minute(11, s), "ERROR"))
+
+    # Still firing, as severe, and AUTOPILOT_SIGNAL_RESEND_S (300 s) has not passed.
+    assert len(feed.anomalies) == 1
+    assert feed.state.firing_mean == 0.0 and feed.state.firing_rank == 3
+
+
+def test_a_spike_in_the_next_window_is_re_sent_once_the_resend_interval_passed() -> None:
+    feed = Feeder(ErrorRateConfig(resend_s=60.0))
     quiet_history(feed, 10)
     for s in range(10):
         feed(line(minute(10, s), "ERROR"))
@@ -120,6 +133,7 @@ def test_a_spike_in_the_next_window_is_reported_again() -> None:
 
     assert len(feed.anomalies) == 2
     first, second = feed.anomalies
+    assert first.state == second.state == "firing"
     assert first.detected_at < minute(11)
     assert second.detected_at >= minute(11)
     # The second window's baseline includes the first spike (10 errors in 11 windows).

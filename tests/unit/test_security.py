@@ -81,6 +81,7 @@ def test_openapi_document_lists_every_endpoint_and_public_paths() -> None:
     assert spec["openapi"].startswith("3.")
     assert {"/health", "/openapi.json", "/metrics", "/api/v1/write", "/ingest/prometheus",
             "/ingest/metrics", "/ingest/logs", "/ingest/deployment", "/baselines/{service}",
-            "/deployments/{service}", "/incidents/{service}"} == set(spec["paths"])
+            "/deployments/{service}", "/incidents/{service}",
+            "/incidents/{service}/chart.png"} == set(spec["paths"])
     assert spec["paths"]["/health"]["get"]["security"] == []
     assert "MetricPoint" in spec["components"]["schemas"]
