@@ -122,7 +122,7 @@ async def process(event: Any, config: CorrelationConfig) -> None:
         )
     # Publish first and wait for the broker's ack, then write the state: a crash in
     # between replays the record, which re-sends the same incident (same id and
-    # revision; the Slack sink's Redis claim makes the resend a no-op). The other
+    # revision; the notifier folds the resend in once). The other
     # order could persist the state while the incident record was lost.
     await _publish(key, incidents, event)
     if new is not state:

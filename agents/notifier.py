@@ -43,6 +43,7 @@ import hashlib
 import json
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from autopilot.tables import deployments, error_rates, notifications
@@ -73,6 +74,11 @@ STAGE = "notifier"
 MAX_BACKOFF_S = 60.0
 #: Metadata event type of root messages (searched after a crash).
 EVENT_TYPE = "autopilot_incident"
+#: Error lines shown from this long before the incident began until this long after
+#: its newest evidence (s; the correlation's context window).
+ERROR_CONTEXT_S = 600
+#: Error lines kept in a message (the newest).
+MAX_ERROR_LINES = 20
 
 notify_input = app.topic(
     topic_name(INCIDENTS),
@@ -142,28 +148,36 @@ def current_alert(key: bytes, notice: Notice, deployment_window_s: float) -> tup
 
     Returns:
         ``(alert, analysis_pending)``: the LLM's analysis when it answered, else the
-        analysis agent's rule-based one, else the rule-based analysis computed here
-        with ``analysis_pending`` True.
+        rule-based analysis of the evidence as it is now, with ``analysis_pending``
+        True while the analysis agent has not answered (False once it said the LLM
+        was unavailable).
     """
     incident = notice.model()
     errors = ErrorRateState.from_dict(error_rates.get(key)).recent_error_entries()
     history = DeploymentHistory.from_dict(deployments.get(key))
-    end = incident.closed_at or incident.updated_at
-    start_ctx = incident.opened_at.timestamp() - 600
-    fresh_errors = [e for e in errors if start_ctx <= e.timestamp.timestamp()
-                    <= end.timestamp() + 600] or list(incident.recent_errors)
-    from datetime import timedelta
-
-    deps = history.within(incident.opened_at - timedelta(seconds=deployment_window_s), end)
+    end = max([incident.closed_at or incident.updated_at, incident.updated_at,
+               *(e.at for e in incident.timeline)])
+    began = min([incident.opened_at, *(s.first_at for s in incident.signals)])
+    window_from = began - timedelta(seconds=ERROR_CONTEXT_S)
+    window_to = end + timedelta(seconds=ERROR_CONTEXT_S)
+    # The record's lines (seen when it was built) and the ones that arrived since.
+    merged = {(e.timestamp, e.message): e for e in incident.recent_errors}
+    for e in errors:
+        if window_from <= e.timestamp <= window_to:
+            merged.setdefault((e.timestamp, e.message), e)
+    fresh_errors = sorted(merged.values(), key=lambda e: e.timestamp)[-MAX_ERROR_LINES:]
+    deps = history.within(began - timedelta(seconds=deployment_window_s), end)
     incident = incident.model_copy(update={
-        "recent_errors": fresh_errors[-20:],
+        "recent_errors": fresh_errors,
         "recent_deployments": deps or list(incident.recent_deployments),
     })
-    if notice.analysis is not None:
+    if notice.llm_analysis:
         analysis = Analysis.model_validate(notice.analysis)
         return Alert(incident=incident, analysis=analysis), False
+    # The rules read the evidence as it is now (error lines that arrived since the
+    # incident opened included); pending while the LLM may still answer.
     analysis = fallback_analysis(incident, deployment_window_s=deployment_window_s)
-    return Alert(incident=incident, analysis=analysis), True
+    return Alert(incident=incident, analysis=analysis), notice.analysis is None
 
 
 def digest(payload: dict[str, Any]) -> str:

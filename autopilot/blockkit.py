@@ -1,6 +1,6 @@
 """Rendering of an :class:`~autopilot.models.Alert`: a Slack Block Kit message and a console text.
 
-Pure module: no Faust, no slack_sdk, no network. The Slack sink posts
+Pure module: no Faust, no slack_sdk, no network. The notifier posts
 :func:`render_alert`'s dict as the body of an incoming webhook or as the
 ``text``/``blocks``/``attachments`` arguments of ``chat.postMessage``; without Slack
 settings it prints :func:`render_console`.
@@ -523,6 +523,7 @@ _TIMELINE_EMOJI: dict[str, str] = {
     "opened": "🚨",
     "signal": "📈",
     "signal_resolved": "🟢",
+    "signal_refired": "📈",
     "escalated": "⏫",
     "deployment": "🚀",
     "resolved": "✅",

@@ -68,7 +68,8 @@ recovery changes nothing by construction.
 Every record carries the incident's anomalies (newest ``max_anomalies`` alerts), its
 signals, its timeline (the first entry and the newest ``max_timeline`` − 1, in the
 order they were applied, each with its event time), the service's error lines from
-the ``context_window_s`` (10 min) before its latest evidence and its deployments from
+``context_window_s`` (10 min) before it began until its latest evidence (the lines
+that led up to it stay with it) and its deployments from
 ``deployment_window_s`` (30 min) before it opened until its latest timeline entry.
 """
 
@@ -118,8 +119,8 @@ class CorrelationConfig:
             deployments are attached (``AUTOPILOT_DEPLOYMENT_WINDOW_S``, 1800).
         close_after_s: quiet time of the stale close, event and wall-clock time
             (``AUTOPILOT_INCIDENT_CLOSE_S``, 900).
-        context_window_s: error lines attached from this long before the latest
-            evidence (600).
+        context_window_s: error lines attached from this long before the incident
+            (or its first signal) began, until its latest evidence (600).
         max_anomalies: alerts kept per incident and in the recent window (50).
         reopen_window_s: firing evidence less than this after a resolution re-opens
             the incident (``AUTOPILOT_REOPEN_WINDOW_S``, 3600); a resolved incident is
@@ -530,9 +531,12 @@ def _rules(
 def _record(inc: OpenIncident, status: str, notify: bool, ctx: _Ctx) -> Incident:
     """The Incident record of ``inc`` (its revision must already count it)."""
     config = ctx.config
-    context_from = inc.updated_at - timedelta(seconds=config.context_window_s)
-    recent_errors = [e for e in ctx.errors if context_from <= e.timestamp <= inc.updated_at]
     horizon = max([inc.updated_at, *(e.at for e in inc.timeline)])
+    # Error lines from ``context_window_s`` before the incident (or its first signal)
+    # began until its newest evidence: those that led up to it and came with it.
+    began = min([inc.opened_at, *(s.first_at for s in inc.signals)])
+    context_from = began - timedelta(seconds=config.context_window_s)
+    recent_errors = [e for e in ctx.errors if context_from <= e.timestamp <= horizon]
     deps = ctx.deployments.within(
         inc.opened_at - timedelta(seconds=config.deployment_window_s), horizon
     )
@@ -850,7 +854,8 @@ def _apply(
         if change == "new":
             entries.append(_entry(t, "signal", _signal_text(a, "firing"), a.severity))
         elif change == "refired":
-            entries.append(_entry(t, "signal", _signal_text(a, "firing again"), a.severity))
+            entries.append(
+                _entry(t, "signal_refired", _signal_text(a, "firing again"), a.severity))
         if severity.rank > inc.severity.rank:
             entries.append(
                 _entry(

@@ -1108,6 +1108,7 @@ def _run_adaptive(
                 elif firing_mean is not None and not in_episode:
                     firing_mean, firing_std = None, 0.0  # the episode is over: forget it
                 elif (firing_mean is not None and hot and not ends_episode
+                        and timestamp > last_alert  # type: ignore[operator]
                         and _reference_departure(x, firing_mean, firing_std, up, down)
                         > z_threshold):
                     # The series recovered, then leaves the band of the same reference
@@ -1126,6 +1127,8 @@ def _run_adaptive(
                 rank = severity.rank  # type: ignore[union-attr]
                 firing_rank = rank if rank > firing_rank else firing_rank
                 recover_run, last_sent = 0, timestamp
+            elif last_alert is not None and timestamp <= last_alert:
+                pass  # a late sample (older than the alert): says nothing about recovery
             else:
                 # Recovery (module docstring, "Firing and recovery"): the directional
                 # z against the frozen reference, with z_score()'s zero-variance rule.

@@ -306,16 +306,18 @@ class Signal(_Record):
 
 #: What a timeline entry records (one thread reply per meaningful change).
 TimelineKind = Literal[
-    "opened", "signal", "signal_resolved", "escalated", "deployment", "resolved",
-    "reopened", "stale",
+    "opened", "signal", "signal_resolved", "signal_refired", "escalated", "deployment",
+    "resolved", "reopened", "stale",
 ]
 
 
 class TimelineEntry(_Record):
     """One meaningful change of an incident, in event time (``at``).
 
-    ``kind``: ``opened``, ``signal`` (a new signal fired, or a resolved one fired
-    again), ``signal_resolved``, ``escalated`` (severity rose), ``deployment``,
+    ``kind``: ``opened``, ``signal`` (a new signal fired), ``signal_resolved`` and
+    ``signal_refired`` (one of several signals recovered, or fired again, while the
+    incident fires: shown in the message, not replied in the thread), ``escalated``
+    (severity rose), ``deployment``,
     ``resolved`` (every signal recovered), ``reopened``, ``stale`` (resolved by the
     stale close: no evidence for ``AUTOPILOT_INCIDENT_CLOSE_S``). ``text`` is plain
     text built from the evidence (never from LLM output).
@@ -400,7 +402,7 @@ class Analysis(_Record):
 
 
 class Alert(_Record):
-    """What the Slack sink publishes: an incident and its analysis."""
+    """An incident and its analysis (``autopilot.alerts``: the analysis agent's output)."""
 
     incident: Incident
     analysis: Analysis

@@ -392,11 +392,16 @@ def _rank(severity: str | None) -> int:
 
 
 _RESOLUTION_KINDS = frozenset({"resolved", "stale"})
+#: Timeline kinds shown in the root message (the signal's state) but not replied in
+#: the thread: one of several signals recovering or flapping while the incident still
+#: fires is not news for the on-call team ("noise is not a change").
+QUIET_KINDS = frozenset({"signal_resolved", "signal_refired"})
 
 
 def _untold(notice: Notice, config: NotifyConfig) -> list[dict[str, Any]]:
     told = set(notice.told)
-    out = [e for e in _timeline(notice.incident) if entry_key(e) not in told]
+    out = [e for e in _timeline(notice.incident)
+           if entry_key(e) not in told and e.get("kind") not in QUIET_KINDS]
     if not config.send_resolved:
         out = [e for e in out if e.get("kind") not in _RESOLUTION_KINDS]
     return out

@@ -146,7 +146,7 @@ _ADVICE = {
 
 
 class Notifier(Protocol):
-    """What the Slack sink agent needs from a notifier."""
+    """What the notifier agent needs from a Slack client (the old alert API)."""
 
     async def start(self) -> None:
         """Open connections (idempotent)."""

@@ -413,7 +413,7 @@ def test_a_refresh_resets_the_wall_clock_quiet_timer_without_a_record() -> None:
 # --------------------------------------------------------------------------- context
 
 
-def test_context_errors_10_min_before_update_and_deployments_30_min_before_opening() -> None:
+def test_context_errors_from_10_min_before_opening_and_deployments_30_min_before() -> None:
     errors = [
         error(-11, "too old"),
         error(-9, "kept 1"),
@@ -432,18 +432,20 @@ def test_context_errors_10_min_before_update_and_deployments_30_min_before_openi
     updated = run(anomaly(5, Severity.MEDIUM, metric="cpu_percent"))[0]
 
     assert updated.updated_at == at(5)
-    # From updated_at − 10 min (−5) to updated_at (5): "kept 1" at −9 is now too old.
-    assert [e.message for e in updated.recent_errors] == ["kept both", "kept 2", "kept 3"]
+    # From 10 min before the incident began (−10) to its newest evidence (5): the lines
+    # that led up to it stay with it.
+    assert [e.message for e in updated.recent_errors] == [
+        "kept 1", "kept both", "kept 2", "kept 3"]
     assert [d.version for d in updated.recent_deployments] == ["v1.1.0", "v1.2.0"]
 
 
-def test_context_drops_errors_older_than_10_min_before_the_latest_evidence() -> None:
-    run = Run(errors=[error(-1, "early"), error(11, "late")])
+def test_context_keeps_the_errors_that_led_up_to_the_incident_and_drops_older_ones() -> None:
+    run = Run(errors=[error(-11, "too old"), error(-1, "early"), error(11, "late")])
     run(anomaly(0, Severity.CRITICAL))
 
     updated = run(anomaly(12, Severity.MEDIUM, metric="cpu_percent"))[0]
 
-    assert [e.message for e in updated.recent_errors] == ["late"]
+    assert [e.message for e in updated.recent_errors] == ["early", "late"]
 
 
 # --------------------------------------------------------------------------- replay, state

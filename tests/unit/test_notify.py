@@ -320,3 +320,15 @@ def test_bad_routes_are_refused_naming_the_route(document: Any, message: str) ->
 def test_regex_matchers_are_anchored_like_alertmanager() -> None:
     assert not Matcher.parse("service=~pay").matches({"service": "payments"})
     assert Matcher.parse("service!~pay").matches({"service": "payments"})
+
+
+def test_a_flapping_signal_is_shown_in_the_message_but_not_replied_in_the_thread() -> None:
+    config = bot(group_wait_s=0, group_interval_s=0, charts=False)
+    posted, _ = plan(fresh(incident(timeline=[("opened", "o"), ("signal", "error rate")])),
+                     WALL, config, "d1")
+    flaps = [("opened", "o"), ("signal", "error rate"), ("signal_resolved", "back"),
+             ("signal_refired", "again"), ("signal_resolved", "back")]
+    notice = NotifyState({posted.incident_id: posted}).with_incident(
+        incident(5, timeline=flaps), WALL + 1).notices[posted.incident_id]
+    assert plan(notice, WALL + 2, config, "d2")[1] == [UpdateRoot()]
+    assert plan(notice, WALL + 2, config, "d1")[1] == []

@@ -564,3 +564,17 @@ def test_error_rate_step_and_step_records_agree_and_replays_change_nothing() -> 
     assert plain_state == once and plain == [r.anomaly for r in records]
     data = json.loads(json.dumps(feed.state.to_dict(), allow_nan=False))
     assert ErrorRateState.from_dict(data) == feed.state
+
+
+def test_late_samples_older_than_the_alert_say_nothing_about_recovery() -> None:
+    """Samples of one series can arrive out of order (several input partitions): a
+    sample older than the alert neither counts toward recovery nor re-fires."""
+    b, _ = feed(noise(150))
+    b, (alert,) = feed([400.0], baseline=b, start=T0 + 150 * STEP_S)
+    assert alert.anomalous
+    late = noise(10, seed=11)  # normal values, dated before the alert
+    b, verdicts = feed(late, baseline=b, start=T0 + 100 * STEP_S)
+    assert signals(verdicts) == [] and b.firing_rank == Severity.CRITICAL.rank
+    assert b.recover_run == 0
+    b, verdicts = feed(noise(5, seed=12), baseline=b, start=T0 + 151 * STEP_S)
+    assert signals(verdicts) == [(4, "resolved")]
