@@ -171,6 +171,9 @@ def test_one_failure_is_one_conversation_posted_before_the_llm_and_ending_resolv
         thread_text = _text(thread)
         assert LLM_ROOT_CAUSE in thread_text  # the analysis replied in the thread
         assert "resolved" in thread_text.lower()
+        # A chart of the anomalous series, uploaded into the thread.
+        charts = [u for u in slack.uploads if u.get("thread_ts") == ts]
+        assert charts and charts[0]["content"][:8] == b"\x89PNG\r\n\x1a\n", slack.uploads
         posts_and_edits = [m for m, _ in slack.calls if m in ("chat.postMessage", "chat.update")]
         assert len(posts_and_edits) <= 10, posts_and_edits
 
