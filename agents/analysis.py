@@ -10,6 +10,11 @@ first notification never waits for it (it shows the rule-based analysis, marked 
 analysis pending", until this one arrives). Other incident records need no analysis
 and are only counted.
 
+The actors share one :class:`autopilot.integrations.ollama.LLMGuard`: the circuit
+breaker that skips Ollama after repeated timeouts, connection errors or a missing
+model, the once-per-episode fallback warning, and the model check at start (one
+warning when ``OLLAMA_MODEL`` is not pulled).
+
 ``AUTOPILOT_ANALYSIS_CONCURRENCY`` analyses run at once (Faust agent concurrency:
 that many actors share the stream, each with its own Ollama client), so one slow
 analysis does not hold back the others. The value is read when this module is
@@ -27,7 +32,7 @@ from typing import Any
 from autopilot import telemetry
 from autopilot.app import app, settings
 from autopilot.errors import BadRecord
-from autopilot.integrations.ollama import OllamaClient, analyze_or_fallback
+from autopilot.integrations.ollama import LLMGuard, OllamaClient, analyze_or_fallback
 from autopilot.models import Alert, Incident, decode_records
 from autopilot.topics import alerts_topic, incidents_topic
 
@@ -35,14 +40,6 @@ from .deadletter import dead_letter, where
 
 logger = logging.getLogger(__name__)
 STAGE = "analysis"
-
-
-def _reason_class(reason: str) -> str:
-    text = reason.lower()
-    for word in ("timeout", "timed out", "not found", "connect", "json", "http"):
-        if word in text:
-            return word.replace(" ", "_")
-    return "other"
 
 
 async def analyse(client: OllamaClient, incident: Incident) -> Alert:
@@ -54,11 +51,22 @@ async def analyse(client: OllamaClient, incident: Incident) -> Alert:
         telemetry.LLM_CALLS.labels(outcome="ok").inc()
     else:
         telemetry.LLM_CALLS.labels(outcome="fallback").inc()
-        telemetry.LLM_FALLBACKS.labels(reason=_reason_class(reason)).inc()
+        telemetry.LLM_FALLBACKS.labels(reason=reason.kind).inc()
     return Alert(incident=incident, analysis=analysis)
 
 
 _CONCURRENCY = settings().analysis_concurrency
+#: Shared by the actors of this worker (breaker, warnings, model check).
+_GUARD: list[LLMGuard] = []
+
+
+def guard() -> LLMGuard:
+    """The worker's :class:`LLMGuard` (built on first use)."""
+    if not _GUARD:
+        _GUARD.append(LLMGuard.from_settings(settings()))
+    return _GUARD[0]
+
+
 #: Incident statuses that start an analysis.
 ANALYSED = frozenset({"opened", "reopened"})
 
@@ -66,9 +74,10 @@ ANALYSED = frozenset({"opened", "reopened"})
 @app.agent(incidents_topic, name="analysis", concurrency=_CONCURRENCY)
 async def analyse_incidents(stream: Any) -> None:
     """Analyse opened and re-opened incidents and publish their analyses."""
-    client = OllamaClient(settings())
+    client = OllamaClient(settings(), guard=guard())
     await client.start()
     try:
+        await client.guard.check_model(client)  # once per worker; warns, never raises
         async for event in stream.events():
             try:
                 (incident,) = decode_records(event.value, Incident)

@@ -9,22 +9,32 @@ and the series' firing signal: re-sends while it still fires and its recovery
 for the broker's
 acknowledgement before it writes the baselines (a crash in between re-sends rather
 than loses an anomaly). ``autopilot backtest`` runs the same function offline.
+
+Before the detector sees a sample (:mod:`autopilot.series`): a sample more than
+``AUTOPILOT_MAX_FUTURE_S`` ahead of the wall clock is dropped and never moves the
+service's event-time clock (expiry); per series, a sample not newer than the last one
+applied (``Baseline.last_timestamp``), or at that time with the same value (an HA
+pair's second copy, a WAL replay, a retried request) is dropped
+(:func:`autopilot.series.newer_only`). Both move
+``autopilot_samples_dropped_total{reason}``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
+from math import inf
 from typing import Any
 
 from autopilot.tables import baselines, series_index
 
-from autopilot import telemetry
+from autopilot import replay, telemetry
 from autopilot.app import app, settings
 from autopilot.detection import Baseline, DetectorConfig, detect_series
 from autopilot.errors import BadRecord
 from autopilot.models import MetricPoint, decode_records
-from autopilot.series import SeriesIndex, SeriesLimits
+from autopilot.series import SeriesIndex, SeriesLimits, newer_only, split_future
 from autopilot.topics import anomalies_topic, metrics_keyed_topic
 
 from .charts import forget_samples, remember_samples
@@ -36,6 +46,11 @@ STAGE = "metrics"
 #: This stage's counters (``.labels()`` is a locked dict lookup: bind them once).
 _SAMPLES = telemetry.SAMPLES.labels(stage=STAGE)
 _RECORDS = telemetry.RECORDS.labels(stage=STAGE)
+_OUT_OF_ORDER = telemetry.SAMPLES_DROPPED.labels(reason="out_of_order")
+#: Extra key of a ``baselines`` value written here (Baseline.from_dict ignores it): the
+#: value of the sample at ``last_timestamp``, so a repeat of it is recognised.
+LAST_VALUE_KEY = "last_value"
+_FUTURE = telemetry.SAMPLES_DROPPED.labels(reason="future_timestamp")
 
 
 async def process(event: Any, config: DetectorConfig, limits: SeriesLimits) -> None:
@@ -43,11 +58,26 @@ async def process(event: Any, config: DetectorConfig, limits: SeriesLimits) -> N
     points = decode_records(event.value, MetricPoint)
     stream, offset = source_of(event)
     by_series: dict[str, list[MetricPoint]] = defaultdict(list)
+    stamps: dict[str, list[float]] = defaultdict(list)
     for p in points:
-        by_series[p.series].append(p)
+        key = p.series
+        by_series[key].append(p)
+        stamps[key].append(p.timestamp.timestamp())
+    future = split_future(by_series, stamps, limits.future_horizon(time.time()))
+    if future:
+        # The ingest stage refuses these already; a sample that got here anyway (an
+        # older worker, a clock step) is dropped before it can move event time.
+        _FUTURE.inc(future)
+        logger.warning(
+            "%s: dropped %d samples of %s timed more than %.0f s ahead of the clock "
+            "(AUTOPILOT_MAX_FUTURE_S)", where(event), future, points[0].service,
+            limits.max_future_s,
+        )
+        if not by_series:
+            return
     service_key = points[0].service.encode()
     index = SeriesIndex.from_dict(series_index.get(service_key))
-    newest = {key: max(p.timestamp.timestamp() for p in pts) for key, pts in by_series.items()}
+    newest = {key: max(ts) for key, ts in stamps.items()}
     new_index, admitted, dropped = index.admit(newest, limits)
     if dropped:
         telemetry.SERIES_DROPPED.inc(len(dropped))
@@ -72,11 +102,22 @@ async def process(event: Any, config: DetectorConfig, limits: SeriesLimits) -> N
         if series not in admitted:
             continue
         key = series.encode()
-        base = Baseline.from_dict(baselines.get(key))
+        stored = baselines.get(key)
+        base = Baseline.from_dict(stored)
+        if not replay.seen(base.offsets, stream, offset):  # a replay changes nothing anyway
+            kept = newer_only(pts, stamps[series], base.last_timestamp if base.count else -inf,
+                              stored.get(LAST_VALUE_KEY) if stored else None)
+            if len(kept) != len(pts):
+                _OUT_OF_ORDER.inc(len(pts) - len(kept))
+                logger.debug("%s: %s: dropped %d samples not newer than the last applied",
+                             where(event), series, len(pts) - len(kept))
+                if not kept:
+                    continue
+                pts = kept
         new, results = detect_series(base, pts, offset, config, stream=stream)
         if not results:
             continue  # replay of an applied record
-        updates.append((key, new))
+        updates.append((key, new, pts[-1].value))
         remember_samples(key, pts)  # the recent samples charts draw (bounded)
         for result in results:
             if result.anomaly is not None:
@@ -94,8 +135,10 @@ async def process(event: Any, config: DetectorConfig, limits: SeriesLimits) -> N
     # agent applies a re-sent anomaly once); the other order could lose them.
     for fut in sent:
         await fut
-    for key, new in updates:
-        baselines[key] = new.to_dict()
+    for key, new, last_value in updates:
+        stored = new.to_dict()
+        stored[LAST_VALUE_KEY] = last_value  # with last_timestamp: what a repeat looks like
+        baselines[key] = stored
     _SAMPLES.inc(len(points))
 
 

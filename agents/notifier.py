@@ -33,7 +33,10 @@ Nothing twice, nothing lost (crash or takeover between a send and the table writ
 
 Slack unavailable (429, 5xx, no connection): retried with backoff until it is back
 (the partition waits; nothing is dropped). A permanent refusal is logged and counted
-by Slack's error code, and that one send is given up.
+by Slack's error code (``autopilot_slack_refusals_total{reason}``: sends, updates,
+replies, webhook messages, chart uploads and history lookups), and that one send is
+given up. Refused formatting (``invalid_blocks``) is counted too, and the client sends
+the message again as plain text (``autopilot_slack_plain_text_retries_total``).
 """
 
 from __future__ import annotations
@@ -103,7 +106,10 @@ class Delivery:
     def __init__(self) -> None:
         s = settings()
         self.client = build_notifier(
-            s, on_retry=lambda reason: telemetry.SLACK_RETRIES.labels(reason=reason).inc()
+            s, on_retry=lambda reason: telemetry.SLACK_RETRIES.labels(reason=reason).inc(),
+            on_refusal=lambda code: telemetry.SLACK_REFUSALS.labels(reason=code[:40]).inc(),
+            on_plain_text=lambda outcome: telemetry.SLACK_PLAIN_TEXT_RETRIES.labels(
+                outcome=outcome).inc(),
         )
         self.mode: notify.Mode = self.client.mode  # type: ignore[assignment]
         self.config = NotifyConfig.from_settings(s, self.mode)
@@ -260,9 +266,14 @@ async def _once(d: Delivery, key: str, what: str, incident_id: str, send: Any) -
     return True
 
 
-def _refused(what: str, incident_id: str, exc: AlertDeliveryError) -> None:
+def _count_refusal(exc: AlertDeliveryError) -> None:
+    """Count one refusal by Slack's error code (``other`` when Slack gave none)."""
     code = getattr(exc, "code", None) or "other"
     telemetry.SLACK_REFUSALS.labels(reason=str(code)[:40]).inc()
+
+
+def _refused(what: str, incident_id: str, exc: AlertDeliveryError) -> None:
+    _count_refusal(exc)
     logger.error("Slack refused the %s of incident %s: %s; that send is given up",
                  what, incident_id, exc)
 
@@ -287,6 +298,8 @@ async def _post_root(d: Delivery, notice: Notice, payload: dict[str, Any],
                     channel, EVENT_TYPE, "incident_id", incident.id,
                     oldest=notice.first_seen - 120)
             except AlertDeliveryError as exc:
+                if exc.code:  # Slack answered with a refusal (the lookup is not retried)
+                    _count_refusal(exc)
                 logger.warning("could not search the channel history for incident %s: %s",
                                incident.id, exc)
             if known is not None:
@@ -372,6 +385,8 @@ async def _upload_charts(d: Delivery, notice: Notice, incident: Incident) -> Non
             telemetry.SLACK_UPLOADS.labels(outcome="ok").inc()
         except Exception as exc:  # a chart must never block the incident's messages
             telemetry.SLACK_UPLOADS.labels(outcome="failed").inc()
+            if isinstance(exc, AlertDeliveryError) and exc.code:  # never retried
+                _count_refusal(exc)
             logger.warning("chart upload for incident %s (%s) failed: %s",
                            incident.id, signal.series, exc)
 
@@ -489,6 +504,17 @@ async def process(event: Any, d: Delivery) -> None:
     data = new.to_dict()
     if data != old:
         notifications[key] = data
+    _remember_due(key, new, d.config)
+
+
+def _remember_due(key: bytes, state: NotifyState, config: NotifyConfig) -> None:
+    """Keep the service's next due time for the timer (no table scan per tick)."""
+    due = [t for t in (notify.due_at(n, config) for n in state.notices.values())
+           if t is not None]
+    if due:
+        _due[key] = min(due)
+    else:
+        _due.pop(key, None)
 
 
 @app.agent(notify_input, name="notifier")
@@ -511,6 +537,12 @@ async def notify_incidents(stream: Any) -> None:
 
 
 _last_tick: dict[bytes, float] = {}
+#: Next due time (wall s) per local service, kept by :func:`process`; rebuilt from the
+#: table every :data:`RESCAN_S` (after a restart or a rebalance it starts empty).
+_due: dict[bytes, float] = {}
+_last_scan = [0.0]
+#: How often the timer rebuilds :data:`_due` from the local table partitions (s).
+RESCAN_S = 30.0
 
 
 @app.timer(interval=0.5)
@@ -520,14 +552,14 @@ async def notify_timer() -> None:
         return
     d = delivery()
     now = time.time()
+    if now - _last_scan[0] >= RESCAN_S:
+        _last_scan[0] = now
+        _due.clear()
+        for key, value in list(notifications.items()):
+            _remember_due(key, NotifyState.from_dict(value), d.config)
     tick_s = settings().notify_tick_s
-    for key, value in list(notifications.items()):
-        state = NotifyState.from_dict(value)
-        due = [notify.due_at(n, d.config) for n in state.notices.values()]
-        times = [t for t in due if t is not None]
-        if not times or min(times) > now:
-            continue
-        if now - _last_tick.get(key, 0.0) < tick_s:
+    for key, due in list(_due.items()):
+        if due > now or now - _last_tick.get(key, 0.0) < tick_s:
             continue
         _last_tick[key] = now
         body = json.dumps({"kind": "tick", "wall": now}).encode()

@@ -17,6 +17,11 @@ is checked again by the owner). Order of checks:
    ``Retry-After``.
 
 Answers never echo the presented key; log lines name a key by its fingerprint.
+
+:func:`install_log_redaction` (run once at worker start) sets up the project's one
+redactor (:mod:`autopilot.redact`): the configured secrets, ``AUTOPILOT_REDACT_PII``
+and the counter ``autopilot_redactions_total{kind}``; the same redactor filters the
+worker's own log lines and cleans log text before it reaches the LLM or Slack.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from autopilot import telemetry
+from autopilot import redact, telemetry
 from autopilot.security import (
     ApiKeys,
     RateLimiter,
@@ -42,7 +47,7 @@ __all__ = ["PUBLIC_PATHS", "install_log_redaction", "web_application_options"]
 logger = logging.getLogger(__name__)
 
 #: Paths served without a key (no state in them).
-PUBLIC_PATHS = frozenset({"/health", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
 GITHUB_SIGNATURE = "X-Hub-Signature-256"
 
 
@@ -117,9 +122,16 @@ def web_application_options(s: Settings) -> dict[str, Any]:
 
 
 class _RedactingFilter(logging.Filter):
-    def __init__(self, redact: Redactor) -> None:
+    """Redacts a log record's message and traceback (secrets only: the worker's own
+    log lines keep IP addresses, whatever ``AUTOPILOT_REDACT_PII`` says)."""
+
+    def __init__(self, redactor: Redactor) -> None:
         super().__init__()
-        self.redact = redact
+        self.redactor = redactor
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret replaced."""
+        return self.redactor.redact(text, pii=False)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -133,12 +145,29 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
-def install_log_redaction(s: Settings) -> None:
-    """Add a filter replacing every secret value with ``***`` to the root handlers."""
-    secrets = s.secret_values()
-    if not secrets:
-        return
-    filt = _RedactingFilter(Redactor(secrets))
+def _count_redaction(kind: str, count: int) -> None:
+    telemetry.REDACTIONS.labels(kind=kind).inc(count)
+
+
+def install_log_redaction(s: Settings) -> Redactor:
+    """Configure the project's one redactor from ``s`` and filter the root handlers.
+
+    The process-wide redactor (:func:`autopilot.redact.configure`) gets the
+    configured secrets (:meth:`Settings.secret_values`), ``AUTOPILOT_REDACT_PII`` and
+    the counter ``autopilot_redactions_total{kind}``; a filter with it is added to
+    every root handler (once; a second call replaces the redactor it uses).
+
+    Returns:
+        The configured redactor.
+    """
+    current = redact.configure(
+        s.secret_values(), pii=s.redact_pii, on_redact=_count_redaction
+    )
     for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
-            handler.addFilter(filt)
+        filters = [f for f in handler.filters if isinstance(f, _RedactingFilter)]
+        if filters:
+            for f in filters:
+                f.redactor = current
+        else:
+            handler.addFilter(_RedactingFilter(current))
+    return current

@@ -1,8 +1,15 @@
 """HTTP views of a worker (Faust web, on ``AUTOPILOT_WEB_PORT``).
 
 =================================  ====================================================
-``GET /health``                    200 ``{"status": "ok"}`` once partitions are assigned
-                                   and tables recovered; 503 with the reason before
+``GET /health``                    liveness: 200 ``{"status": "ok", "ready": …,
+                                   "broker": …, "components": {slack, ollama, redis}}``
+                                   while the worker is alive and serving (also while
+                                   the broker, Slack, Ollama or Redis fail); 503 only
+                                   while it stops (:func:`liveness`)
+``GET /ready``                     readiness: 200 ``{"status": "ok"}`` when the broker
+                                   answers, partitions are assigned, tables recovered
+                                   and records are not all dead-lettered; 503
+                                   ``{"status": …, "reasons": […]}`` otherwise
 ``GET /metrics``                   Prometheus text exposition format
 ``POST /ingest/metrics``           MetricPoints (seed, prometheus-kafka-adapter, Telegraf
                                    JSON; :mod:`autopilot.formats.metrics_json`)
@@ -17,23 +24,28 @@
 
 More ingestion endpoints (remote write, exposition format) and ``/openapi.json`` are
 in :mod:`autopilot.agents.web_ingest`; authentication, rate and size limits in
-:mod:`autopilot.agents.security`. Ingestion answers 202 ``{"accepted": N}`` once the
-broker has acknowledged every record, 400 when the body is not JSON, 422 with the
-validation errors (``errors``:
-``[{"item": i, "loc": "labels", "msg": "…"}]``) when a record is invalid (nothing is
-produced then). Table views are answered by whichever worker owns the service's
-partition (Faust table routing by the service-keyed tables).
+:mod:`autopilot.agents.security`. Ingestion keeps the valid items of a body and
+answers 202 ``{"accepted": N, "rejected": [{"item": i, "reason": "…"}]}`` once the
+broker has acknowledged every record (``rejected`` only when some item was refused;
+see :func:`autopilot.agents.web_ingest.ingest_decoded` and docs/ingestion.md), 400
+when the body cannot be read at all (not JSON), 422 with the validation errors
+(``errors``: ``[{"item": i, "loc": "labels", "msg": "…", "code": "no_service"}]``)
+only when no item of the body is valid (nothing is produced then). Table views are
+answered by whichever worker owns the service's partition (Faust table routing by the
+service-keyed tables).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from typing import Any
 
 from autopilot.tables import deployments, notifications, open_incidents, series_index
 from faust.web import View
 
-from autopilot import notify, telemetry
+from autopilot import health, notify, telemetry
 from autopilot.app import app, settings
 from autopilot.correlation import CorrelationState
 from autopilot.deployments import DeploymentHistory
@@ -43,6 +55,7 @@ from autopilot.formats.metrics_json import decode_metrics
 from autopilot.notify import Notice, NotifyState
 from autopilot.topics import deployments_topic, logs_topic, metrics_topic
 
+from . import health as guard
 from .metrics import baselines_for
 from .notifier import delivery
 from .web_ingest import ingest_decoded
@@ -50,26 +63,74 @@ from .web_ingest import ingest_decoded
 logger = logging.getLogger(__name__)
 
 
-def health_status() -> tuple[bool, str]:
-    """(ready, reason): ready once partitions are assigned and tables recovered."""
-    if app.rebalancing:
-        return False, "rebalancing"
-    if not app.tables.recovery.completed.is_set():
-        return False, "recovering tables"
+def readiness_now() -> health.Readiness:
+    """This worker's readiness (:func:`autopilot.health.readiness` on live values)."""
+    s = settings()
     try:
-        assigned = app.consumer.assignment()
+        assigned, started = len(app.consumer.assignment()), True
     except Exception:  # consumer not started yet
-        return False, "consumer not started"
-    if not assigned:
-        return False, "no partitions assigned"
-    return True, "ok"
+        assigned, started = 0, False
+    return health.readiness(
+        broker=guard.BROKER,
+        consumer_started=started,
+        assigned=assigned,
+        rebalancing=bool(app.rebalancing),
+        recovering=not app.tables.recovery.completed.is_set(),
+        dead_lettering=health.dead_letter_stages(
+            guard.WINDOW.delta(), s.ready_dead_letters_min
+        ),
+        window_s=s.ready_window_s,
+        now=time.monotonic(),
+    )
+
+
+def liveness() -> dict[str, Any]:
+    """The body of ``/health``: readiness, broker and downstream services (window)."""
+    s = settings()
+    delta = guard.WINDOW.delta()
+    d = functools.partial(health.counter_delta, delta)
+    ready = readiness_now()
+    broker = guard.BROKER
+    return {
+        "status": "stopping" if app.should_stop else "ok",
+        "ready": ready.ready,
+        "ready_status": ready.status,
+        "broker": "unknown" if broker.reachable is None
+        else "reachable" if broker.reachable else f"unreachable: {broker.error}",
+        "window_s": s.ready_window_s,
+        "components": {
+            "slack": health.component_status(
+                configured=bool(s.slack_webhook_url or s.slack_bot_token),
+                ok=d("autopilot_slack_sends_total"),
+                failed=d("autopilot_slack_failures_total")
+                + d("autopilot_slack_refusals_total"),
+            ),
+            "ollama": health.component_status(
+                configured=True,
+                ok=d("autopilot_llm_calls_total", "ok"),
+                failed=d("autopilot_llm_calls_total", "fallback"),
+            ),
+            "redis": health.component_status(
+                configured=bool(s.redis_url), ok=None, failed=d("autopilot_redis_errors_total")
+            ),
+        },
+    }
 
 
 @app.page("/health")
-async def health(web: Any, request: Any) -> Any:
-    """200 when ready, 503 with the reason otherwise."""
-    ready, reason = health_status()
-    return web.json({"status": reason}, status=200 if ready else 503)
+async def health_view(web: Any, request: Any) -> Any:
+    """Liveness: 200 while the worker is alive and serving, with what is failing."""
+    body = liveness()
+    return web.json(body, status=503 if body["status"] == "stopping" else 200)
+
+
+@app.page("/ready")
+async def ready_view(web: Any, request: Any) -> Any:
+    """Readiness: 200 ``{"status": "ok"}``, or 503 with the reasons."""
+    ready = readiness_now()
+    if ready.ready:
+        return web.json({"status": "ok"})
+    return web.json({"status": ready.status, "reasons": ready.reasons}, status=503)
 
 
 @app.page("/metrics")

@@ -1,27 +1,41 @@
 """HTTP ingestion of real-world formats, and the OpenAPI document.
 
 =============================  ==========================================================
-``POST /api/v1/write``         Prometheus remote write 1.0 → ``autopilot.metrics``; 204,
-                               400 (bad snappy/protobuf), 415 (not ``application/
-                               x-protobuf`` + ``Content-Encoding: snappy``)
+``POST /api/v1/write``         Prometheus remote write 1.0 → ``autopilot.metrics``; 204
+                               (also when some series were refused: counted), 400 (bad
+                               snappy/protobuf, framed snappy, no series, or no valid
+                               sample), 413 (over 8 × ``AUTOPILOT_MAX_BODY_BYTES``
+                               inflated), 415 (not ``application/x-protobuf`` +
+                               ``Content-Encoding: snappy``, or a 2.0 body)
 ``POST /ingest/prometheus``    text exposition format (``?service=`` for samples without
                                a service label) → ``autopilot.metrics``; 202/400/415/422
 ``GET /openapi.json``          OpenAPI 3.1 description of every endpoint (public)
 =============================  ==========================================================
 
 The JSON endpoints of :mod:`autopilot.agents.views` (``/ingest/metrics``, ``/logs``,
-``/deployment``) answer through :func:`ingest_decoded` too. Everything produced is
-seed-shaped JSON keyed by service, sent after the broker acknowledged it (the ingest
-agents validate it again and re-key it).
+``/deployment``) answer through :func:`ingest_decoded` too. One bad item never sinks
+a body: the valid items are produced and the answer is 202 ``{"accepted": N,
+"rejected": [{"item": i, "reason": "…"}]}`` (``rejected`` only when some item was
+refused); 422 only when nothing in the body was valid, 400 when nothing could be read.
+Refused items move ``autopilot_items_rejected_total{source, reason}``. Items timed
+beyond ``AUTOPILOT_MAX_FUTURE_S`` / ``AUTOPILOT_MAX_PAST_S`` are refused the same way.
+Everything produced is seed-shaped JSON keyed by service, sent after the broker
+acknowledged it (the ingest agents validate it again and re-key it), in records of at
+most ``AUTOPILOT_MAX_RECORD_BYTES``. While the broker is unavailable every ingest
+endpoint answers 503 with ``Retry-After`` (:func:`produce`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.errors import KafkaError, KafkaTimeoutError
+from faust.exceptions import ProducerSendError
 from faust.web import View
 
 from autopilot import telemetry
@@ -32,46 +46,167 @@ from autopilot.formats.remote_write import RemoteWriteError, decode_remote_write
 from autopilot.openapi import openapi_spec
 from autopilot.topics import metrics_topic
 
-from .decoding import count_skipped
-from .ingest import encode_items, group_by_service
+from .health import broker_gate, unavailable
+from .ingest import encode_items, group_by_service, screen
 from .security import install_log_redaction
 
-__all__ = ["ingest_decoded", "produce"]
+__all__ = ["ingest_decoded", "produce", "rejected_body"]
 
 logger = logging.getLogger(__name__)
 
-#: Records per Kafka message (keeps messages well under the broker's 1 MB default).
+#: Records per Kafka message at most; a message is also split by bytes (``pack``).
 CHUNK = 500
 
 
-async def produce(topic: Any, records: list[Any]) -> None:
-    """Send ``records`` grouped by service (key = service) and wait for every ack."""
+def pack(items: list[Any], max_bytes: int) -> tuple[list[bytes], int]:
+    """Encode ``items`` as JSON-list records of at most ``max_bytes`` bytes each.
+
+    Chunks of :data:`CHUNK` items are encoded at once; a chunk over ``max_bytes`` is
+    halved until it fits (counted in ``autopilot_ingest_records_split_total``). An
+    item that alone exceeds ``max_bytes`` is left out: returns ``(values, dropped)``.
+    """
+    values: list[bytes] = []
+    dropped = 0
+    pending = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
+    pending.reverse()
+    while pending:
+        chunk = pending.pop()
+        value = encode_items(chunk)
+        if len(value) <= max_bytes:
+            values.append(value)
+        elif len(chunk) == 1:
+            dropped += 1
+        else:
+            telemetry.INGEST_RECORDS_SPLIT.inc()
+            half = len(chunk) // 2
+            pending += [chunk[half:], chunk[:half]]
+    return values, dropped
+
+
+async def _enqueue(topic: Any, records: list[Any], max_bytes: int) -> list[Any]:
+    """Hand every record to the producer; returns the acknowledgement futures."""
     futures = []
     for service, group in group_by_service(records).items():
-        for start in range(0, len(group), CHUNK):
-            chunk = group[start : start + CHUNK]
-            futures.append(await topic.send(key=service.encode(), value=encode_items(chunk)))
-    for fut in futures:
-        await fut  # broker acknowledgement
+        values, dropped = pack(group, max_bytes)
+        if dropped:
+            telemetry.SAMPLES_SKIPPED.labels(source="ingest", reason="too_large").inc(dropped)
+            logger.warning(
+                "%s: %d item(s) of service %s left out: each alone is over "
+                "AUTOPILOT_MAX_RECORD_BYTES=%d", topic.get_topic_name(), dropped, service,
+                max_bytes,
+            )
+        for value in values:
+            futures.append(await topic.send(key=service.encode(), value=value))
+    return futures
+
+
+async def produce(topic: Any, records: list[Any]) -> None:
+    """Send ``records`` grouped by service (key = service) and wait for every ack.
+
+    Records are JSON lists of at most ``AUTOPILOT_MAX_RECORD_BYTES`` bytes (see
+    :func:`pack`), so a large remote-write request never meets the broker's size limit.
+
+    Raises:
+        faust.web.exceptions.ServiceUnavailable: 503 with ``Retry-After``
+            (``AUTOPILOT_RETRY_AFTER_S``), answered by the view as JSON: at once,
+            with nothing queued, while the broker probe fails
+            (``"cause": "broker_unreachable", "queued": false``); or when the broker
+            has not acknowledged within ``AUTOPILOT_INGEST_TIMEOUT_S``
+            (``"cause": "ack_timeout", "queued": true``: the records may still land,
+            see docs/operations-health.md).
+    """
+    broker_gate()
+    s = settings()
+    deadline = time.monotonic() + s.ingest_timeout_s
+    try:
+        futures = await asyncio.wait_for(
+            _enqueue(topic, records, s.max_record_bytes), s.ingest_timeout_s
+        )
+        if futures:
+            # asyncio.wait, not wait_for: a late acknowledgement is not cancelled
+            # (Faust's callbacks on the futures expect a result).
+            done, pending = await asyncio.wait(
+                futures, timeout=max(0.0, deadline - time.monotonic())
+            )
+            if pending:
+                raise TimeoutError
+            for fut in done:
+                fut.result()  # raises the send's error, if any
+    except (TimeoutError, KafkaError, ProducerSendError) as exc:
+        cause = exc.__cause__ if isinstance(exc, ProducerSendError) else exc
+        if not isinstance(cause, TimeoutError | KafkaTimeoutError) and not getattr(
+            cause, "retriable", False
+        ):
+            raise  # not an outage (a record too large for the broker …): 500
+        why = "no acknowledgement" if isinstance(exc, TimeoutError) else type(cause).__name__
+        logger.warning(
+            "%s: broker did not acknowledge %d record(s) within %.0f s (%s); answered 503",
+            topic.get_topic_name(), len(records), s.ingest_timeout_s, why,
+        )
+        raise unavailable(
+            "ack_timeout",
+            f"the broker did not acknowledge within {s.ingest_timeout_s:.0f} s ({why}); "
+            "the records may still land: retry later (metric samples already applied are "
+            "dropped, see docs/operations-health.md)",
+            queued=True,
+        ) from None
+
+
+#: Most rejected items listed in an answer (the rest are counted in ``rejected_omitted``).
+MAX_REJECTED_LISTED = 100
+
+
+def rejected_body(decoded: Decoded) -> dict[str, Any]:
+    """``{"rejected": [{"item": i, "reason": "…"}, …]}`` (at most
+    :data:`MAX_REJECTED_LISTED`, then ``rejected_omitted``: how many more); ``{}``
+    when nothing was refused."""
+    rejected = decoded.rejected()
+    if not rejected:
+        return {}
+    body: dict[str, Any] = {
+        "rejected": [
+            {"item": r["item"], "reason": r["reason"]} for r in rejected[:MAX_REJECTED_LISTED]
+        ]
+    }
+    if len(rejected) > MAX_REJECTED_LISTED:
+        body["rejected_omitted"] = len(rejected) - MAX_REJECTED_LISTED
+    return body
 
 
 async def ingest_decoded(
     web: Any, request: Any, decode: Callable[[bytes], Decoded], topic: Any, source: str
 ) -> Any:
-    """Read the body, decode it, answer 400/422 or produce and answer 202."""
+    """Read the body, decode it, produce the valid items and answer.
+
+    Answers: 202 ``{"accepted": N}`` plus ``rejected`` (the refused items, when any),
+    ``skipped`` (samples left out on purpose, by reason) and ``defaulted`` (items kept
+    with a default, by reason) when not empty; 422 ``{"error", "accepted": 0,
+    "rejected", "errors": [{"item", "loc", "msg", "code"}]}`` when no item was valid;
+    400 ``{"error"}`` when the body cannot be read at all.
+    """
     raw = await request.read()
     try:
         decoded = decode(raw)
     except ValueError as exc:
         return web.json({"error": f"bad body: {exc}"}, status=400)
-    count_skipped(decoded, source)
-    if decoded.errors:
-        return web.json({"error": "validation failed", "errors": decoded.errors[:50]}, status=422)
+    screen(decoded, source)
+    if decoded.errors and not decoded.records:
+        return web.json(
+            {
+                "error": f"no valid item: {decoded.reason()}",
+                "accepted": 0,
+                **rejected_body(decoded),
+                "errors": decoded.errors[:50],
+            },
+            status=422,
+        )
     if decoded.records:
         await produce(topic, decoded.records)
-    body: dict[str, Any] = {"accepted": len(decoded.records)}
+    body: dict[str, Any] = {"accepted": len(decoded.records), **rejected_body(decoded)}
     if decoded.skipped:
         body["skipped"] = decoded.skipped
+    if decoded.defaulted:
+        body["defaulted"] = decoded.defaulted
     return web.json(body, status=202)
 
 
@@ -111,15 +246,23 @@ class RemoteWrite(View):
             )
         body = await request.read()
         s = settings()
+        stats: dict[str, int] = {}
         try:
             decoded = decode_remote_write(
-                body, s.service_label_list(), max_decoded_bytes=8 * s.max_body_bytes
+                body, s.service_label_list(), max_decoded_bytes=8 * s.max_body_bytes,
+                stats=stats,
             )
         except RemoteWriteError as exc:
-            return self.json({"error": exc.reason}, status=400)
-        count_skipped(decoded, "remote_write")
-        if decoded.errors:
-            return self.json({"error": decoded.reason()}, status=400)
+            return self.json({"error": exc.reason}, status=exc.status)
+        if stats.get("native_histograms"):
+            telemetry.NATIVE_HISTOGRAMS.labels(outcome="converted").inc(
+                stats["native_histograms"]
+            )
+        screen(decoded, "remote_write")
+        if decoded.errors and not decoded.records:
+            # Nothing valid: 400 (Prometheus does not retry it). With some valid
+            # samples the refused ones are only counted, and the answer is 204.
+            return self.json({"error": f"no valid sample: {decoded.reason()}"}, status=400)
         if decoded.records:
             await produce(metrics_topic, decoded.records)
         telemetry.SAMPLES.labels(stage="remote_write").inc(len(decoded.records))
@@ -149,6 +292,8 @@ class IngestExposition(View):
             try:
                 return decode_exposition(text, datetime.now(UTC), default_service, labels)
             except ValueError as exc:
+                if "exposition format" in str(exc):
+                    raise
                 raise ValueError(f"not the Prometheus text exposition format: {exc}") from None
             except Exception as exc:  # the parser raises other types on some bad input
                 raise ValueError(

@@ -46,6 +46,7 @@ from autopilot.models import (
     RootCause,
     Severity,
 )
+from autopilot.redact import redact
 
 __all__ = [
     "DEFAULT_DEPLOYMENT_WINDOW_S",
@@ -169,7 +170,9 @@ def build_messages(incident: Incident) -> list[dict[str, str]]:
     * anomalies (at most 25, highest severity then largest |z|): metric, value,
       baseline mean ± std, z-score, deviation %, severity, detection time;
     * error log lines of the last 10 minutes before ``incident.updated_at`` (the
-      newest 20, in time order, each cut to 300 characters, newlines flattened).
+      newest 20, in time order, each cut to 300 characters, newlines flattened),
+      redacted first (:mod:`autopilot.redact`: tokens, keys, passwords; e-mail and
+      IP addresses with ``AUTOPILOT_REDACT_PII``), as is the trigger reason.
 
     Lines that would push the total past :data:`MAX_PROMPT_CHARS` are dropped and
     counted in a closing "… N more lines omitted" note, so the prompt size is bounded
@@ -211,7 +214,7 @@ def _evidence_lines(incident: Incident) -> list[str]:
         f"Incident: {_one_line(incident.id, 128)} (status {incident.status}, revision "
         f"{incident.revision}, severity {incident.severity.value})",
         f"Opened at: {_ts(incident.opened_at)}; last update: {_ts(incident.updated_at)}",
-        f"Trigger: {_one_line(incident.trigger_reason, 500)}",
+        f"Trigger: {_one_line(redact(incident.trigger_reason), 500)}",
         f"First anomaly at: {_ts(first_at)}",
         "",
     ]
@@ -257,7 +260,7 @@ def _evidence_lines(incident: Incident) -> list[str]:
     for entry in errors:
         lines.append(
             f"- {_ts(entry.timestamp)} [{_one_line(entry.level, 16)}] "
-            f"{_one_line(entry.message, MAX_LOG_LINE_CHARS)}"
+            f"{_one_line(redact(entry.message), MAX_LOG_LINE_CHARS)}"
         )
     return lines
 
@@ -837,7 +840,8 @@ def _metric_list(anomalies: Sequence[Anomaly], limit: int = 3) -> str:
 
 
 def _quote(message: str) -> str:
-    return f'"{_one_line(message, 160)}"'
+    """A log line quoted in the rule-based analysis (shown in Slack): redacted."""
+    return f'"{_one_line(redact(message), 160)}"'
 
 
 def _clip(text: str, limit: int) -> str:

@@ -10,9 +10,12 @@ in, so a stray variable cannot silently redirect a worker.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
+import ssl
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import faust
@@ -21,7 +24,18 @@ from autopilot.errors import ConfigError
 from autopilot.notify import Routes
 from autopilot.settings import Settings, load_settings
 
-__all__ = ["app", "broker_credentials", "faust_options", "main", "settings"]
+__all__ = [
+    "app",
+    "broker_credentials",
+    "check_broker_access",
+    "faust_options",
+    "main",
+    "settings",
+    "web_client_ssl_context",
+    "web_ssl_context",
+]
+
+logger = logging.getLogger(__name__)
 
 #: How often consumers refresh topic metadata (ms); see ``faust_options``.
 METADATA_MAX_AGE_MS = 10_000
@@ -50,7 +64,10 @@ def faust_options(s: Settings) -> dict[str, Any]:
         "datadir": s.datadir,
         "web_host": s.web_host,
         "web_port": s.web_port,
-        "canonical_url": f"http://{s.web_host}:{s.web_port}",
+        # Other workers forward table views here (Faust table routing, charts).
+        "canonical_url": f"{web_scheme(s)}://{s.web_host}:{s.web_port}",
+        "web_ssl_context": web_ssl_context(s),
+        "HttpClient": _http_client(s),
         "topic_partitions": s.partitions,
         "topic_replication_factor": s.replication_factor,
         "broker_rebalance_timeout": s.rebalance_timeout_s,
@@ -86,6 +103,103 @@ def _web_application_options(s: Settings) -> dict[str, Any]:
     return web_application_options(s)
 
 
+def web_scheme(s: Settings) -> str:
+    """``https`` when the HTTP port serves TLS (``AUTOPILOT_WEB_SSL_CERTFILE``), else ``http``."""
+    return "https" if s.web_ssl_certfile else "http"
+
+
+_CLIENT_AUTH = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+}
+
+
+def _load_chain(context: ssl.SSLContext, certfile: str, keyfile: str, password: Any,
+                names: str) -> None:
+    try:
+        context.load_cert_chain(
+            certfile, keyfile, password=password.get_secret_value() if password else None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"{names}: cannot load {certfile} and {keyfile} ({_reason(exc)}); need a PEM "
+            "certificate chain and its private key (and the key's password if it has one)"
+        ) from None
+
+
+def _load_cas(context: ssl.SSLContext, cafile: str, name: str) -> None:
+    try:
+        context.load_verify_locations(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{name}: cannot load {cafile} ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def web_ssl_context(s: Settings) -> ssl.SSLContext | None:
+    """Server TLS context of the HTTP port (``None``: plain HTTP), passed to Faust's
+    ``web_ssl_context`` (aiohttp's ``TCPSite``).
+
+    TLS 1.2 or newer; certificate chain and key from ``AUTOPILOT_WEB_SSL_CERTFILE`` /
+    ``AUTOPILOT_WEB_SSL_KEYFILE`` (``AUTOPILOT_WEB_SSL_KEY_PASSWORD``); client
+    certificates per ``AUTOPILOT_WEB_SSL_CLIENT_AUTH``, verified against
+    ``AUTOPILOT_WEB_SSL_CAFILE`` only (never the system CAs).
+
+    Raises:
+        ConfigError: a file cannot be loaded; the message names the variables.
+    """
+    if not (s.web_ssl_certfile and s.web_ssl_keyfile):
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    _load_chain(context, s.web_ssl_certfile, s.web_ssl_keyfile, s.web_ssl_key_password,
+                "AUTOPILOT_WEB_SSL_CERTFILE/AUTOPILOT_WEB_SSL_KEYFILE")
+    if s.web_ssl_cafile:
+        _load_cas(context, s.web_ssl_cafile, "AUTOPILOT_WEB_SSL_CAFILE")
+    context.verify_mode = _CLIENT_AUTH[s.web_ssl_client_auth]
+    return context
+
+
+def web_client_ssl_context(s: Settings) -> ssl.SSLContext:
+    """Client TLS context a worker uses to forward a view to the worker that owns it.
+
+    Verifies the owner's certificate (host name = its ``AUTOPILOT_WEB_HOST``) against
+    the system CAs plus ``AUTOPILOT_WEB_SSL_CAFILE``; when client certificates are
+    asked for, presents the worker's own certificate (it then needs the ``clientAuth``
+    extended key usage, or none).
+
+    Raises:
+        ConfigError: a file cannot be loaded.
+    """
+    context = ssl.create_default_context()
+    if s.web_ssl_cafile:
+        _load_cas(context, s.web_ssl_cafile, "AUTOPILOT_WEB_SSL_CAFILE")
+    if s.web_ssl_client_auth != "none" and s.web_ssl_certfile and s.web_ssl_keyfile:
+        _load_chain(context, s.web_ssl_certfile, s.web_ssl_keyfile, s.web_ssl_key_password,
+                    "AUTOPILOT_WEB_SSL_CERTFILE/AUTOPILOT_WEB_SSL_KEYFILE")
+    return context
+
+
+def _http_client(s: Settings) -> str | Callable[[], Any]:
+    """Faust ``HttpClient``: aiohttp's ``ClientSession``, over HTTPS with
+    :func:`web_client_ssl_context` (a factory, since aiohttp discourages subclassing)."""
+    if not s.web_ssl_certfile:
+        return "aiohttp.client:ClientSession"
+    context = web_client_ssl_context(s)
+
+    def https_client_session() -> Any:
+        import aiohttp
+
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+
+    return https_client_session
+
+
 def broker_credentials(s: Settings) -> Any:
     """Faust ``broker_credentials`` for ``AUTOPILOT_KAFKA_*`` (``None`` for PLAINTEXT).
 
@@ -100,16 +214,16 @@ def broker_credentials(s: Settings) -> Any:
         return None
     context = None
     if protocol in ("SSL", "SASL_SSL"):
-        import ssl
-
-        context = ssl.create_default_context(cafile=s.kafka_ssl_cafile)
+        try:
+            context = ssl.create_default_context(cafile=s.kafka_ssl_cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"AUTOPILOT_KAFKA_SSL_CAFILE: cannot load {s.kafka_ssl_cafile} ({_reason(exc)})"
+            ) from None
         if s.kafka_ssl_certfile and s.kafka_ssl_keyfile:
-            password = s.kafka_ssl_key_password
-            context.load_cert_chain(
-                s.kafka_ssl_certfile,
-                s.kafka_ssl_keyfile,
-                password=password.get_secret_value() if password else None,
-            )
+            _load_chain(context, s.kafka_ssl_certfile, s.kafka_ssl_keyfile,
+                        s.kafka_ssl_key_password,
+                        "AUTOPILOT_KAFKA_SSL_CERTFILE/AUTOPILOT_KAFKA_SSL_KEYFILE")
     if protocol == "SSL":
         return faust.SSLCredentials(context)
     assert s.kafka_sasl_password is not None  # checked by Settings
@@ -119,6 +233,121 @@ def broker_credentials(s: Settings) -> Any:
         ssl_context=context,
         mechanism=s.kafka_sasl_mechanism,
     )
+
+
+#: How long the start-up check waits for one broker (s).
+BROKER_CHECK_TIMEOUT_S = 15.0
+
+
+def _bootstrap_hosts(broker: str) -> list[tuple[str, int]]:
+    """``kafka://h1:9092;h2:9093`` (or comma-separated) → ``[(h1, 9092), (h2, 9093)]``."""
+    out = []
+    for part in broker.replace(";", ",").split(","):
+        hostport = part.strip().split("://", 1)[-1].strip("/")
+        if not hostport:
+            continue
+        host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+        out.append((host.strip("[]"), int(port) if port.isdigit() else 9092))
+    return out
+
+
+def check_broker_access(s: Settings, timeout_s: float = BROKER_CHECK_TIMEOUT_S) -> None:
+    """Connect once to the first bootstrap broker with the Kafka security settings.
+
+    Faust would end a worker whose credentials the broker refuses with a traceback
+    of aiokafka's ``Unable to bootstrap`` (the cause only in a log line before it).
+    This check names the cause and the settings to fix. A broker that is merely not
+    reachable yet is no error here (logged; the worker starts and keeps trying).
+    Does nothing for ``PLAINTEXT``.
+
+    Raises:
+        ConfigError: the broker refused the SASL credentials or mechanism, its TLS
+            certificate is not trusted, the TLS handshake failed, or it closed the
+            connection during the handshake (a client certificate it requires is
+            missing or not trusted).
+    """
+    if s.kafka_security_protocol == "PLAINTEXT":
+        return
+    from aiokafka import errors as kafka_errors
+    from aiokafka.conn import create_conn
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    auth = credentials_to_aiokafka_auth(broker_credentials(s))
+    host, port = _bootstrap_hosts(s.broker)[0]
+    where = f"Kafka at {host}:{port} ({s.kafka_security_protocol})"
+
+    async def connect() -> None:
+        conn = await asyncio.wait_for(
+            create_conn(host, port, request_timeout_ms=int(timeout_s * 1000), **auth),
+            timeout_s,
+        )
+        conn.close()
+
+    def run_once() -> None:
+        # A private loop: asyncio.run() would unset the main thread's loop, which
+        # Faust's worker takes with get_event_loop() afterwards.
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(connect())
+        finally:
+            loop.close()
+
+    for attempt in range(3):
+        try:
+            run_once()
+            return
+        except kafka_errors.SaslAuthenticationFailed:
+            user = s.kafka_sasl_username
+            raise ConfigError(
+                f"{where} refused the credentials of user {user!r} "
+                f"({s.kafka_sasl_mechanism}): wrong user name or password; check "
+                "AUTOPILOT_KAFKA_SASL_USERNAME and AUTOPILOT_KAFKA_SASL_PASSWORD "
+                "(or AUTOPILOT_KAFKA_SASL_PASSWORD_FILE)"
+            ) from None
+        except (kafka_errors.UnsupportedSaslMechanismError,
+                kafka_errors.IllegalSaslStateError) as exc:
+            raise ConfigError(
+                f"{where} does not accept SASL mechanism {s.kafka_sasl_mechanism} "
+                f"({exc}); check AUTOPILOT_KAFKA_SASL_MECHANISM"
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ConfigError(
+                f"{where}: its TLS certificate is not trusted ({exc.verify_message}); set "
+                "AUTOPILOT_KAFKA_SSL_CAFILE to the CA that signed it (and use the host "
+                "name the certificate is for in AUTOPILOT_BROKER)"
+            ) from None
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"{where}: TLS handshake failed ({exc.reason or exc}); is that port a "
+                "TLS listener? Check AUTOPILOT_BROKER and AUTOPILOT_KAFKA_SECURITY_PROTOCOL"
+            ) from None
+        except kafka_errors.KafkaConnectionError as exc:
+            # The broker closes the connection right after the TLS handshake when it
+            # requires a client certificate and got none, or one it does not trust.
+            if "closed" in str(exc) and attempt < 2:
+                continue
+            if "closed" in str(exc):
+                raise ConfigError(
+                    f"{where} closed the connection during the TLS handshake, three times: "
+                    "it probably requires a client certificate it trusts; set "
+                    "AUTOPILOT_KAFKA_SSL_CERTFILE and AUTOPILOT_KAFKA_SSL_KEYFILE"
+                ) from None
+            logger.warning("%s not reachable yet (%s); the worker starts and keeps trying",
+                           where, exc)
+            return
+        except ConnectionResetError:
+            # A PLAINTEXT listener resets a connection that starts with a TLS hello.
+            if attempt < 2:
+                continue
+            raise ConfigError(
+                f"{where} reset the connection during the TLS handshake, three times: is "
+                "that port a TLS listener? Check AUTOPILOT_BROKER and "
+                "AUTOPILOT_KAFKA_SECURITY_PROTOCOL"
+            ) from None
+        except (TimeoutError, OSError, kafka_errors.KafkaError) as exc:
+            logger.warning("%s not reachable yet (%s); the worker starts and keeps trying",
+                           where, _reason(exc))
+            return
 
 
 class _LazyOptions(Mapping[str, Any]):
@@ -161,15 +390,22 @@ def _set_app_id(app_: Any, conf: Any, **kwargs: Any) -> None:
 def main() -> None:
     """Console script ``autopilot``: Faust's own command line plus our commands.
 
-    Invalid ``AUTOPILOT_*`` settings (and an invalid ``AUTOPILOT_SLACK_ROUTES`` file)
-    stop it before Faust starts, with one line that names the variable on stderr and
-    exit status 2 (Faust would show a traceback).
+    Invalid ``AUTOPILOT_*`` settings (and an invalid ``AUTOPILOT_SLACK_ROUTES`` file,
+    TLS files that cannot be loaded, and for ``worker`` Kafka credentials the broker
+    refuses: :func:`check_broker_access`) stop it before Faust starts, with one line
+    that names the variable on stderr and exit status 2 (Faust would show a traceback).
     """
     from autopilot import cli  # noqa: F401  (registers broker and demo commands)
 
     try:
         s = settings()
         Routes.load(s.slack_routes, s.slack_channel)
+        # TLS files and Kafka credentials: loaded here so a bad one is one clear line.
+        web_ssl_context(s)
+        _http_client(s)
+        broker_credentials(s)
+        if "worker" in sys.argv[1:]:
+            check_broker_access(s)
     except (ConfigError, ValueError) as exc:
         print(f"autopilot: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

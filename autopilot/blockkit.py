@@ -60,6 +60,7 @@ from autopilot.models import (
     Signal,
     TimelineEntry,
 )
+from autopilot.redact import redact
 
 __all__ = [
     "BLOCKS_MAX",
@@ -81,6 +82,8 @@ __all__ = [
     "render_console",
     "render_console_event",
     "render_incident",
+    "plain_text",
+    "render_plain_text",
     "render_reminder",
     "render_timeline_reply",
     "render_webhook",
@@ -364,7 +367,7 @@ def _errors_block(errors: Sequence[LogEntry]) -> dict[str, Any]:
     newest = sorted(errors, key=lambda e: e.timestamp)[-_MAX_ERROR_LINES:]
     lines = [
         _md(
-            f"{e.timestamp:%H:%M:%S} {_one_line(e.level)} {_one_line(e.message)}".replace(
+            f"{e.timestamp:%H:%M:%S} {_one_line(e.level)} {_one_line(redact(e.message))}".replace(
                 "```", "'''"
             ),
             _ERROR_LINE_CHARS,
@@ -493,7 +496,7 @@ def render_console(alert: Alert) -> str:
         errs = sorted(incident.recent_errors, key=lambda e: e.timestamp)[-_MAX_ERROR_LINES:]
         lines += ["", f"Recent errors ({len(incident.recent_errors)}, newest {len(errs)}):"]
         for e in errs:
-            lines.append(f"  {_iso(e.timestamp)} {item(e.level)} {item(e.message)}")
+            lines.append(f"  {_iso(e.timestamp)} {item(e.level)} {item(redact(e.message))}")
 
     lines += ["", "Recommended actions:"]
     for action in _actions(analysis):
@@ -1241,3 +1244,68 @@ def render_console_event(
         if len(ordered) > _MAX_CONSOLE_ENTRIES:
             lines.append(f"    {ELLIPSIS} and {len(ordered) - _MAX_CONSOLE_ENTRIES} more entries")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- plain text
+
+#: Longest plain-text rendering sent (characters): Slack's advice for ``text`` is at
+#: most 4,000 characters (https://api.slack.com/methods/chat.postMessage#truncating).
+PLAIN_TEXT_MAX = 4000
+#: First line of a plain-text rendering, saying why the formatting is missing.
+PLAIN_TEXT_NOTE = "_(plain text: Slack refused this message's formatting)_"
+
+
+def plain_text(payload: dict[str, Any]) -> str:
+    """The texts of a Block Kit payload, one per line (mrkdwn kept as it is).
+
+    Args:
+        payload: ``{"text", "blocks", "attachments": [{"blocks", "text"}]}``.
+
+    Returns:
+        The texts of header, section (text and fields) and context blocks in order,
+        top-level blocks first, then each attachment's; the payload's ``text`` when
+        there are no blocks.
+    """
+    blocks: list[Any] = list(payload.get("blocks") or [])
+    for attachment in payload.get("attachments") or []:
+        if isinstance(attachment, dict):
+            blocks.extend(attachment.get("blocks") or [])
+            if attachment.get("text"):
+                blocks.append({"type": "section", "text": {"text": attachment["text"]}})
+    lines: list[str] = []
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        parts = [block.get("text")] + list(block.get("fields") or [])
+        if block.get("type") == "context":
+            parts += list(block.get("elements") or [])
+        for part in parts:
+            if isinstance(part, dict) and isinstance(part.get("text"), str) and part["text"]:
+                lines.append(part["text"])
+    if not lines:
+        return str(payload.get("text") or "")
+    return "\n".join(lines)
+
+
+def render_plain_text(payload: dict[str, Any], *, replace: bool) -> dict[str, Any]:
+    """The same message without Block Kit, for a retry after Slack's ``invalid_blocks``.
+
+    Args:
+        payload: the refused message (``text``/``blocks``/``attachments``; other keys
+            such as ``metadata`` are kept).
+        replace: True for ``chat.update``, which keeps the old message's blocks and
+            attachments unless they are sent empty (Slack's documented rule): they
+            are sent as ``[]``. False for a new message or a webhook: left out.
+
+    Returns:
+        ``payload`` with ``text`` = :data:`PLAIN_TEXT_NOTE` + :func:`plain_text`
+        (at most :data:`PLAIN_TEXT_MAX` characters) and no blocks or attachments.
+    """
+    body = plain_text(payload) or str(payload.get("text") or "")
+    text = truncate(f"{PLAIN_TEXT_NOTE}\n{body}", PLAIN_TEXT_MAX)
+    out = {k: v for k, v in payload.items() if k not in ("text", "blocks", "attachments")}
+    out["text"] = text
+    if replace:
+        out["blocks"] = []
+        out["attachments"] = []
+    return out

@@ -245,7 +245,7 @@ async def _wait_health(port: int, proc: subprocess.Popen[bytes], timeout_s: floa
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited with code {proc.returncode}")
             with contextlib.suppress(httpx.HTTPError):
-                r = await client.get(f"http://127.0.0.1:{port}/health")
+                r = await client.get(f"http://127.0.0.1:{port}/ready")
                 if r.status_code == 200:
                     return
             await asyncio.sleep(0.5)

@@ -49,6 +49,7 @@ from autopilot import replay
 from autopilot.detection import DetectorConfig, severity_for, severity_of_rank
 from autopilot.formats.levels import ERROR_LEVELS, is_error_level
 from autopilot.models import Anomaly, LogEntry, Severity
+from autopilot.redact import redact
 
 __all__ = [
     "ERROR_LEVELS",
@@ -330,7 +331,10 @@ def step_records(
                 anomalies.append(ErrorRateRecord(closed, False))
         error = is_error_level(entry.level)
         if error:
-            recent = (*state.recent_errors, entry.model_dump(mode="json"))
+            # Stored redacted (the one redactor): tables, changelogs, views, incident
+            # records and what the LLM and Slack see never hold a secret from a log line.
+            kept = entry.model_copy(update={"message": redact(entry.message)})
+            recent = (*state.recent_errors, kept.model_dump(mode="json"))
             state = replace(state, recent_errors=recent[-config.recent_max :])
         if bucket < state.bucket_start:
             continue  # late line: context only

@@ -6,6 +6,9 @@
     ├── BadRecord                  an input record cannot be used (dead-lettered)
     │     fields: reason (str), field (str | None)
     ├── ConfigError                settings are invalid; fix the environment and restart
+    │     ├── PartitionsMismatchError  a topic and a table changelog differ in partitions
+    │     │     fields: topic, topic_partitions, changelog, changelog_partitions
+    │     └── DataDirInUse             another worker holds AUTOPILOT_DATADIR (field: path)
     ├── BrokerError                the embedded broker cannot start or stop
     └── DeliveryError              a downstream service (Ollama, Slack, Redis) failed
           ├── AnalysisUnavailable  Ollama did not give a usable answer (fallback used)
@@ -55,7 +58,18 @@ class AnalysisUnavailable(DeliveryError):
     """Ollama gave no usable analysis (timeout, HTTP error, invalid JSON).
 
     The analysis agent falls back to the rule-based analysis.
+
+    Attributes:
+        reason: the failure's class, a Prometheus label (``timeout``, ``connect``,
+            ``model_not_found``, ``http``, ``not_json``, ``streaming``,
+            ``invalid_output``, ``circuit_open``, ``other``); timeouts, connection
+            errors and a missing model open the LLM circuit breaker
+            (:mod:`autopilot.breaker`).
     """
+
+    def __init__(self, message: str, *, reason: str = "other") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class AlertDeliveryError(DeliveryError):
@@ -81,3 +95,44 @@ class AlertDeliveryError(DeliveryError):
         self.status = status
         self.retry_after = retry_after
         self.code = code
+
+
+class PartitionsMismatchError(ConfigError):
+    """A co-partitioned topic and a table's changelog have different partition counts.
+
+    Faust writes a table key to the partition of the record being processed, so the
+    worker stops at start instead of dead-lettering every record of that topic.
+
+    Attributes:
+        topic: the source topic's name; ``topic_partitions`` its partition count.
+        changelog: the table changelog's name; ``changelog_partitions`` its count.
+    """
+
+    def __init__(
+        self, topic: str, topic_partitions: int, changelog: str, changelog_partitions: int
+    ) -> None:
+        super().__init__(
+            f"topic {topic} has {topic_partitions} partitions but the table changelog "
+            f"{changelog} has {changelog_partitions}: they must be equal. Recreate {topic} "
+            f"with {changelog_partitions} partitions (or delete both and let the worker "
+            "create them with AUTOPILOT_PARTITIONS), then restart"
+        )
+        self.topic = topic
+        self.topic_partitions = topic_partitions
+        self.changelog = changelog
+        self.changelog_partitions = changelog_partitions
+
+
+class DataDirInUse(ConfigError):
+    """Another worker process holds the data directory (``AUTOPILOT_DATADIR``).
+
+    Attributes:
+        path: the data directory.
+    """
+
+    def __init__(self, path: str, holder: str) -> None:
+        super().__init__(
+            f"data directory {path} is in use by another worker ({holder}); every worker "
+            "needs its own AUTOPILOT_DATADIR: stop the other worker or set another directory"
+        )
+        self.path = path

@@ -44,6 +44,7 @@ __all__ = [
     "Severity",
     "Signal",
     "TimelineEntry",
+    "UNKNOWN_VERSION",
     "decode_records",
     "parse_timestamp",
 ]
@@ -230,8 +231,11 @@ def _known_level(value: Any) -> Any:
 class LogEntry(_Record):
     """One application log line (seed shape).
 
-    ``level`` is kept as sent (trimmed) but must be a level
-    :func:`autopilot.formats.levels.normalize_level` knows (synonyms, syslog 0–7).
+    ``level`` is kept as sent (trimmed; a number as its text, pino's ``50`` → ``"50"``)
+    but must be a level :func:`autopilot.formats.levels.normalize_level` knows
+    (synonyms, syslog 0–7, pino/bunyan 10–69) or ``UNKNOWN``, what the decoders of
+    :mod:`autopilot.formats.logs` write for a missing or unrecognised level.
+    ``message`` is at most 65,536 characters (the decoders truncate longer ones).
     """
 
     timestamp: Timestamp
@@ -241,15 +245,31 @@ class LogEntry(_Record):
     labels: Labels = Field(default_factory=dict)
 
 
+def _version(value: Any) -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return UNKNOWN_VERSION
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+#: The version of a deployment that was sent without one.
+UNKNOWN_VERSION = "unknown"
+
+
 class DeploymentEvent(_Record):
     """A deployment of ``version`` of ``service`` (seed shape).
 
+    ``version`` missing, ``null`` or empty is kept as ``unknown`` (a deployment whose
+    version nobody sent still explains an incident); a number becomes its text.
     ``status`` is free text as CD systems send it (``success``, ``started`` …).
     """
 
     timestamp: Timestamp
     service: str = Field(min_length=1, max_length=256)
-    version: str = Field(min_length=1, max_length=256)
+    version: Annotated[str, BeforeValidator(_version)] = Field(
+        default=UNKNOWN_VERSION, min_length=1, max_length=256
+    )
     status: str = "success"
     metadata: dict[str, Any] = Field(default_factory=dict)
 

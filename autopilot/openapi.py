@@ -144,11 +144,26 @@ def openapi_spec(server_url: str | None = None) -> dict[str, Any]:
         "paths": {
             "/health": {
                 "get": {
-                    "summary": "readiness",
+                    "summary": "liveness (Kubernetes livenessProbe): the worker is alive and "
+                    "serving; the body reports readiness, the broker, Slack, Ollama and Redis",
+                    "security": [],
+                    "responses": {
+                        "200": _resp("alive", {"type": "object"}),
+                        "503": _resp("the worker is stopping", {"type": "object"}),
+                    },
+                }
+            },
+            "/ready": {
+                "get": {
+                    "summary": "readiness (Kubernetes readinessProbe)",
                     "security": [],
                     "responses": {
                         "200": _resp("ready", {"type": "object"}),
-                        "503": _resp("not ready (rebalancing, recovering)", {"type": "object"}),
+                        "503": _resp(
+                            "not ready: broker unreachable, rebalancing, recovering tables, "
+                            "or every record dead-lettered (reasons in the body)",
+                            {"type": "object"},
+                        ),
                     },
                 }
             },

@@ -18,8 +18,11 @@
   them). Written here rather than taken from a library because the maintained
   Python limiters (``limits``) offer fixed/moving windows but no token bucket, and
   the aiohttp-specific ones are small unmaintained packages.
-* **Redaction**: :class:`Redactor` replaces every configured secret in a text with
-  ``***`` (used by a logging filter on the worker's handlers).
+* **Redaction**: :class:`Redactor` is the project's one redactor,
+  :class:`autopilot.redact.Redactor` (re-exported here): the worker's configured
+  secrets and the secrets ``detect-secrets`` finds become ``[REDACTED:<kind>]`` in its
+  log lines (a logging filter on the worker's handlers), in the LLM prompt and in
+  Slack messages.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from autopilot.redact import Redactor
 
 __all__ = [
     "ApiKeys",
@@ -127,17 +132,3 @@ class RateLimiter:
         while len(self._buckets) > self.max_clients:
             self._buckets.popitem(last=False)
         return 0 if wait == 0.0 else max(1, math.ceil(wait))
-
-
-class Redactor:
-    """Replace secret values in text with ``***`` (longest first)."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        """``text`` with every secret replaced."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text

@@ -16,14 +16,33 @@ arrives:
 
 Last-seen times are only rewritten when they move by ``ttl_s / 100`` or more, so a
 busy series does not cost an index write per record.
+
+Two more rules keep event time honest (the metrics agent applies them before a sample
+reaches the detector, :mod:`autopilot.agents.metrics`):
+
+* **Future**: a sample more than ``max_future_s`` ahead of wall-clock time
+  (``AUTOPILOT_MAX_FUTURE_S``, default 1 h; the ingest stage refuses such items
+  already) is dropped and counted, and it never moves the service's event-time clock,
+  so expiry is never driven by it (:func:`split_future`). One sample dated 2100 would
+  otherwise make every other series look 75 years old and expire them all.
+* **Order**: per series, a sample not newer than the last one applied (an HA pair of
+  Prometheus servers sending the same series, a WAL replay, a retried request) is
+  dropped and counted, not applied again (:func:`newer_only`).
+
+:class:`SeriesLimits` built directly (``autopilot backtest``, benchmarks, tests) has
+no future limit; :meth:`SeriesLimits.from_settings` takes the setting.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["SeriesIndex", "SeriesLimits"]
+__all__ = ["SeriesIndex", "SeriesLimits", "newer_only", "split_future"]
+
+P = TypeVar("P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +51,99 @@ class SeriesLimits:
 
     max_series: int = 10_000
     ttl_s: float = 7 * 86_400.0
+    #: Seconds a sample may be ahead of wall-clock time; ``None``: no limit.
+    max_future_s: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> SeriesLimits:
-        """Build from :class:`autopilot.settings.Settings`."""
-        return cls(max_series=settings.max_series_per_service, ttl_s=settings.series_ttl_s)
+        """Build from :class:`autopilot.settings.Settings` (``AUTOPILOT_MAX_FUTURE_S``
+        0 means no limit)."""
+        return cls(
+            max_series=settings.max_series_per_service,
+            ttl_s=settings.series_ttl_s,
+            max_future_s=settings.max_future_s or None,
+        )
+
+    def future_horizon(self, now_s: float) -> float:
+        """Latest acceptable sample time (epoch s) at wall-clock ``now_s``; ``inf``
+        without a future limit."""
+        return math.inf if self.max_future_s is None else now_s + self.max_future_s
+
+
+def split_future(
+    by_series: dict[str, list[P]], stamps: dict[str, list[float]], horizon: float
+) -> int:
+    """Drop, in place, the samples timed after ``horizon`` (epoch s).
+
+    Args:
+        by_series: series key → its samples, in order; series left with no sample are
+            removed.
+        stamps: series key → the samples' times (epoch s), parallel to ``by_series``;
+            kept parallel.
+        horizon: :meth:`SeriesLimits.future_horizon`.
+
+    Returns:
+        How many samples were dropped.
+    """
+    dropped = 0
+    for key in list(by_series):
+        times = stamps[key]
+        if max(times) <= horizon:
+            continue
+        keep = [i for i, ts in enumerate(times) if ts <= horizon]
+        dropped += len(times) - len(keep)
+        if keep:
+            by_series[key] = [by_series[key][i] for i in keep]
+            stamps[key] = [times[i] for i in keep]
+        else:
+            del by_series[key], stamps[key]
+    return dropped
+
+
+def newer_only(
+    points: Sequence[P],
+    stamps: Sequence[float],
+    last: float,
+    last_value: float | None = None,
+) -> list[P]:
+    """The samples of one series that are not replays or late copies.
+
+    A sample is dropped when it is older than the newest sample applied before it
+    (``ts < last``), or when it repeats that sample (same time and same value: a WAL
+    replay, a retried request, the second server of an HA pair scraping at the same
+    instant). A sample at the same time with a *different* value is kept: some
+    exports repeat a time stamp with new values (NAB's data at a daylight-saving
+    change), and dropping them would make the live worker disagree with
+    ``autopilot backtest``.
+
+    Args:
+        points: the series' samples in the order they arrived (objects with a
+            ``value``).
+        stamps: their times (epoch s), parallel to ``points``.
+        last: time of the newest sample already applied (``-inf``: none).
+        last_value: value of that sample, when known.
+
+    Returns:
+        ``points`` itself when every sample is newer than the one before it (the common
+        case), else the kept samples in order; the caller counts
+        ``len(points) - len(result)``.
+    """
+    previous = last
+    for ts in stamps:
+        if not ts > previous:
+            break
+        previous = ts
+    else:
+        return points if isinstance(points, list) else list(points)
+    kept: list[P] = []
+    previous, previous_value = last, last_value
+    for p, ts in zip(points, stamps, strict=True):
+        value = p.value  # type: ignore[attr-defined]
+        if ts < previous or (ts == previous and value == previous_value):
+            continue
+        kept.append(p)
+        previous, previous_value = ts, value
+    return kept
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from autopilot.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["FILE_SUFFIX", "Settings", "load_settings"]
 
 
 def _env(name: str, default: Any, description: str, **kw: Any) -> Any:
@@ -354,6 +354,97 @@ class Settings(BaseSettings):
         "Bot mode: upload a chart of each anomalous series into the incident's thread",
     )
 
+    # --- HTTPS on the worker's port (issue 12, transport security) ------------------
+    web_ssl_certfile: str | None = _env(
+        "AUTOPILOT_WEB_SSL_CERTFILE", None,
+        "Certificate chain (PEM) the HTTP port serves; set: the port speaks HTTPS only "
+        "(docs/security-transport.md)",
+    )
+    web_ssl_keyfile: str | None = _env(
+        "AUTOPILOT_WEB_SSL_KEYFILE", None, "Private key (PEM) of AUTOPILOT_WEB_SSL_CERTFILE"
+    )
+    web_ssl_key_password: SecretStr | None = _env(
+        "AUTOPILOT_WEB_SSL_KEY_PASSWORD", None, "Password of AUTOPILOT_WEB_SSL_KEYFILE (secret)"
+    )
+    web_ssl_cafile: str | None = _env(
+        "AUTOPILOT_WEB_SSL_CAFILE", None,
+        "CA bundle (PEM) trusted for client certificates and for other workers' "
+        "certificates when a view is forwarded to its owner (added to the system CAs)",
+    )
+    web_ssl_client_auth: Literal["none", "optional", "required"] = _env(
+        "AUTOPILOT_WEB_SSL_CLIENT_AUTH", "none",
+        "Client certificates on the HTTPS port: none, optional (verified when presented) "
+        "or required (mutual TLS; needs AUTOPILOT_WEB_SSL_CAFILE)",
+    )
+
+    # --- LLM and Slack edges, redaction (issue 12, H4) ----------------------------
+    redact_pii: bool = _env(
+        "AUTOPILOT_REDACT_PII", False,
+        "Also redact e-mail and IP addresses from log lines (secrets are always redacted)",
+    )
+    llm_breaker_failures: int = _env(
+        "AUTOPILOT_LLM_BREAKER_FAILURES", 3,
+        "Consecutive Ollama timeouts, connection errors or model-not-found answers that "
+        "open the circuit breaker (analyses then use the rules without calling Ollama)",
+        ge=1,
+    )
+    llm_breaker_cooldown_s: float = _env(
+        "AUTOPILOT_LLM_BREAKER_COOLDOWN_S", 30.0,
+        "Time (s) the breaker stays open before one trial call; doubles after each failed "
+        "trial, up to AUTOPILOT_LLM_BREAKER_MAX_COOLDOWN_S", gt=0,
+    )
+    llm_breaker_max_cooldown_s: float = _env(
+        "AUTOPILOT_LLM_BREAKER_MAX_COOLDOWN_S", 600.0,
+        "Longest time (s) the breaker stays open between trial calls", gt=0,
+    )
+
+    # --- ingest under pressure, health and readiness (issue 12, H3) ----------------
+    ingest_timeout_s: float = _env(
+        "AUTOPILOT_INGEST_TIMEOUT_S", 8.0,
+        "Longest wait (s) of an ingest request for the broker's acknowledgement; then "
+        "503 with Retry-After (docs/operations-health.md)", gt=0,
+    )
+    retry_after_s: int = _env(
+        "AUTOPILOT_RETRY_AFTER_S", 5,
+        "Retry-After (s) sent with a 503 when the broker is unavailable", ge=1,
+    )
+    broker_check_interval_s: float = _env(
+        "AUTOPILOT_BROKER_CHECK_INTERVAL_S", 2.0,
+        "How often (s) a worker asks the broker for metadata (readiness, fast 503s); "
+        "a probe without an answer within 2 intervals counts as unreachable", gt=0,
+    )
+    max_record_bytes: int = _env(
+        "AUTOPILOT_MAX_RECORD_BYTES", 900_000,
+        "Largest Kafka record (bytes of JSON) HTTP ingest produces; bigger batches are "
+        "split (keep it under the broker's message.max.bytes, 1 MB by default)",
+        ge=10_000,
+    )
+    ready_window_s: float = _env(
+        "AUTOPILOT_READY_WINDOW_S", 60.0,
+        "Window (s) over which /ready and /health judge dead letters and Slack, Ollama "
+        "and Redis failures", gt=0,
+    )
+    ready_dead_letters_min: int = _env(
+        "AUTOPILOT_READY_DEAD_LETTERS_MIN", 10,
+        "/ready answers 503 when a stage dead-lettered at least this many records and "
+        "processed none within AUTOPILOT_READY_WINDOW_S", ge=1,
+    )
+
+    # --- Ingest: time limits (issue 12, part H2: one bad item, time and order) -----
+    max_future_s: float = _env(
+        "AUTOPILOT_MAX_FUTURE_S", 3600.0,
+        "An input item (metric sample, log line, deployment) timed more than this many "
+        "seconds ahead of the worker's wall clock is refused and counted; it never "
+        "drives series expiry. 0 turns the check off. Not applied by autopilot backtest",
+        ge=0,
+    )
+    max_past_s: float | None = _env(
+        "AUTOPILOT_MAX_PAST_S", None,
+        "An input item timed more than this many seconds behind the worker's wall clock "
+        "is refused and counted; unset (default): no limit, so replays of history work",
+        gt=0,
+    )
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if not self.broker.startswith(("kafka://", "aiokafka://")):
@@ -381,6 +472,15 @@ class Settings(BaseSettings):
             raise ValueError("AUTOPILOT_SERVICE_LABELS holds no label name")
         if self.slack_bot_token is not None and not self.slack_channel:
             raise ValueError("SLACK_BOT_TOKEN needs SLACK_CHANNEL")
+        if bool(self.web_ssl_certfile) != bool(self.web_ssl_keyfile):
+            raise ValueError("AUTOPILOT_WEB_SSL_CERTFILE and AUTOPILOT_WEB_SSL_KEYFILE go together")
+        if self.web_ssl_client_auth != "none" and not (
+            self.web_ssl_certfile and self.web_ssl_cafile
+        ):
+            raise ValueError(
+                "AUTOPILOT_WEB_SSL_CLIENT_AUTH needs AUTOPILOT_WEB_SSL_CERTFILE (HTTPS) and "
+                "AUTOPILOT_WEB_SSL_CAFILE (the CA of the client certificates)"
+            )
         return self
 
     @classmethod
@@ -401,10 +501,14 @@ class Settings(BaseSettings):
         return self.topic_prefix or self.app_id
 
     def api_key_list(self) -> list[str]:
-        """The API keys (secret values: never log them); empty when auth is off."""
+        """The API keys (secret values: never log them); empty when auth is off.
+
+        Separated by commas or line breaks (``AUTOPILOT_API_KEYS_FILE`` holds one a line).
+        """
         if self.api_keys is None:
             return []
-        return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+        raw = self.api_keys.get_secret_value().replace("\r", "\n").replace("\n", ",")
+        return [k.strip() for k in raw.split(",") if k.strip()]
 
     def service_label_list(self) -> tuple[str, ...]:
         """``AUTOPILOT_SERVICE_LABELS`` as a tuple of label names, in order."""
@@ -419,6 +523,7 @@ class Settings(BaseSettings):
             self.kafka_sasl_password,
             self.kafka_ssl_key_password,
             self.github_webhook_secret,
+            self.web_ssl_key_password,
         ):
             if secret is not None and secret.get_secret_value():
                 out.append(secret.get_secret_value())
@@ -429,18 +534,80 @@ class Settings(BaseSettings):
         """Map of environment-variable name → field name."""
         return {str(f.validation_alias): name for name, f in cls.model_fields.items()}
 
+    @classmethod
+    def secret_env_names(cls) -> tuple[str, ...]:
+        """Environment variables of the secret settings (:class:`SecretStr`), in field
+        order; each can also be read from a file named by ``<NAME>_FILE``."""
+        return tuple(
+            str(f.validation_alias) for f in cls.model_fields.values()
+            if f.annotation is SecretStr or SecretStr in get_args(f.annotation)
+        )
+
+    @classmethod
+    def file_env_names(cls) -> tuple[str, ...]:
+        """Variables that can be read from ``<NAME>_FILE``: the secrets, and ``REDIS_URL``
+        (it may carry a password)."""
+        return (*cls.secret_env_names(), "REDIS_URL")
+
+
+#: ``<NAME>_FILE`` names a file holding the secret setting ``<NAME>`` (the Docker and
+#: Kubernetes secrets convention: ``SLACK_BOT_TOKEN_FILE=/run/secrets/slack_bot_token``).
+FILE_SUFFIX = "_FILE"
+
+
+def _read_secret_file(variable: str, path: str) -> str:
+    """The secret in ``path`` without its trailing line breaks.
+
+    Raises:
+        ConfigError: the file cannot be read or holds nothing; the message names
+            ``variable`` and the path, never the content.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = f.read().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{variable}: cannot read {path}: {reason}") from None
+    if not value.strip():
+        raise ConfigError(f"{variable}: {path} is empty")
+    return value
+
+
+def _secrets_from_files(env: Mapping[str, str]) -> dict[str, str]:
+    """Secret settings given as ``<NAME>_FILE`` (see :data:`FILE_SUFFIX`).
+
+    Raises:
+        ConfigError: ``<NAME>`` and ``<NAME>_FILE`` are both set, or the file cannot be
+            read.
+    """
+    out: dict[str, str] = {}
+    for name in Settings.file_env_names():
+        variable = name + FILE_SUFFIX
+        path = env.get(variable, "")
+        if not path:
+            continue
+        if env.get(name, ""):
+            raise ConfigError(f"set {name} or {variable}, not both")
+        out[name] = _read_secret_file(variable, path)
+    return out
+
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``environ`` (default: the process environment).
 
-    Empty values count as unset. Returns a frozen :class:`Settings`.
+    Empty values count as unset. Every secret setting (:meth:`Settings.file_env_names`:
+    ``SLACK_WEBHOOK_URL``, ``SLACK_BOT_TOKEN``, ``AUTOPILOT_API_KEYS``,
+    ``AUTOPILOT_KAFKA_SASL_PASSWORD``, ``REDIS_URL`` …) can instead be read from the file named by
+    ``<NAME>_FILE`` (trailing line breaks dropped). Returns a frozen :class:`Settings`.
 
     Raises:
-        ConfigError: a value is invalid; the message names the variable.
+        ConfigError: a value is invalid, a variable and its ``_FILE`` are both set, or a
+            ``_FILE`` cannot be read; the message names the variable.
     """
     env = os.environ if environ is None else environ
     names = Settings.env_names()
     values = {k: v for k, v in env.items() if k in names and v != ""}
+    values.update(_secrets_from_files(env))
     try:
         return Settings(**values)
     except ValidationError as exc:

@@ -7,7 +7,7 @@ text exposition format by :func:`exposition`.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "REGISTRY", "exposition"]
@@ -135,5 +135,84 @@ SIGNAL_RECORDS = Counter(
     "(metric, error_rate) and state (firing: a re-send while still firing; resolved: "
     "the series recovered)",
     ["kind", "state"],
+    registry=REGISTRY,
+)
+
+# --- LLM and Slack edges, redaction (issue 12, H4) ------------------------------------
+REDACTIONS = Counter(
+    "autopilot_redactions",
+    "Secrets (and, with AUTOPILOT_REDACT_PII, e-mail and IP addresses) replaced in "
+    "untrusted text before it reached the LLM, Slack or a log line, by kind "
+    "(autopilot.redact.KINDS); counted once per distinct text",
+    ["kind"],
+    registry=REGISTRY,
+)
+LLM_BREAKER_TRIPS = Counter(
+    "autopilot_llm_breaker_trips",
+    "Times the Ollama circuit breaker opened, by the reason of the failure that opened "
+    "it (timeout, connect, model_not_found)",
+    ["reason"],
+    registry=REGISTRY,
+)
+SLACK_PLAIN_TEXT_RETRIES = Counter(
+    "autopilot_slack_plain_text_retries",
+    "Messages Slack refused as invalid_blocks/invalid_blocks_format and sent again as "
+    "plain text, by outcome (sent, refused)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+# --- ingest under pressure, health (issue 12, H3) --------------------------------------
+INGEST_UNAVAILABLE = Counter(
+    "autopilot_ingest_unavailable",
+    "Ingest requests answered 503 because the broker was unavailable, by reason "
+    "(broker_unreachable: refused before anything was queued; ack_timeout: the broker "
+    "did not acknowledge within AUTOPILOT_INGEST_TIMEOUT_S, the records may still land)",
+    ["reason"],
+    registry=REGISTRY,
+)
+INGEST_RECORDS_SPLIT = Counter(
+    "autopilot_ingest_records_split",
+    "Batches of HTTP ingest split in two because their record exceeded "
+    "AUTOPILOT_MAX_RECORD_BYTES",
+    registry=REGISTRY,
+)
+NATIVE_HISTOGRAMS = Counter(
+    "autopilot_native_histograms",
+    "Prometheus native-histogram samples received by remote write, by outcome "
+    "(converted: to a <name>_count and a <name>_sum sample; stale ones are counted in "
+    "autopilot_samples_skipped_total as two stale samples)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+BROKER_REACHABLE = Gauge(
+    "autopilot_broker_reachable",
+    "1 when the worker's last broker probe got the cluster's metadata, 0 otherwise",
+    registry=REGISTRY,
+)
+
+# --- ingest: one bad item never sinks a batch; time and order (issue 12, H2) ----------
+ITEMS_REJECTED = Counter(
+    "autopilot_items_rejected",
+    "Input items refused while the rest of their body or record was kept, by source "
+    "(http, exposition, remote_write, kafka) and reason (invalid, not_json, bad_line, "
+    "bad_timestamp, non_finite, no_service, future_timestamp, past_timestamp)",
+    ["source", "reason"],
+    registry=REGISTRY,
+)
+ITEMS_DEFAULTED = Counter(
+    "autopilot_items_defaulted",
+    "Input items kept with a default value, by source and reason (missing_level, "
+    "unknown_level: the level became UNKNOWN; missing_version: the version became "
+    "unknown; message_truncated)",
+    ["source", "reason"],
+    registry=REGISTRY,
+)
+SAMPLES_DROPPED = Counter(
+    "autopilot_samples_dropped",
+    "Metric samples the metrics stage did not apply, by reason (out_of_order: not newer "
+    "than the last sample applied to its series, e.g. an HA pair's second copy or a WAL "
+    "replay; future_timestamp: more than AUTOPILOT_MAX_FUTURE_S ahead of the clock)",
+    ["reason"],
     registry=REGISTRY,
 )

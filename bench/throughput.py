@@ -314,7 +314,7 @@ class WorkerProc:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "autopilot", "worker", "-l", "warn"],
                 env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
-        wait_http(f"http://127.0.0.1:{self.port}/health", self.proc)
+        wait_http(f"http://127.0.0.1:{self.port}/ready", self.proc)
 
     def samples(self) -> int:
         """The worker's ``autopilot_samples_processed_total{stage="metrics"}``."""

@@ -1033,6 +1033,57 @@ def _ollama_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+class StreamingOllamaServer(OllamaServer):
+    """An Ollama behind something that drops ``"stream": false``: ``/api/chat`` always
+    answers ``application/x-ndjson`` chunks (what Ollama streams by default), the
+    assistant content split over :attr:`chunks` chunks, then the final ``done`` chunk.
+
+    Attributes:
+        chunks: content chunks before the final one (≥ 1).
+        cut: stop the stream after this many content chunks, without the final chunk
+            (a proxy timing out mid-answer); ``None``: a whole stream.
+    """
+
+    def __init__(self, *args: Any, chunks: int = 4, cut: int | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.chunks = chunks
+        self.cut = cut
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            return _ollama_error(400, f"invalid character in request body: {exc}")
+        name = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(name, str) or _with_tag(name) not in self.models:
+            return _ollama_error(404, f'model "{name}" not found, try pulling it first')
+        with self._lock:
+            self.requests.append(body)
+        content = self.content
+        step = max(1, -(-len(content) // self.chunks))
+        parts = [content[i:i + step] for i in range(0, len(content), step)] or [""]
+        created = _rfc3339(datetime.now(UTC))
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        for index, part in enumerate(parts):
+            if self.cut is not None and index >= self.cut:
+                await response.write_eof()
+                return response
+            chunk = {"model": name, "created_at": created,
+                     "message": {"role": "assistant", "content": part}, "done": False}
+            await response.write(json.dumps(chunk).encode() + b"\n")
+        final = {"model": name, "created_at": created,
+                 "message": {"role": "assistant", "content": ""}, "done_reason": "stop",
+                 "done": True, "total_duration": 1_500_000_000, "eval_count": len(parts)}
+        await response.write(json.dumps(final).encode() + b"\n")
+        await response.write_eof()
+        with self._lock:
+            self.answered += 1
+        return response
+
+
 # --- Redis ----------------------------------------------------------------------------
 
 

@@ -1,6 +1,10 @@
 """Deployment payloads → DeploymentEvent (pure), auto-detected.
 
-**Seed DeploymentEvent** — has ``service`` and ``version``::
+A deployment without a version (none in the payload) is kept with the version
+``unknown`` and counted (``Decoded.defaulted["missing_version"]``): knowing that *a*
+deployment happened still explains an incident.
+
+**Seed DeploymentEvent** — has ``service`` (and usually ``version``)::
 
     {"timestamp": "2026-11-29T09:55:00Z", "service": "checkout", "version": "v1.4.2",
      "status": "success"}
@@ -158,7 +162,10 @@ def decode_deployments(raw: bytes, github_event: str | None = None) -> Decoded:
     for at, item in out.objects(data):
         kind = detect_format(item, github_event)
         if github_event and github_event != "deployment_status":
-            out.error(at, "", f"GitHub event {github_event!r} is not handled (deployment_status)")
+            out.error(
+                at, "", f"GitHub event {github_event!r} is not handled (deployment_status)",
+                raw=item,
+            )
             continue
         if kind == "github":
             item = from_github(item)
@@ -170,11 +177,16 @@ def decode_deployments(raw: bytes, github_event: str | None = None) -> Decoded:
                 "",
                 "unknown deployment shape: expected a DeploymentEvent (service, version), "
                 "a GitHub deployment_status webhook or an Argo CD notification (app)",
+                raw=item,
             )
             continue
+        missing_version = item.get("version") in (None, "")
         try:
-            out.records.append(DeploymentEvent.model_validate(item))
+            out.add(DeploymentEvent.model_validate(item), at)
         except ValidationError as exc:
             for err in exc.errors():
-                out.error(at, ".".join(str(p) for p in err["loc"]), err["msg"])
+                out.error(at, ".".join(str(p) for p in err["loc"]), err["msg"], raw=item)
+        else:
+            if missing_version:
+                out.default("missing_version")
     return out

@@ -71,6 +71,7 @@ def decode_metrics(raw: bytes, service_labels: Sequence[str] = DEFAULT_SERVICE_L
     if fast is not None:
         out = Decoded()
         out.records.extend(fast)
+        out.record_items.extend(range(len(fast)) if raw.lstrip()[:1] == b"[" else [None])
         return out
     return map_metric_objects(loads_strict(raw), service_labels)
 
@@ -119,27 +120,37 @@ def map_metric_objects(
     if isinstance(data, dict) and isinstance(data.get("metrics"), list) and "name" not in data:
         data = data["metrics"]  # Telegraf batch format
     for at, item in out.objects(data):
-        kind = detect_format(item)
-        if kind == "seed":
-            _seed(item, at, service_labels, out)
-        elif kind == "prometheus_kafka_adapter":
-            _adapter(item, at, service_labels, out)
-        elif kind == "telegraf":
-            _telegraf(item, at, service_labels, out)
-        else:
-            out.error(
-                at,
-                "",
-                "unknown metric shape: expected a MetricPoint (metric_name), a "
-                "prometheus-kafka-adapter sample (name, value, labels) or a Telegraf "
-                "metric (name, fields, tags)",
-            )
+        before = len(out.errors)
+        _map_one(item, at, service_labels, out)
+        if len(out.errors) > before:
+            out.raw.setdefault(at, item)
     return out
+
+
+def _map_one(
+    item: dict[str, Any], at: int | None, service_labels: Sequence[str], out: Decoded
+) -> None:
+    """Map one metric object (any known shape) onto ``out``."""
+    kind = detect_format(item)
+    if kind == "seed":
+        _seed(item, at, service_labels, out)
+    elif kind == "prometheus_kafka_adapter":
+        _adapter(item, at, service_labels, out)
+    elif kind == "telegraf":
+        _telegraf(item, at, service_labels, out)
+    else:
+        out.error(
+            at,
+            "",
+            "unknown metric shape: expected a MetricPoint (metric_name), a "
+            "prometheus-kafka-adapter sample (name, value, labels) or a Telegraf "
+            "metric (name, fields, tags)",
+        )
 
 
 def _validate(data: dict[str, Any], at: int | None, out: Decoded) -> None:
     try:
-        out.records.append(MetricPoint.model_validate(data))
+        out.add(MetricPoint.model_validate(data), at)
     except ValidationError as exc:
         for err in exc.errors():
             out.error(at, ".".join(str(p) for p in err["loc"]), err["msg"])

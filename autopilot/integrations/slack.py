@@ -37,8 +37,15 @@ with ``reason`` one of :data:`RETRY_REASONS`, for a Prometheus counter.
 Failures raise :class:`autopilot.errors.AlertDeliveryError` (``status``,
 ``retry_after``, ``code``: Slack's error code) with a message that never contains
 the webhook URL or the token: slack-sdk and aiohttp errors are re-raised sanitised
-and unchained, and slack-sdk's own logger (which logs request URLs at INFO on
-retries) is muted below WARNING and redacted.
+and unchained (through the project's one redactor, :mod:`autopilot.redact`), and
+slack-sdk's own logger (which logs request URLs at INFO on retries) is muted below
+WARNING and redacted.
+
+Formatting refused (``invalid_blocks``, ``invalid_blocks_format``): the same message
+is sent once more as plain text (:func:`autopilot.blockkit.render_plain_text`) before
+the send is given up, for ``chat.postMessage``, ``chat.update`` and webhooks alike;
+the refusal is reported to ``on_refusal(code)`` and the retry's outcome to
+``on_plain_text(outcome)`` (``"sent"`` or ``"refused"``).
 
 When Slack is not configured, :class:`ConsoleNotifier` prints the alert to stdout.
 """
@@ -67,9 +74,10 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from autopilot.blockkit import render_alert, render_console
+from autopilot.blockkit import plain_text, render_alert, render_console, render_plain_text
 from autopilot.errors import AlertDeliveryError
 from autopilot.models import Alert
+from autopilot.redact import Redactor
 from autopilot.settings import Settings
 
 __all__ = [
@@ -86,6 +94,8 @@ logger = logging.getLogger(__name__)
 
 #: Called once per retry with the reason (one of :data:`RETRY_REASONS`).
 RetryCallback = Callable[[str], None]
+#: Slack error codes that mean "the Block Kit was refused": retried once as plain text.
+BLOCKS_REFUSED = frozenset({"invalid_blocks", "invalid_blocks_format"})
 #: Reasons passed to the retry callback.
 RETRY_REASONS = ("rate_limited", "server_error", "connection_error")
 
@@ -94,7 +104,6 @@ DEFAULT_TIMEOUT_S = 10
 #: HTTP statuses retried as server errors.
 SERVER_ERROR_STATUSES = frozenset({500, 502, 503, 504})
 _MAX_BODY_CHARS = 200
-_REDACTED = "<redacted>"
 #: A Slack conversation ID (public ``C…``, private ``G…``/``C…``, DM ``D…``); channel
 #: names are lower case, so they never match.
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
@@ -188,6 +197,16 @@ class Notifier(Protocol):
 
 
 # --- retry handlers that report each retry --------------------------------------------
+
+
+def _call_hook(hook: Callable[[str], None] | None, value: str) -> None:
+    """Call a metrics hook; its exceptions are logged, never raised."""
+    if hook is None:
+        return
+    try:
+        hook(value)
+    except Exception:  # a broken metrics hook must not stop delivery
+        logger.exception("Slack metrics hook failed (%s)", value)
 
 
 def _notify(on_retry: RetryCallback | None, reason: str) -> None:
@@ -291,24 +310,21 @@ def retry_handlers(
 # --- secret hygiene -------------------------------------------------------------------
 
 
-class _Redactor(logging.Filter):
-    """Logging filter and string scrubber that removes the given secrets."""
+class _SdkLogFilter(logging.Filter):
+    """Logging filter for slack-sdk's logger: redacts the message (the project's one
+    redactor, :class:`autopilot.redact.Redactor`) and drops tracebacks, which may carry
+    the webhook URL in frames' arguments."""
 
-    def __init__(self, secrets: list[str]) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, _REDACTED)
-        return text
+        self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:
             message = str(record.msg)
-        record.msg, record.args = self.scrub(message), None
+        record.msg, record.args = self.redactor.redact(message, pii=False), None
         if record.exc_info:  # tracebacks may carry the URL; keep the type only
             exc = record.exc_info[1]
             record.msg += f" ({type(exc).__name__})"
@@ -316,7 +332,7 @@ class _Redactor(logging.Filter):
         return True
 
 
-def _sdk_logger(redactor: _Redactor) -> logging.Logger:
+def _sdk_logger(redactor: _SdkLogFilter) -> logging.Logger:
     """A logger for slack-sdk clients that never logs request URLs.
 
     slack-sdk logs the request URL (the webhook URL is a secret) at DEBUG and, on
@@ -326,7 +342,7 @@ def _sdk_logger(redactor: _Redactor) -> logging.Logger:
     """
     sdk_logger = logging.getLogger(f"{__name__}.sdk")
     sdk_logger.setLevel(logging.WARNING)
-    for old in [f for f in sdk_logger.filters if isinstance(f, _Redactor)]:
+    for old in [f for f in sdk_logger.filters if isinstance(f, _SdkLogFilter)]:
         sdk_logger.removeFilter(old)
     sdk_logger.addFilter(redactor)
     return sdk_logger
@@ -385,34 +401,9 @@ def _matches(
 
 
 def payload_text(payload: dict[str, Any]) -> str:
-    """A plain-text rendering of a Block Kit payload, for the console.
-
-    Args:
-        payload: ``{"text", "blocks", "attachments": [{"blocks", "text"}]}``.
-
-    Returns:
-        The texts of header, section (text and fields) and context blocks, one per
-        line (mrkdwn kept as is); the fallback ``text`` when there are no blocks.
-    """
-    blocks: list[Any] = list(payload.get("blocks") or [])
-    for attachment in payload.get("attachments") or []:
-        if isinstance(attachment, dict):
-            blocks.extend(attachment.get("blocks") or [])
-            if attachment.get("text"):
-                blocks.append({"type": "section", "text": {"text": attachment["text"]}})
-    lines: list[str] = []
-    for block in blocks:
-        if not isinstance(block, dict):
-            continue
-        parts = [block.get("text")] + list(block.get("fields") or [])
-        if block.get("type") == "context":
-            parts += list(block.get("elements") or [])
-        for part in parts:
-            if isinstance(part, dict) and isinstance(part.get("text"), str) and part["text"]:
-                lines.append(part["text"])
-    if not lines:
-        return str(payload.get("text") or "")
-    return "\n".join(lines)
+    """A plain-text rendering of a Block Kit payload, for the console
+    (:func:`autopilot.blockkit.plain_text`)."""
+    return plain_text(payload)
 
 
 # --- notifiers ------------------------------------------------------------------------
@@ -442,6 +433,11 @@ class SlackNotifier:
         on_retry: called with ``"rate_limited"``, ``"server_error"`` or
             ``"connection_error"`` before each retry (e.g. a Prometheus counter's
             ``labels(reason).inc``); exceptions it raises are logged and ignored.
+        on_refusal: called with Slack's error code for each refusal this client
+            handles itself (``invalid_blocks``/``invalid_blocks_format``, answered by
+            a plain-text retry); refusals it raises are the caller's to count.
+        on_plain_text: called with ``"sent"`` or ``"refused"`` after each plain-text
+            retry.
         timeout_s: timeout of one HTTP attempt in whole seconds (default 10).
 
     Raises:
@@ -459,6 +455,8 @@ class SlackNotifier:
         *,
         on_retry: RetryCallback | None = None,
         timeout_s: int = DEFAULT_TIMEOUT_S,
+        on_refusal: Callable[[str], None] | None = None,
+        on_plain_text: Callable[[str], None] | None = None,
     ) -> None:
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
         webhook = (
@@ -479,7 +477,12 @@ class SlackNotifier:
         if webhook:  # the path alone (/services/T…/B…/secret) is the secret part
             path = webhook.split("://", 1)[-1].partition("/")[2]
             secrets.append("/" + path if path else "")
-        self._redactor = _Redactor(secrets)
+        self._redactor = Redactor(secrets, cache_size=0)
+        self._log_filter = _SdkLogFilter(self._redactor)
+        self._on_refusal = on_refusal
+        self._on_plain_text = on_plain_text
+        #: Plain-text retries made after ``invalid_blocks`` (for tests and diagnostics).
+        self.plain_text_retries = 0
         self._handlers = retry_handlers(settings.slack_max_retries, self._count_retry)
         self._session: aiohttp.ClientSession | None = None
         self._webhook_client: AsyncWebhookClient | None = None
@@ -505,7 +508,7 @@ class SlackNotifier:
         if self._session is not None and not self._session.closed:
             return
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout_s))
-        sdk_logger = _sdk_logger(self._redactor)
+        sdk_logger = _sdk_logger(self._log_filter)
         if self.mode == "webhook":
             self._webhook_client = AsyncWebhookClient(
                 url=self._webhook_url,
@@ -562,7 +565,9 @@ class SlackNotifier:
         if self.mode == "webhook":
             await self._send_webhook(payload, subject)
             return None
-        data = await self._call_web("chat.postMessage", subject, channel=self._channel, **payload)
+        data = await self._send_message(
+            "chat.postMessage", subject, channel=self._channel, **payload
+        )
         return self._posted(data, self._channel)[1]
 
     async def update(self, ts: str, alert: Alert, channel: str | None = None) -> None:
@@ -583,7 +588,7 @@ class SlackNotifier:
             await self._send_webhook(payload, subject)
             return
         target = channel or self.channel_id or self._channel
-        await self._call_web("chat.update", subject, channel=target, ts=ts, **payload)
+        await self._send_message("chat.update", subject, channel=target, ts=ts, **payload)
 
     # --- one incident = one conversation (bot mode) -----------------------------------
 
@@ -634,7 +639,7 @@ class SlackNotifier:
         if metadata is not None:
             kwargs["metadata"] = metadata
         subject = _subject(metadata, thread_ts)
-        data = await self._call_web("chat.postMessage", subject, channel=target, **kwargs)
+        data = await self._send_message("chat.postMessage", subject, channel=target, **kwargs)
         return self._posted(data, target)
 
     async def update_message(self, channel_id: str, ts: str, payload: dict[str, Any]) -> None:
@@ -660,7 +665,8 @@ class SlackNotifier:
         await self.start()
         target = await self.resolve_channel(channel_id)
         kwargs = {k: v for k, v in payload.items() if v is not None and k not in ("channel", "ts")}
-        await self._call_web("chat.update", f"message {ts}", channel=target, ts=ts, **kwargs)
+        await self._send_message("chat.update", f"message {ts}", channel=target, ts=ts,
+                                 **kwargs)
 
     async def find_message(
         self, channel: str, event_type: str, key: str, value: str, *, oldest: float
@@ -852,7 +858,64 @@ class SlackNotifier:
 
     # --- transport ----------------------------------------------------------------
 
+    def _scrub(self, text: str) -> str:
+        """``text`` without this client's token or webhook URL (nor any other secret
+        the project's redactor finds)."""
+        return self._redactor.redact(text, pii=False)
+
+    async def _send_message(self, method: str, subject: str, **kwargs: Any) -> dict[str, Any]:
+        """``chat.postMessage``/``chat.update``, sent again once as plain text when Slack
+        refuses the blocks (:data:`BLOCKS_REFUSED`)."""
+        try:
+            return await self._call_web(method, subject, **kwargs)
+        except AlertDeliveryError as exc:
+            if exc.code not in BLOCKS_REFUSED or not (
+                kwargs.get("blocks") or kwargs.get("attachments")
+            ):
+                raise
+            self._blocks_refused(exc, subject)
+            plain = render_plain_text(kwargs, replace=method == "chat.update")
+            try:
+                data = await self._call_web(method, f"{subject} (as plain text)", **plain)
+            except AlertDeliveryError:
+                self._plain_text_outcome("refused")
+                raise
+            self._plain_text_outcome("sent")
+            return data
+
     async def _send_webhook(self, payload: dict[str, Any], subject: str) -> None:
+        """One webhook message, sent again once as plain text when Slack refuses the
+        blocks (:data:`BLOCKS_REFUSED`)."""
+        try:
+            await self._send_webhook_once(payload, subject)
+        except AlertDeliveryError as exc:
+            if exc.code not in BLOCKS_REFUSED or not (
+                payload.get("blocks") or payload.get("attachments")
+            ):
+                raise
+            self._blocks_refused(exc, subject)
+            try:
+                await self._send_webhook_once(
+                    render_plain_text(payload, replace=False), f"{subject} (as plain text)"
+                )
+            except AlertDeliveryError:
+                self._plain_text_outcome("refused")
+                raise
+            self._plain_text_outcome("sent")
+
+    def _blocks_refused(self, exc: AlertDeliveryError, subject: str) -> None:
+        self.plain_text_retries += 1
+        logger.warning(
+            "Slack refused the formatting of %s (%s); sending it again as plain text. "
+            "This is a Block Kit rendering bug: please report it with the incident id",
+            subject, exc.code,
+        )
+        _call_hook(self._on_refusal, str(exc.code))
+
+    def _plain_text_outcome(self, outcome: str) -> None:
+        _call_hook(self._on_plain_text, outcome)
+
+    async def _send_webhook_once(self, payload: dict[str, Any], subject: str) -> None:
         assert self._webhook_client is not None
         try:
             response = await self._webhook_client.send_dict(payload)
@@ -866,7 +929,7 @@ class SlackNotifier:
         body = (response.body or "").strip()
         if response.status_code == 200 and body in ("ok", ""):
             return
-        code = self._redactor.scrub(body[:_MAX_BODY_CHARS]) or "(empty body)"
+        code = self._scrub(body[:_MAX_BODY_CHARS]) or "(empty body)"
         advice = _ADVICE.get(code, "see Slack's incoming-webhook error codes")
         retry_after = _retry_after(response.headers)
         raise AlertDeliveryError(
@@ -901,7 +964,7 @@ class SlackNotifier:
             status = getattr(resp, "status_code", None)
             data = getattr(resp, "data", None)
             error = data.get("error") if isinstance(data, dict) else None
-            code = self._redactor.scrub(str(error or "unexpected_response"))[:_MAX_BODY_CHARS]
+            code = self._scrub(str(error or "unexpected_response"))[:_MAX_BODY_CHARS]
             api_url = getattr(resp, "api_url", None)
             if method == "files_upload_v2" and isinstance(api_url, str) and api_url:
                 method = api_url.rstrip("/").rsplit("/", 1)[-1]  # the step that failed
@@ -916,7 +979,7 @@ class SlackNotifier:
                 code=code,
             ) from None
         except SlackRequestError as exc:  # files_upload_v2: the upload URL refused the bytes
-            detail = self._redactor.scrub(str(exc))[:_MAX_BODY_CHARS]
+            detail = self._scrub(str(exc))[:_MAX_BODY_CHARS]
             raise AlertDeliveryError(
                 f"Slack {method} failed for {subject}: upload_failed ({detail}); "
                 + _ADVICE["upload_failed"],
@@ -1035,7 +1098,11 @@ class ConsoleNotifier:
 
 
 def build_notifier(
-    settings: Settings, on_retry: RetryCallback | None = None
+    settings: Settings,
+    on_retry: RetryCallback | None = None,
+    *,
+    on_refusal: Callable[[str], None] | None = None,
+    on_plain_text: Callable[[str], None] | None = None,
 ) -> SlackNotifier | ConsoleNotifier:
     """Choose the notifier for ``settings``.
 
@@ -1044,10 +1111,12 @@ def build_notifier(
 
     Args:
         settings: the autopilot settings.
-        on_retry: see :class:`SlackNotifier`; unused by the console notifier.
+        on_retry, on_refusal, on_plain_text: see :class:`SlackNotifier`; unused by
+            the console notifier.
     """
     if settings.slack_bot_token is not None or settings.slack_webhook_url is not None:
-        notifier = SlackNotifier(settings, on_retry=on_retry)
+        notifier = SlackNotifier(settings, on_retry=on_retry, on_refusal=on_refusal,
+                                 on_plain_text=on_plain_text)
         logger.info("alerts go to Slack (%s mode)", notifier.mode)
         return notifier
     logger.warning(

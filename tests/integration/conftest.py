@@ -13,7 +13,11 @@
   without ``AUTOPILOT_TEST_BROKER=kafka`` it fails with a message saying so.
 * ``redis_server``: one real ``redis-server`` for the session, flushed per test.
 * ``start_worker``: starts ``python -m autopilot worker`` processes with the given
-  environment and waits until ``GET /health`` answers 200 (never a fixed sleep).
+  environment and waits until ``GET /ready`` answers 200 (never a fixed sleep; ``/health``
+  is liveness and answers 200 as soon as the worker serves).
+  A worker given ``AUTOPILOT_WEB_SSL_CERTFILE`` is reached over HTTPS, trusting
+  ``AUTOPILOT_WEB_SSL_CAFILE`` (and showing the worker's own certificate when it asks
+  for client certificates).
 
 A missing broker binary or redis-server fails the run; nothing is skipped.
 """
@@ -25,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -209,10 +214,13 @@ class Worker:
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        self.scheme = "https" if self.env.get("AUTOPILOT_WEB_SSL_CERTFILE") else "http"
+        #: httpx ``verify`` for this worker (a TLS context for an HTTPS worker).
+        self.verify: Any = client_tls_context(self.env) if self.scheme == "https" else True
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> Worker:
         with open(self.log_path, "ab") as log:
@@ -233,12 +241,13 @@ class Worker:
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/ready", timeout=2,
+                             verify=self.verify).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
-        raise AssertionError(f"worker not healthy after {timeout_s} s:\n{self.log_tail()}")
+        raise AssertionError(f"worker not ready after {timeout_s} s:\n{self.log_tail()}")
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -257,10 +266,21 @@ class Worker:
             self.proc.wait()
 
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", timeout=10)
+        return httpx.get(f"{self.url}{path}", timeout=10, verify=self.verify)
 
     def post(self, path: str, **kw: Any) -> httpx.Response:
-        return httpx.post(f"{self.url}{path}", timeout=10, **kw)
+        return httpx.post(f"{self.url}{path}", timeout=10, verify=self.verify, **kw)
+
+
+def client_tls_context(env: dict[str, str]) -> ssl.SSLContext:
+    """TLS context of a client of an HTTPS worker started with ``env``: trusts
+    ``AUTOPILOT_WEB_SSL_CAFILE``; presents the worker's certificate when the worker asks
+    for client certificates (``AUTOPILOT_WEB_SSL_CLIENT_AUTH``)."""
+    context = ssl.create_default_context(cafile=env.get("AUTOPILOT_WEB_SSL_CAFILE"))
+    if env.get("AUTOPILOT_WEB_SSL_CLIENT_AUTH", "none") != "none":
+        context.load_cert_chain(env["AUTOPILOT_WEB_SSL_CERTFILE"],
+                                env["AUTOPILOT_WEB_SSL_KEYFILE"])
+    return context
 
 
 @pytest.fixture

@@ -106,8 +106,8 @@ def test_two_workers_serve_the_same_chart_bytes_whichever_is_asked(
     env = {"AUTOPILOT_PARTITIONS": "4"}
     w1 = start_worker(env, name="w1")
     w2 = start_worker(env, name="w2")
-    wait_for(lambda: w1.get("/health").status_code == 200
-             and w2.get("/health").status_code == 200, 60, "both workers ready")
+    wait_for(lambda: w1.get("/ready").status_code == 200
+             and w2.get("/ready").status_code == 200, 60, "both workers ready")
     services = [f"chart-{i}" for i in range(6)]  # over 4 partitions: both workers own some
     records = []
     for svc in services:

@@ -171,8 +171,8 @@ def test_two_workers_split_partitions_route_views_and_survive_losing_one(
                "REDIS_URL": redis_server.url}
         w1 = start_worker(env, name="w1")
         w2 = start_worker(env, name="w2")
-        wait_for(lambda: w1.get("/health").status_code == 200
-                 and w2.get("/health").status_code == 200, 60, "both workers ready")
+        wait_for(lambda: w1.get("/ready").status_code == 200
+                 and w2.get("/ready").status_code == 200, 60, "both workers ready")
         services = [f"svc-{i}" for i in range(8)]
         for i, svc in enumerate(services):  # deployments over HTTP, to either worker
             r = (w1, w2)[i % 2].post("/ingest/deployment", json={

@@ -152,8 +152,14 @@ def test_http_ingest_validates_and_produces(
     assert r.status_code == 400
     assert "JSON" in r.json()["error"]
 
-    r = worker.post("/ingest/metrics", json=[metric("web", 1.0, 1_700_000_000),
+    # One bad item does not sink the batch: the valid rest is kept (202, partial).
+    r = worker.post("/ingest/metrics", json=[metric("web-partial", 1.0, 1_700_000_000),
                                              {"metric_name": "x", "value": 1, "labels": {}}])
+    assert r.status_code == 202, r.text
+    assert r.json()["accepted"] == 1
+    assert [item["item"] for item in r.json()["rejected"]] == [1]
+    # Nothing valid at all: 422 that says what is wrong.
+    r = worker.post("/ingest/metrics", json=[{"metric_name": "x", "value": 1, "labels": {}}])
     assert r.status_code == 422
     locs = {e["loc"] for e in r.json()["errors"]}
     assert "timestamp" in locs and "labels" in locs
@@ -176,7 +182,7 @@ def test_http_ingest_validates_and_produces(
     assert deps[0]["version"] == "1.2.3"
 
 
-def test_health_is_503_until_the_worker_has_its_partitions(
+def test_ready_is_503_until_the_worker_has_its_partitions(
     broker: BrokerUnderTest, start_worker: Callable[..., Worker]
 ) -> None:
     worker = start_worker(wait=False)
@@ -184,7 +190,7 @@ def test_health_is_503_until_the_worker_has_its_partitions(
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
-            code = worker.get("/health").status_code
+            code = worker.get("/ready").status_code
         except httpx.HTTPError:
             code = None
         seen.add(code)
@@ -243,8 +249,8 @@ def test_two_workers_kcat_and_http_records_meet_in_one_incident_per_service(
                "OLLAMA_TIMEOUT_S": "3", "AUTOPILOT_PARTITIONS": "4"}
         w1 = start_worker(env, name="w1")
         w2 = start_worker(env, name="w2")
-        wait_for(lambda: w1.get("/health").status_code == 200
-                 and w2.get("/health").status_code == 200, 60, "both workers ready")
+        wait_for(lambda: w1.get("/ready").status_code == 200
+                 and w2.get("/ready").status_code == 200, 60, "both workers ready")
         services = [f"svc-{i}" for i in range(6)]
         start = 1_700_000_000.0
         for i, svc in enumerate(services):

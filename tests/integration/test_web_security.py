@@ -98,7 +98,7 @@ def test_routed_views_work_with_the_key_on_both_workers(
     env = {"AUTOPILOT_API_KEYS": KEY}
     w0 = start_worker(env)
     w1 = start_worker(env)
-    wait_for(lambda: w0.get("/health").status_code == 200 and w1.get("/health").status_code == 200,
+    wait_for(lambda: w0.get("/ready").status_code == 200 and w1.get("/ready").status_code == 200,
              60, "both workers ready after the rebalance")
     services = [f"svc{i}" for i in range(8)]
     for i, s in enumerate(services):

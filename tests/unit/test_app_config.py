@@ -242,3 +242,112 @@ def test_kafka_ssl_and_plain_sasl() -> None:
     }))["broker_credentials"])
     assert (sasl["security_protocol"], sasl["sasl_mechanism"]) == ("SASL_PLAINTEXT", "PLAIN")
     assert sasl["ssl_context"] is None
+
+
+# --- HTTPS on the worker's port, Kafka credentials checked at start (issue 12) ----------
+
+
+def _tls_env(tmp_path: Path, client_auth: str = "none") -> dict[str, str]:
+    from tests.tls import CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path / "ca")
+    cert, key = ca.issue("worker-3.internal", hosts=("worker-3.internal",))
+    return {**ENV, "AUTOPILOT_WEB_SSL_CERTFILE": str(cert),
+            "AUTOPILOT_WEB_SSL_KEYFILE": str(key),
+            "AUTOPILOT_WEB_SSL_CAFILE": str(ca.cert_path),
+            "AUTOPILOT_WEB_SSL_CLIENT_AUTH": client_auth}
+
+
+def test_plain_http_by_default() -> None:
+    opts = faust_options(load_settings(ENV))
+
+    assert opts["web_ssl_context"] is None
+    assert opts["canonical_url"].startswith("http://")
+    assert opts["HttpClient"] == "aiohttp.client:ClientSession"
+
+
+def test_web_tls_settings_reach_faust_web_server_routing_and_client(tmp_path: Path) -> None:
+    import ssl
+
+    s = load_settings(_tls_env(tmp_path, "required"))
+    app = faust.App("autopilot-conf-tls", **faust_options(s))
+
+    server = app.conf.web_ssl_context
+    assert isinstance(server, ssl.SSLContext)
+    assert server.verify_mode == ssl.CERT_REQUIRED
+    assert server.minimum_version >= ssl.TLSVersion.TLSv1_2
+    assert str(app.conf.canonical_url) == "https://worker-3.internal:7123"
+    # Views forwarded to the owner go through Faust's http_client: HTTPS, this CA.
+    assert callable(app.conf.HttpClient)
+    assert not isinstance(app.conf.HttpClient, str)
+
+
+def test_optional_client_certificates(tmp_path: Path) -> None:
+    import ssl
+
+    from autopilot.app import web_ssl_context
+
+    assert web_ssl_context(load_settings(_tls_env(tmp_path, "optional"))).verify_mode == (
+        ssl.CERT_OPTIONAL
+    )
+
+
+def test_tls_files_that_cannot_load_are_config_errors_naming_the_variable(
+    tmp_path: Path,
+) -> None:
+    from autopilot.app import broker_credentials, web_ssl_context
+    from autopilot.errors import ConfigError
+
+    env = _tls_env(tmp_path)
+    bad_key = tmp_path / "bad.key"
+    bad_key.write_text("not a key\n")
+    with pytest.raises(ConfigError, match="AUTOPILOT_WEB_SSL_CERTFILE/AUTOPILOT_WEB_SSL_KEYFILE"):
+        web_ssl_context(load_settings({**env, "AUTOPILOT_WEB_SSL_KEYFILE": str(bad_key)}))
+    with pytest.raises(ConfigError, match="AUTOPILOT_WEB_SSL_CAFILE: cannot load"):
+        web_ssl_context(load_settings({**env, "AUTOPILOT_WEB_SSL_CAFILE": str(tmp_path / "x")}))
+    with pytest.raises(ConfigError, match="AUTOPILOT_KAFKA_SSL_CAFILE: cannot load"):
+        broker_credentials(load_settings({"AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SSL",
+                                          "AUTOPILOT_KAFKA_SSL_CAFILE": str(tmp_path / "x")}))
+
+
+def test_worker_with_a_missing_certificate_stops_with_one_line_and_status_2(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPILOT_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "autopilot", "worker"],
+        env={**clean, "AUTOPILOT_WEB_SSL_CERTFILE": str(tmp_path / "tls.crt"),
+             "AUTOPILOT_WEB_SSL_KEYFILE": str(tmp_path / "tls.key")},
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        "autopilot: AUTOPILOT_WEB_SSL_CERTFILE/AUTOPILOT_WEB_SSL_KEYFILE:")
+    assert "No such file or directory" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bootstrap_hosts_of_the_broker_url() -> None:
+    from autopilot.app import _bootstrap_hosts
+
+    assert _bootstrap_hosts("kafka://k1:19092;k2") == [("k1", 19092), ("k2", 9092)]
+    assert _bootstrap_hosts("kafka://k1:1,kafka://k2:2") == [("k1", 1), ("k2", 2)]
+
+
+def test_broker_check_leaves_an_unreachable_broker_to_the_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from autopilot.app import check_broker_access
+    from tests.standins import free_port
+
+    check_broker_access(load_settings({}))  # PLAINTEXT: nothing to check
+    s = load_settings({"AUTOPILOT_BROKER": f"kafka://127.0.0.1:{free_port()}",
+                       "AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                       "AUTOPILOT_KAFKA_SASL_USERNAME": "u",
+                       "AUTOPILOT_KAFKA_SASL_PASSWORD": "p"})
+    with caplog.at_level("WARNING"):
+        check_broker_access(s, timeout_s=5)
+    assert "not reachable yet" in caplog.text and "keeps trying" in caplog.text

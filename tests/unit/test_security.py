@@ -61,10 +61,18 @@ def test_least_recently_used_buckets_are_dropped_beyond_the_cap() -> None:
     assert limiter.check("a", 0.0) == 0  # "a" was forgotten: a full bucket again
 
 
-def test_redactor_replaces_every_secret() -> None:
+def test_redactor_replaces_every_configured_secret() -> None:
     redact = Redactor(["https://hooks.slack.com/services/T/B/xyz", "sk-123456", "ab"])
     text = "posting to https://hooks.slack.com/services/T/B/xyz with sk-123456 ab"
-    assert redact(text) == "posting to *** with *** ab"
+    assert redact(text) == (
+        "posting to [REDACTED:configured] with [REDACTED:configured] ab"
+    )
+
+
+def test_security_redactor_is_the_projects_one_redactor() -> None:
+    from autopilot import redact
+
+    assert Redactor is redact.Redactor
 
 
 def test_github_signatures_are_verified() -> None:
@@ -79,7 +87,7 @@ def test_github_signatures_are_verified() -> None:
 def test_openapi_document_lists_every_endpoint_and_public_paths() -> None:
     spec = openapi_spec()
     assert spec["openapi"].startswith("3.")
-    assert {"/health", "/openapi.json", "/metrics", "/api/v1/write", "/ingest/prometheus",
+    assert {"/health", "/ready", "/openapi.json", "/metrics", "/api/v1/write", "/ingest/prometheus",
             "/ingest/metrics", "/ingest/logs", "/ingest/deployment", "/baselines/{service}",
             "/deployments/{service}", "/incidents/{service}",
             "/incidents/{service}/chart.png"} == set(spec["paths"])

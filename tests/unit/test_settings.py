@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -214,3 +216,107 @@ def test_http_and_kafka_security_settings_parse() -> None:
 def test_inconsistent_security_settings_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         load_settings(env)
+
+
+# --- secrets from files (issue 12: Docker and Kubernetes secrets) ---------------------
+
+
+@pytest.mark.parametrize("name", Settings.file_env_names())
+def test_every_secret_can_come_from_a_file_without_its_line_break(
+    tmp_path: Path, name: str
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("redis://:pw@redis:6379/0\n" if name == "REDIS_URL" else "s3cr3t-value\n")
+    env = {f"{name}_FILE": str(secret)}
+    if name == "SLACK_BOT_TOKEN":
+        env["SLACK_CHANNEL"] = "#ops"
+
+    s = load_settings(env)
+
+    field = getattr(s, Settings.env_names()[name])
+    value = field if isinstance(field, str) else field.get_secret_value()
+    assert value == ("redis://:pw@redis:6379/0" if name == "REDIS_URL" else "s3cr3t-value")
+
+
+def test_the_documented_file_variables_exist() -> None:
+    names = set(Settings.file_env_names())
+    assert {"SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL", "AUTOPILOT_KAFKA_SASL_PASSWORD",
+            "AUTOPILOT_API_KEYS", "AUTOPILOT_GITHUB_WEBHOOK_SECRET",
+            "AUTOPILOT_KAFKA_SSL_KEY_PASSWORD", "AUTOPILOT_WEB_SSL_KEY_PASSWORD",
+            "REDIS_URL"} <= names
+
+
+def test_api_keys_file_holds_one_key_a_line(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("key-one\r\nkey-two\n\nkey-three,key-four\n")
+
+    s = load_settings({"AUTOPILOT_API_KEYS_FILE": str(keys)})
+
+    assert s.api_key_list() == ["key-one", "key-two", "key-three", "key-four"]
+
+
+def test_a_variable_and_its_file_together_are_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text(TOKEN)
+
+    with pytest.raises(ConfigError, match="set SLACK_BOT_TOKEN or SLACK_BOT_TOKEN_FILE, not both"):
+        load_settings({"SLACK_BOT_TOKEN": TOKEN, "SLACK_BOT_TOKEN_FILE": str(secret),
+                       "SLACK_CHANNEL": "#ops"})
+
+
+def test_an_unreadable_or_empty_secret_file_names_the_variable(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(ConfigError) as err:
+        load_settings({"AUTOPILOT_KAFKA_SASL_PASSWORD_FILE": str(missing)})
+    assert str(err.value) == (
+        f"AUTOPILOT_KAFKA_SASL_PASSWORD_FILE: cannot read {missing}: No such file or directory"
+    )
+    with pytest.raises(ConfigError, match="SLACK_WEBHOOK_URL_FILE: cannot read"):
+        load_settings({"SLACK_WEBHOOK_URL_FILE": str(tmp_path)})  # a directory
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError, match=f"AUTOPILOT_API_KEYS_FILE: {empty} is empty"):
+        load_settings({"AUTOPILOT_API_KEYS_FILE": str(empty)})
+
+
+def test_a_secret_file_never_shows_its_content_in_errors(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text(TOKEN)
+
+    with pytest.raises(ConfigError) as err:  # a token without SLACK_CHANNEL
+        load_settings({"SLACK_BOT_TOKEN_FILE": str(secret)})
+    assert "SLACK_CHANNEL" in str(err.value) and TOKEN not in str(err.value)
+    assert TOKEN not in repr(load_settings({"SLACK_BOT_TOKEN_FILE": str(secret),
+                                            "SLACK_CHANNEL": "#ops"}))
+
+
+def test_non_secret_settings_have_no_file_variable(tmp_path: Path) -> None:
+    port = tmp_path / "port"
+    port.write_text("7000")
+
+    assert load_settings({"AUTOPILOT_WEB_PORT_FILE": str(port)}).web_port == 6066
+
+
+# --- HTTPS on the worker's port ----------------------------------------------------------
+
+
+def test_web_tls_settings_parse_and_inconsistent_ones_are_refused() -> None:
+    s = load_settings({"AUTOPILOT_WEB_SSL_CERTFILE": "/tls/tls.crt",
+                       "AUTOPILOT_WEB_SSL_KEYFILE": "/tls/tls.key",
+                       "AUTOPILOT_WEB_SSL_CAFILE": "/tls/ca.crt",
+                       "AUTOPILOT_WEB_SSL_CLIENT_AUTH": "required",
+                       "AUTOPILOT_WEB_SSL_KEY_PASSWORD": "keypw"})
+    assert (s.web_ssl_certfile, s.web_ssl_client_auth) == ("/tls/tls.crt", "required")
+    assert "keypw" in s.secret_values() and "keypw" not in repr(s)
+    assert load_settings({}).web_ssl_client_auth == "none"
+
+    with pytest.raises(ConfigError, match="go together"):
+        load_settings({"AUTOPILOT_WEB_SSL_CERTFILE": "/tls/tls.crt"})
+    with pytest.raises(ConfigError, match="AUTOPILOT_WEB_SSL_CAFILE"):
+        load_settings({"AUTOPILOT_WEB_SSL_CERTFILE": "/tls/tls.crt",
+                       "AUTOPILOT_WEB_SSL_KEYFILE": "/tls/tls.key",
+                       "AUTOPILOT_WEB_SSL_CLIENT_AUTH": "required"})
+    with pytest.raises(ConfigError, match="AUTOPILOT_WEB_SSL_CLIENT_AUTH"):
+        load_settings({"AUTOPILOT_WEB_SSL_CLIENT_AUTH": "always"})
