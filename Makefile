@@ -31,9 +31,10 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/autopilot demo
 
-## test-deps: the programs the integration tests run (Debian packages redis-server, kcat, prometheus)
+## test-deps: the programs the integration tests run (Debian packages redis-server, kcat,
+## prometheus, curl and openssl)
 test-deps:
-	$(call debian,redis-server:redis-server kcat:kcat prometheus:prometheus)
+	$(call debian,redis-server:redis-server kcat:kcat prometheus:prometheus curl:curl openssl:openssl)
 
 ## test: install, provide what the tests need, run every test on the embedded broker
 ## (the fault tests, marked `kafka`, need Apache Kafka: `make test-kafka`)
