@@ -43,7 +43,7 @@ from tests.standins import (
     free_port,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.no_broker]
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 SERVICE = "checkout"

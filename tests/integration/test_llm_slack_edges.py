@@ -34,7 +34,7 @@ from tests.standins import (
     free_port,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.no_broker]
 
 OLLAMA_LOGGER = "autopilot.integrations.ollama"
 
