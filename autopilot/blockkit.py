@@ -309,12 +309,12 @@ def _header_block(incident: Incident, severity: Severity) -> dict[str, Any]:
     }
 
 
-def _root_cause_block(analysis: Analysis) -> dict[str, Any]:
+def _root_cause_block(analysis: Analysis, source: str | None = None) -> dict[str, Any]:
+    """Root cause, confidence, ``source`` (mrkdwn; default: where it came from) and why."""
     root = analysis.root_cause
-    title = (
-        f"*Root cause* — {root.confidence}% confidence · "
-        f"{_md(_one_line(_source(analysis)), 300)}\n"
-    )
+    if source is None:
+        source = _md(_one_line(_source(analysis)), 300)
+    title = f"*Root cause* — {root.confidence}% confidence · {source}\n"
     description = _md(root.description.strip(), 1200)
     reasoning_budget = SECTION_TEXT_MAX - _units(title) - _units(description) - 12
     reasoning = _md(root.reasoning.strip(), max(reasoning_budget, 0))
@@ -714,18 +714,7 @@ def _status_text(incident: Incident, *, resolved: bool) -> str:
 
 
 def _analysis_block(analysis: Analysis, analysis_pending: bool) -> dict[str, Any]:
-    root = analysis.root_cause
-    title = (
-        f"*Root cause* — {root.confidence}% confidence · "
-        f"{_analysis_source(analysis, analysis_pending)}\n"
-    )
-    description = _md(root.description.strip(), 1200)
-    reasoning_budget = SECTION_TEXT_MAX - _units(title) - _units(description) - 12
-    reasoning = _md(root.reasoning.strip(), max(reasoning_budget, 0))
-    text = title + description
-    if reasoning:
-        text += f"\n*Why:* {reasoning}"
-    return _section(text)
+    return _root_cause_block(analysis, _analysis_source(analysis, analysis_pending))
 
 
 def _signal_state(signal: Signal, incident_resolved: bool) -> str:
