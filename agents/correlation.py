@@ -41,7 +41,7 @@ from autopilot.topics import (
     CORRELATION_CONTROL,
     control_topic,
     incidents_topic,
-    topic_name,
+    raw_topic,
 )
 
 from .deadletter import dead_letter, where
@@ -49,15 +49,7 @@ from .deadletter import dead_letter, where
 logger = logging.getLogger(__name__)
 STAGE = "correlation"
 
-correlation_input = app.topic(
-    topic_name(ANOMALIES),
-    topic_name(CORRELATION_CONTROL),
-    internal=True,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
+correlation_input = raw_topic(ANOMALIES, CORRELATION_CONTROL)
 
 
 def _context(key: bytes) -> tuple[DeploymentHistory, list[Any]]:

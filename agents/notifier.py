@@ -66,6 +66,7 @@ from autopilot.topics import (
     INCIDENTS,
     NOTIFY_CONTROL,
     notify_control_topic,
+    raw_topic,
     topic_name,
 )
 
@@ -83,16 +84,7 @@ ERROR_CONTEXT_S = 600
 #: Error lines kept in a message (the newest).
 MAX_ERROR_LINES = 20
 
-notify_input = app.topic(
-    topic_name(INCIDENTS),
-    topic_name(ALERTS),
-    topic_name(NOTIFY_CONTROL),
-    internal=True,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
+notify_input = raw_topic(INCIDENTS, ALERTS, NOTIFY_CONTROL)
 
 
 def retryable(exc: AlertDeliveryError) -> bool:

@@ -91,11 +91,13 @@ def topic_name(default: str, prefix: str | None = None) -> str:
     return ns + default[len(DEFAULT_PREFIX):]
 
 
-def _raw(name: str, **kw: Any) -> Any:
-    """A raw-bytes topic the worker creates at start-up (``AUTOPILOT_PARTITIONS``
-    partitions) unless it exists already."""
+def raw_topic(*names: str, **kw: Any) -> Any:
+    """A raw-bytes Faust topic over one or more topics (default names, mapped by
+    :func:`topic_name`) that the worker creates at start-up (``AUTOPILOT_PARTITIONS``
+    partitions) unless they exist already; an agent reading several topics at once
+    gets one such topic over all of them."""
     return app.topic(
-        topic_name(name),
+        *(topic_name(name) for name in names),
         internal=True,
         key_type=bytes,
         value_type=bytes,
@@ -105,15 +107,15 @@ def _raw(name: str, **kw: Any) -> Any:
     )
 
 
-metrics_topic = _raw(METRICS)
-logs_topic = _raw(LOGS)
-deployments_topic = _raw(DEPLOYMENTS)
-metrics_keyed_topic = _raw(METRICS_KEYED)
-logs_keyed_topic = _raw(LOGS_KEYED)
-deployments_keyed_topic = _raw(DEPLOYMENTS_KEYED)
-anomalies_topic = _raw(ANOMALIES)
-control_topic = _raw(CORRELATION_CONTROL)
-incidents_topic = _raw(INCIDENTS)
-alerts_topic = _raw(ALERTS)
-notify_control_topic = _raw(NOTIFY_CONTROL)
-deadletter_topic = _raw(DEADLETTER)
+metrics_topic = raw_topic(METRICS)
+logs_topic = raw_topic(LOGS)
+deployments_topic = raw_topic(DEPLOYMENTS)
+metrics_keyed_topic = raw_topic(METRICS_KEYED)
+logs_keyed_topic = raw_topic(LOGS_KEYED)
+deployments_keyed_topic = raw_topic(DEPLOYMENTS_KEYED)
+anomalies_topic = raw_topic(ANOMALIES)
+control_topic = raw_topic(CORRELATION_CONTROL)
+incidents_topic = raw_topic(INCIDENTS)
+alerts_topic = raw_topic(ALERTS)
+notify_control_topic = raw_topic(NOTIFY_CONTROL)
+deadletter_topic = raw_topic(DEADLETTER)
