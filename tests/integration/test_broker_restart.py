@@ -1,4 +1,4 @@
-"""A worker stopped and restarted keeps every record, once (issue 12, embedded broker).
+"""A worker stopped and restarted keeps every record, once (issue 12).
 
 The embedded broker of ``main`` at 69cbc47 (Tansu 0.6.0, in-memory engine) answered
 ListOffsets with the base offset of a partition's last record batch + 1 instead of
@@ -19,9 +19,9 @@ signal and restarts it on an empty data directory, and after each restart assert
 * baselines equal those of an uninterrupted run (the pure core applied once per
   sample: count, mean, standard deviation).
 
-Broker-agnostic: ``make test`` runs it on the embedded broker, ``make test-kafka`` on
-Apache Kafka. On the embedded broker it is a strict ``xfail`` until the broker is
-fixed or replaced (``docs/brokers.md`` has the measurements); on Kafka it passes.
+The embedded broker was replaced by Apache Kafka (KRaft), which every test and
+``autopilot broker`` now use; this test was a strict ``xfail`` on the old broker and
+passes on Kafka (``docs/brokers.md`` has the measurements).
 """
 
 from __future__ import annotations
@@ -33,12 +33,11 @@ from typing import Any
 
 import pytest
 
+from tests.factories import metric
 from tests.integration.conftest import (
     BrokerUnderTest,
     Worker,
     as_bytes,
-    broker_kind,
-    metric,
     produce,
     wait_for,
 )
@@ -162,15 +161,6 @@ def check_phase(broker: BrokerUnderTest, worker: Worker, n: int) -> None:
     assert "ConsistencyError" not in worker.log_text()
 
 
-#: The embedded broker still has the defect (docs/brokers.md: the options measured);
-#: strict, so the suite says so as soon as a broker change fixes it.
-EMBEDDED_BROKER_LOSES_OFFSETS = pytest.mark.xfail(
-    broker_kind() == "embedded", strict=True,
-    reason="issue 12: the embedded Tansu reports the base offset of the last batch + 1 "
-           "as the end offset; recovery misses the last batch (ConsistencyError)")
-
-
-@EMBEDDED_BROKER_LOSES_OFFSETS
 @pytest.mark.parametrize(
     ("first_stop", "second_stop"),
     [(signal.SIGTERM, signal.SIGKILL), (signal.SIGKILL, signal.SIGTERM)],

@@ -1,7 +1,7 @@
 """Health that tells the truth: liveness vs readiness, broker outages, start-up checks.
 
-Real broker (the embedded one, started here so it can be stopped; or Apache Kafka
-through ``scripts/apache-kafka.sh``), real worker processes, real HTTP clients.
+Real broker (the session's Apache Kafka, stopped and started through
+``scripts/apache-kafka.sh``), real worker processes, real HTTP clients.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from autopilot.broker import EmbeddedBroker
+from tests.factories import metric
 from tests.integration.conftest import (
     BrokerUnderTest,
     Worker,
     as_bytes,
     consume_all,
-    metric,
     metric_series,
     produce,
     wait_for,
@@ -102,41 +101,28 @@ def _assert_outage_answers(worker: Worker, stopped_at: float) -> list[float]:
 def test_broker_stopped_ingest_answers_503_within_10_s_ready_503_health_200(
     broker: BrokerUnderTest, start_worker: Callable[..., Worker], tmp_path: Path
 ) -> None:
-    """Embedded broker: its process is stopped (one started here, so it can be).
-    Apache Kafka: ``scripts/apache-kafka.sh stop``, then start again: the worker is
-    ready again, and what was refused with ``queued: false`` never landed."""
-    if broker.kind == "kafka":
-        worker = start_worker({**FAST, "AUTOPILOT_PARTITIONS": "2"})
-        assert _post_metric(worker, 1.0)[0].status_code == 202
-        try:
-            broker.stop_kafka()
-            refused = _assert_outage_answers(worker, time.monotonic())
-        finally:
-            broker.start_kafka()
-        wait_for(lambda: (r := _get(worker, "/ready")) is not None and r.status_code == 200,
-                 120, "ready again after the broker came back")
-        assert _post_metric(worker, 2.0)[0].status_code == 202
-        landed = {v for rec in consume_all(broker.bootstrap, broker.topic("autopilot.metrics"))
-                  for v in _values(rec.value)}
-        assert 1.0 in landed and 2.0 in landed
-        assert not landed & set(refused), "a request refused with queued=false landed later"
-        return
-    eb = EmbeddedBroker(log_path=tmp_path / "own-broker.log").start()
-    worker = Worker({"AUTOPILOT_BROKER": eb.url, **FAST}, tmp_path, "w")
+    """``scripts/apache-kafka.sh stop``: ingest answers 503 with ``Retry-After`` within
+    10 s, ``/ready`` 503, ``/health`` 200 (alive); then start again: the worker is ready
+    again, and what was refused with ``queued: false`` never landed."""
+    worker = start_worker({**FAST, "AUTOPILOT_PARTITIONS": "2"})
+    assert worker.get("/ready").json() == {"status": "ok"}
+    live = worker.get("/health").json()
+    assert live["status"] == "ok" and live["ready"] is True
+    assert live["broker"] == "reachable"
+    assert _post_metric(worker, 1.0)[0].status_code == 202
     try:
-        worker.start().wait_ready()
-        assert worker.get("/ready").json() == {"status": "ok"}
-        live = worker.get("/health").json()
-        assert live["status"] == "ok" and live["ready"] is True
-        assert live["broker"] == "reachable"
-        assert _post_metric(worker, 1.0)[0].status_code == 202
-
-        eb.stop()
-        _assert_outage_answers(worker, time.monotonic())
+        broker.stop_kafka()
+        refused = _assert_outage_answers(worker, time.monotonic())
         assert worker.proc is not None and worker.proc.poll() is None  # still alive
     finally:
-        worker.stop()
-        eb.stop()
+        broker.start_kafka()
+    wait_for(lambda: (r := _get(worker, "/ready")) is not None and r.status_code == 200,
+             120, "ready again after the broker came back")
+    assert _post_metric(worker, 2.0)[0].status_code == 202
+    landed = {v for rec in consume_all(broker.bootstrap, broker.topic("autopilot.metrics"))
+              for v in _values(rec.value)}
+    assert 1.0 in landed and 2.0 in landed
+    assert not landed & set(refused), "a request refused with queued=false landed later"
 
 
 def _values(raw: bytes) -> list[float]:
