@@ -1,4 +1,4 @@
-"""Charts of an incident's series: the sample store and ``GET /incidents/{service}/chart.png``.
+"""Charts of an incident's series: the sample store and the pictures.
 
 * :func:`remember_samples` — the metrics agent calls it for every series of every
   record, with the record's points of that series; it keeps the newest
@@ -12,18 +12,14 @@
   the series).
 * :func:`chart_for` / :func:`chart_for_async` — the PNG of one series of the
   service's incident, for the notifier to upload into the incident's thread.
-* ``GET /incidents/{service}/chart.png[?series=<series key>]`` — the same picture.
-  Answered by the worker that owns the service (routed by the ``open_incidents``
-  table, as ``GET /incidents/{service}``); another worker forwards the request and
-  passes the PNG bytes back. 200 ``image/png``; 404 ``{"error": …}`` when the
-  service has no incident, the series is not one of the service's, or no samples
-  are kept for it; 503 while the routing table is not known yet.
+* :func:`chart_inputs` — what one chart needs, or why there is none; the view
+  ``GET /incidents/{service}/chart.png`` (:mod:`autopilot.web.charts`) draws with it.
 
 The chart shows, by default, the most severe firing metric series of the incident
 (or, when none fires, the one with the latest evidence):
 :func:`autopilot.charts.select_series`; band, markers and title:
 :func:`autopilot.charts.chart_spec`. Rendering (about 0.1 s of CPU) runs in a thread
-(:func:`chart_for_async`, the view), one at a time (matplotlib is not thread-safe).
+(:func:`chart_for_async` and the view), one at a time (matplotlib is not thread-safe).
 """
 
 from __future__ import annotations
@@ -34,28 +30,22 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from autopilot.tables import baselines, deployments, open_incidents, recent_samples
 
-from autopilot.app import app, settings
+from autopilot.app import settings
 from autopilot.charts import ChartSpec, SampleRing, chart_spec, render_chart, select_series
 from autopilot.correlation import CorrelationState
 from autopilot.deployments import DeploymentHistory
 from autopilot.detection import Baseline, DetectorConfig
 from autopilot.models import MetricPoint, parse_timestamp
 
-__all__ = ["chart_for", "chart_for_async", "forget_samples", "remember_samples"]
+__all__ = ["chart_for", "chart_for_async", "chart_inputs", "forget_samples", "remember_samples"]
 
 logger = logging.getLogger(__name__)
 
 #: One rendering at a time (matplotlib keeps global state: fonts, caches).
 _RENDER_LOCK = threading.Lock()
-#: Headers not forwarded when another worker's chart is fetched.
-_HOP_HEADERS = frozenset({"host", "content-length", "connection", "transfer-encoding",
-                          "keep-alive", "upgrade"})
-#: Timeout (s) of a forwarded chart request to the owning worker.
-FORWARD_TIMEOUT_S = 15.0
 
 
 @functools.cache
@@ -110,7 +100,7 @@ def forget_samples(series_key: bytes) -> None:
 # --------------------------------------------------------------------------- charts
 
 
-def _epoch(value: Any) -> float | None:
+def _epoch(value: object) -> float | None:
     if value is None:
         return None
     try:
@@ -119,7 +109,7 @@ def _epoch(value: Any) -> float | None:
         return None
 
 
-def _incident_resolved_at(incident: Any) -> float | None:
+def _incident_resolved_at(incident: object) -> float | None:
     """The incident's resolution time (epoch s), or None while it fires.
 
     Assumes the lifecycle's :class:`~autopilot.correlation.OpenIncident` may carry
@@ -159,7 +149,7 @@ class _Inputs:
             )
 
 
-def _chart_inputs(service: str, series: str | None) -> _Inputs | str:
+def chart_inputs(service: str, series: str | None) -> _Inputs | str:
     """Read the local tables: the chart's inputs, or the reason for a 404."""
     state = CorrelationState.from_dict(open_incidents.get(service.encode()))
     incident = state.incident
@@ -212,7 +202,7 @@ def chart_for(service: str, series: str | None) -> tuple[bytes, str] | None:
     Renders on the calling thread (about 0.1 s of CPU); from the event loop prefer
     :func:`chart_for_async`.
     """
-    inputs = _chart_inputs(service, series)
+    inputs = chart_inputs(service, series)
     if isinstance(inputs, str):
         return None
     return inputs.render(), inputs.filename
@@ -221,61 +211,8 @@ def chart_for(service: str, series: str | None) -> tuple[bytes, str] | None:
 async def chart_for_async(service: str, series: str | None) -> tuple[bytes, str] | None:
     """:func:`chart_for` with the tables read on the event loop and the rendering
     in a worker thread, so the loop is not blocked while matplotlib draws."""
-    inputs = _chart_inputs(service, series)
+    inputs = chart_inputs(service, series)
     if isinstance(inputs, str):
         return None
     png = await asyncio.get_running_loop().run_in_executor(None, inputs.render)
     return png, inputs.filename
-
-
-# --------------------------------------------------------------------------- view
-
-
-def _ident(url: Any) -> tuple[str, int]:
-    """(host, port) of a worker URL, as Faust's router compares them."""
-    return ((url.host if url.scheme else url.path) or "", int(url.port or 80))
-
-
-async def _forward(web: Any, request: Any, service: str) -> Any | None:
-    """Forward the request to the worker owning ``service`` (by ``open_incidents``);
-    ``None`` when this worker owns it.
-
-    Faust's own ``table_route`` forwards an answer as text, which would corrupt a
-    PNG; this passes the bytes through.
-    """
-    import aiohttp
-
-    topic = open_incidents.changelog_topic.get_topic_name()
-    producer = app.producer._ensure_producer()  # noqa: SLF001 (Faust's aiokafka producer)
-    await producer.partitions_for(topic)  # the router needs the partition count
-    try:
-        dest = app.router.key_store(open_incidents.name, service)
-    except KeyError:
-        return web.json({"error": "table routing not known yet; retry"}, status=503)
-    if _ident(dest) == _ident(app.conf.canonical_url):
-        return None
-    url = request.url.with_host(dest.host).with_port(int(dest.port or 80))
-    logger.info("chart of %s: forwarding to the owning worker %s", service, dest)
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
-    async with app.http_client.get(
-        url, headers=headers, timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
-    ) as response:
-        body = await response.read()
-        return web.bytes(body, content_type=response.content_type, status=response.status)
-
-
-@app.page("/incidents/{service}/chart.png")
-async def get_incident_chart(web: Any, request: Any, service: str) -> Any:
-    """PNG chart of a series of the service's incident (``?series=`` picks one)."""
-    forwarded = await _forward(web, request, service)
-    if forwarded is not None:
-        return forwarded
-    series = request.query.get("series") or None
-    inputs = _chart_inputs(service, series)
-    if isinstance(inputs, str):
-        return web.json({"error": inputs}, status=404)
-    png = await asyncio.get_running_loop().run_in_executor(None, inputs.render)
-    return web.bytes(png, content_type="image/png", headers={
-        "Cache-Control": "no-store",
-        "Content-Disposition": f'inline; filename="{inputs.filename}"',
-    })

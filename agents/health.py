@@ -19,8 +19,9 @@ The decisions are pure (:mod:`autopilot.health`); this module feeds them:
   :class:`~autopilot.errors.PartitionsMismatchError` naming both topics and counts
   (Faust would raise ``PartitionsMismatch`` on every record and dead-letter it).
 
-* :func:`broker_gate` for ingest: raises Faust's ``ServiceUnavailable`` (503,
-  ``Retry-After``) while the last probe failed.
+:data:`BROKER` (the last probe) and :data:`WINDOW` (the counter snapshots) are read
+by the probes and the ingest views (:mod:`autopilot.web`), which answer 503 while the
+last probe failed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 from faust.sensors import Sensor
-from faust.web.exceptions import ServiceUnavailable
 from mode import Service
 
 from autopilot import telemetry
@@ -49,11 +49,9 @@ __all__ = [
     "BROKER",
     "WINDOW",
     "WorkerGuard",
-    "broker_gate",
     "check_partitions",
     "counter_totals",
     "lock_datadir",
-    "unavailable",
 ]
 
 logger = logging.getLogger(__name__)
@@ -120,7 +118,9 @@ def _stop_with(exc: Exception) -> None:
 async def probe_broker(timeout_s: float) -> tuple[bool, str]:
     """Ask the broker for metadata through the producer's client: ``(ok, error)``."""
     try:
-        producer = app.producer._ensure_producer()  # noqa: SLF001 (Faust's aiokafka producer)
+        # ProducerT does not declare `_ensure_producer`; Faust's aiokafka producer (the
+        # only transport we run) has it and returns the aiokafka client we probe.
+        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # noqa: SLF001
     except Exception:  # producer not started yet
         return False, "producer not started"
     try:
@@ -168,34 +168,6 @@ class WorkerGuard(Sensor):
 app.sensors.add(WorkerGuard())
 
 
-def unavailable(reason: str, detail: str, *, queued: bool) -> ServiceUnavailable:
-    """The 503 for an ingest request (``Retry-After``, reason counted)."""
-    telemetry.INGEST_UNAVAILABLE.labels(reason=reason).inc()
-    retry = settings().retry_after_s
-    return ServiceUnavailable(
-        detail,
-        headers={"Retry-After": str(retry)},
-        cause=reason,
-        queued=queued,
-        retry_after_s=retry,
-    )
-
-
-def broker_gate() -> None:
-    """Refuse an ingest request before queueing anything while the broker is unreachable.
-
-    Raises:
-        ServiceUnavailable: 503 with ``Retry-After`` (Faust's views answer it as JSON
-            ``{"error": …, "cause": "broker_unreachable", "queued": false, …}``).
-    """
-    if BROKER.reachable is False:
-        raise unavailable(
-            "broker_unreachable",
-            f"broker unreachable ({BROKER.error}); nothing was queued, retry later",
-            queued=False,
-        )
-
-
 def copartitioned_topics() -> list[str]:
     """Internal topics whose records update tables (every topic but input and dead letters)."""
     skip = {*INPUT_TOPICS, DEADLETTER}
@@ -223,7 +195,7 @@ def partition_mismatch(counts: dict[str, int | None], changelogs: list[str]) -> 
 
 
 @app.on_partitions_assigned.connect
-async def check_partitions(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
+async def check_partitions(sender: Any, /, *args: Any, **kwargs: Any) -> None:
     """Stop the worker when a co-partitioned topic and a changelog differ (see above)."""
     changelogs = sorted(t.changelog_topic.get_topic_name() for t in app.tables.values())
     counts = {

@@ -1,6 +1,12 @@
-"""HTTP ingestion of real-world formats, and the OpenAPI document.
+"""Ingestion views and their producing side.
 
 =============================  ==========================================================
+``POST /ingest/metrics``       MetricPoints (seed, prometheus-kafka-adapter, Telegraf
+                               JSON; :mod:`autopilot.formats.metrics_json`)
+``POST /ingest/logs``          log lines (:mod:`autopilot.formats.logs`) → logs topic
+``POST /ingest/deployment``    deployments (seed, GitHub, Argo CD;
+                               :mod:`autopilot.formats.deployments`); GitHub's ``ping``
+                               → 200 ``{"pong": true}``
 ``POST /api/v1/write``         Prometheus remote write 1.0 → ``autopilot.metrics``; 204
                                (also when some series were refused: counted), 400 (bad
                                snappy/protobuf, framed snappy, no series, or no valid
@@ -9,20 +15,21 @@
                                ``Content-Encoding: snappy``, or a 2.0 body)
 ``POST /ingest/prometheus``    text exposition format (``?service=`` for samples without
                                a service label) → ``autopilot.metrics``; 202/400/415/422
-``GET /openapi.json``          OpenAPI 3.1 description of every endpoint (public)
 =============================  ==========================================================
 
-The JSON endpoints of :mod:`autopilot.agents.views` (``/ingest/metrics``, ``/logs``,
-``/deployment``) answer through :func:`ingest_decoded` too. One bad item never sinks
-a body: the valid items are produced and the answer is 202 ``{"accepted": N,
-"rejected": [{"item": i, "reason": "…"}]}`` (``rejected`` only when some item was
-refused); 422 only when nothing in the body was valid, 400 when nothing could be read.
-Refused items move ``autopilot_items_rejected_total{source, reason}``. Items timed
-beyond ``AUTOPILOT_MAX_FUTURE_S`` / ``AUTOPILOT_MAX_PAST_S`` are refused the same way.
+The JSON endpoints and the exposition format answer through :func:`ingest_decoded`.
+One bad item never sinks a body: the valid items are produced and the answer is 202
+``{"accepted": N, "rejected": [{"item": i, "reason": "…"}]}`` (``rejected`` only when
+some item was refused); 422 with the validation errors (``errors``: ``[{"item": i,
+"loc": "labels", "msg": "…", "code": "no_service"}]``) only when nothing in the body
+was valid, 400 when nothing could be read. Refused items move
+``autopilot_items_rejected_total{source, reason}``. Items timed beyond
+``AUTOPILOT_MAX_FUTURE_S`` / ``AUTOPILOT_MAX_PAST_S`` are refused the same way.
 Everything produced is seed-shaped JSON keyed by service, sent after the broker
 acknowledged it (the ingest agents validate it again and re-key it), in records of at
 most ``AUTOPILOT_MAX_RECORD_BYTES``. While the broker is unavailable every ingest
-endpoint answers 503 with ``Retry-After`` (:func:`produce`).
+endpoint answers 503 with ``Retry-After`` (:func:`broker_gate`, :func:`produce`).
+The routes are registered by :mod:`autopilot.web.routes`.
 """
 
 from __future__ import annotations
@@ -37,22 +44,64 @@ from typing import Any
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faust.exceptions import ProducerSendError
 from faust.web import View
+from faust.web.exceptions import ServiceUnavailable
 
 from autopilot import telemetry
-from autopilot.app import app, settings
+from autopilot.agents.health import BROKER
+from autopilot.agents.ingest import encode_items, group_by_service, screen
+from autopilot.app import settings
 from autopilot.formats import Decoded
+from autopilot.formats.deployments import decode_deployments
 from autopilot.formats.exposition import decode_exposition
+from autopilot.formats.logs import decode_logs
+from autopilot.formats.metrics_json import decode_metrics
 from autopilot.formats.remote_write import RemoteWriteError, decode_remote_write
-from autopilot.openapi import openapi_spec
-from autopilot.topics import metrics_topic
+from autopilot.streams import deployments_topic, logs_topic, metrics_topic
 
-from .health import broker_gate, unavailable
-from .ingest import encode_items, group_by_service, screen
-from .security import install_log_redaction
-
-__all__ = ["ingest_decoded", "produce", "rejected_body"]
+__all__ = [
+    "IngestDeployment",
+    "IngestExposition",
+    "IngestLogs",
+    "IngestMetrics",
+    "RemoteWrite",
+    "broker_gate",
+    "ingest_decoded",
+    "pack",
+    "produce",
+    "rejected_body",
+    "unavailable",
+]
 
 logger = logging.getLogger(__name__)
+
+
+def unavailable(reason: str, detail: str, *, queued: bool) -> ServiceUnavailable:
+    """The 503 for an ingest request (``Retry-After``, reason counted)."""
+    telemetry.INGEST_UNAVAILABLE.labels(reason=reason).inc()
+    retry = settings().retry_after_s
+    return ServiceUnavailable(
+        detail,
+        headers={"Retry-After": str(retry)},
+        cause=reason,
+        queued=queued,
+        retry_after_s=retry,
+    )
+
+
+def broker_gate() -> None:
+    """Refuse an ingest request before queueing anything while the broker is unreachable.
+
+    Raises:
+        ServiceUnavailable: 503 with ``Retry-After`` (Faust's views answer it as JSON
+            ``{"error": …, "cause": "broker_unreachable", "queued": false, …}``).
+    """
+    if BROKER.reachable is False:
+        raise unavailable(
+            "broker_unreachable",
+            f"broker unreachable ({BROKER.error}); nothing was queued, retry later",
+            queued=False,
+        )
+
 
 #: Records per Kafka message at most; a message is also split by bytes (``pack``).
 CHUNK = 500
@@ -221,7 +270,6 @@ def _media_type(request: Any) -> tuple[str, dict[str, str]]:
     return kind.lower(), parsed
 
 
-@app.page("/api/v1/write")
 class RemoteWrite(View):
     """Prometheus remote write 1.0 receiver (see module docstring)."""
 
@@ -269,7 +317,6 @@ class RemoteWrite(View):
         return self.bytes(b"", status=204)
 
 
-@app.page("/ingest/prometheus")
 class IngestExposition(View):
     """Prometheus text exposition format (see module docstring)."""
 
@@ -303,13 +350,53 @@ class IngestExposition(View):
         return await ingest_decoded(self.web, request, decode, metrics_topic, "exposition")
 
 
-@app.page("/openapi.json")
-async def openapi(web: Any, request: Any) -> Any:
-    """The OpenAPI 3.1 document of this worker's endpoints."""
-    return web.json(openapi_spec())
+def _decode_metrics(request: Any) -> Any:
+    labels = settings().service_label_list()
+    return lambda raw: decode_metrics(raw, labels)
 
 
-@app.task
-async def redact_secrets_in_logs() -> None:
-    """On worker start: replace every configured secret in log lines with ``***``."""
-    install_log_redaction(settings())
+def _decode_logs(request: Any) -> Any:
+    service = request.query.get("service") or None
+    return lambda raw: decode_logs(raw, service)
+
+
+def _decode_deployments(request: Any) -> Any:
+    event = request.headers.get("X-GitHub-Event")
+    return lambda raw: decode_deployments(raw, event)
+
+
+class _IngestView:
+    decoder: Any
+    topic: Any
+    source = "http"
+
+    async def post(self, request: Any) -> Any:
+        decode = type(self).decoder(request)
+        return await ingest_decoded(self.web, request, decode, self.topic, self.source)  # type: ignore[attr-defined]
+
+
+class IngestMetrics(_IngestView, View):
+    """POST MetricPoints: seed JSON, prometheus-kafka-adapter or Telegraf JSON."""
+
+    decoder = _decode_metrics
+    topic = metrics_topic
+
+
+class IngestLogs(_IngestView, View):
+    """POST log lines: JSON object or list, JSON lines, plain text (``?service=``)."""
+
+    decoder = _decode_logs
+    topic = logs_topic
+
+
+class IngestDeployment(_IngestView, View):
+    """POST a DeploymentEvent, a GitHub deployment_status webhook or an Argo CD payload."""
+
+    decoder = _decode_deployments
+    topic = deployments_topic
+
+    async def post(self, request: Any) -> Any:
+        """Answer GitHub's ``ping`` event with 200; ingest everything else."""
+        if request.headers.get("X-GitHub-Event") == "ping":
+            return self.json({"pong": True})
+        return await super().post(request)

@@ -1,0 +1,181 @@
+"""Pydantic models of the HTTP response bodies (pure: no Faust, no aiohttp).
+
+They document what the views answer (the OpenAPI schemas are their
+``model_json_schema()``); the views build the bodies as plain dicts. Models allow
+extra keys, so a body that gains a field stays valid.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "Accepted",
+    "BaselineSummary",
+    "Baselines",
+    "Components",
+    "Deployments",
+    "Error",
+    "Incidents",
+    "ItemError",
+    "Liveness",
+    "NotificationSummary",
+    "Pong",
+    "Readiness",
+    "RejectedItem",
+    "SlackMessage",
+    "Unavailable",
+    "ValidationErrors",
+]
+
+ComponentState = Literal["not configured", "idle", "ok", "degraded", "failing"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Error(_Body):
+    """Any error answer: ``{"error": "what went wrong and what to do"}``."""
+
+    error: str
+
+
+class Unavailable(Error):
+    """503 of an ingest endpoint while the broker is unavailable (with ``Retry-After``)."""
+
+    cause: Literal["broker_unreachable", "ack_timeout"]
+    queued: bool
+    retry_after_s: float
+
+
+class RejectedItem(_Body):
+    """One refused item of an ingest body (``item``: its index; 0 for a single object)."""
+
+    item: int | None
+    reason: str
+
+
+class ItemError(_Body):
+    """One validation error of an item."""
+
+    item: int | None
+    loc: str
+    msg: str
+    code: str
+
+
+class Accepted(_Body):
+    """202 of an ingest endpoint: how many items were produced and acknowledged."""
+
+    accepted: int
+    rejected: list[RejectedItem] = []
+    rejected_omitted: int = 0
+    skipped: dict[str, int] = {}
+    defaulted: dict[str, int] = {}
+
+
+class ValidationErrors(Error):
+    """422 of an ingest endpoint: no item was valid, nothing was produced."""
+
+    accepted: int = 0
+    rejected: list[RejectedItem] = []
+    rejected_omitted: int = 0
+    errors: list[ItemError] = []
+
+
+class Pong(_Body):
+    """200 answer to GitHub's ``ping`` event."""
+
+    pong: bool
+
+
+class Components(_Body):
+    """State of the downstream services over the readiness window."""
+
+    slack: ComponentState
+    ollama: ComponentState
+    redis: ComponentState
+
+
+class Liveness(_Body):
+    """``GET /health``."""
+
+    status: Literal["ok", "stopping"]
+    ready: bool
+    ready_status: str
+    broker: str
+    window_s: float
+    components: Components
+
+
+class Readiness(_Body):
+    """``GET /ready``: ``{"status": "ok"}``, or the status and reasons (503)."""
+
+    status: str
+    reasons: list[str] = []
+
+
+class BaselineSummary(_Body):
+    """One series' baseline (:meth:`autopilot.detection.Baseline.summary`)."""
+
+    mode: str
+    samples_in_window: int
+    samples_seen: int
+    mean: float
+    std_dev: float
+    last_timestamp: float | None
+    source_offsets: dict[str, int]
+    firing: bool
+
+
+class Baselines(_Body):
+    """``GET /baselines/{service}``: series key → baseline."""
+
+    service: str
+    series: dict[str, BaselineSummary]
+
+
+class Deployments(_Body):
+    """``GET /deployments/{service}``: recent deployments, oldest first."""
+
+    service: str
+    deployments: list[dict[str, Any]]
+
+
+class SlackMessage(_Body):
+    """The incident's root Slack message (bot mode)."""
+
+    channel: str | None
+    ts: str
+
+
+class NotificationSummary(_Body):
+    """What was notified of one incident (:func:`autopilot.web.state.notification_summary`)."""
+
+    status: str | None
+    state: str | None
+    revision: int | None
+    slack: SlackMessage | None
+    first_seen: float
+    notified_at: float | None
+    last_notified_at: float | None
+    analysis: str
+    timeline_entries_told: int
+    webhook_messages: int
+    reminders: int
+    messages: int
+    edits: int
+    pending: bool
+
+
+class Incidents(_Body):
+    """``GET /incidents/{service}``: the incident (or null) and what was notified."""
+
+    service: str
+    open_incident: dict[str, Any] | None
+    recent_anomalies: list[dict[str, Any]]
+    closed_incidents: int
+    notifications: dict[str, NotificationSummary]
