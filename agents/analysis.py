@@ -27,16 +27,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from functools import partial
+
+from faust.types import EventT, StreamT
 
 from autopilot import telemetry
 from autopilot.app import app, settings
-from autopilot.errors import BadRecord
 from autopilot.integrations.ollama import LLMGuard, OllamaClient, analyze_or_fallback
 from autopilot.models import Alert, Incident, decode_records
-from autopilot.topics import alerts_topic, incidents_topic
+from autopilot.streams import alerts_topic, incidents_topic
 
-from .deadletter import dead_letter, where
+from .boundary import each_record
+from .deadletter import where
 
 logger = logging.getLogger(__name__)
 STAGE = "analysis"
@@ -71,34 +73,28 @@ def guard() -> LLMGuard:
 ANALYSED = frozenset({"opened", "reopened"})
 
 
+async def process(event: EventT[bytes], client: OllamaClient) -> None:
+    """Analyse one incident record if it opens or re-opens the incident."""
+    (incident,) = decode_records(event.value, Incident)
+    if incident.status not in ANALYSED:
+        return
+    alert = await analyse(client, incident)
+    logger.info(
+        "%s: incident %s analysed by %s: %s",
+        where(event), incident.id, alert.analysis.source,
+        alert.analysis.root_cause.description[:200],
+    )
+    await alerts_topic.send(key=event.message.key, value=alert.model_dump_json().encode())
+
+
 @app.agent(incidents_topic, name="analysis", concurrency=_CONCURRENCY)
-async def analyse_incidents(stream: Any) -> None:
+async def analyse_incidents(stream: StreamT[bytes]) -> None:
     """Analyse opened and re-opened incidents and publish their analyses."""
     client = OllamaClient(settings(), guard=guard())
     await client.start()
     try:
         await client.guard.check_model(client)  # once per worker; warns, never raises
-        async for event in stream.events():
-            try:
-                (incident,) = decode_records(event.value, Incident)
-                if incident.status not in ANALYSED:
-                    telemetry.RECORDS.labels(stage=STAGE).inc()
-                    continue
-                alert = await analyse(client, incident)
-                logger.info(
-                    "%s: incident %s analysed by %s: %s",
-                    where(event), incident.id, alert.analysis.source,
-                    alert.analysis.root_cause.description[:200],
-                )
-                await alerts_topic.send(
-                    key=event.message.key, value=alert.model_dump_json().encode()
-                )
-                telemetry.RECORDS.labels(stage=STAGE).inc()
-            except BadRecord as exc:
-                await dead_letter(event, exc.reason, STAGE)
-            except Exception as exc:
-                logger.exception("%s: analysis agent failed; dead-lettering", where(event))
-                await dead_letter(event, f"internal error: {type(exc).__name__}: {exc}", STAGE)
+        await each_record(stream, STAGE, partial(process, client=client))
     finally:
         await client.aclose()
 

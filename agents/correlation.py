@@ -24,9 +24,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from autopilot.tables import deployments, error_rates, open_incidents
+from faust.types import EventT, StreamT
 from pydantic import ValidationError
 
 from autopilot import correlation, telemetry
@@ -35,16 +37,12 @@ from autopilot.correlation import CorrelationConfig, CorrelationState
 from autopilot.deployments import DeploymentHistory
 from autopilot.errorrate import ErrorRateState
 from autopilot.errors import BadRecord
-from autopilot.models import Anomaly, DeploymentEvent, Incident, decode_records
-from autopilot.topics import (
-    ANOMALIES,
-    CORRELATION_CONTROL,
-    control_topic,
-    incidents_topic,
-    raw_topic,
-)
+from autopilot.models import Anomaly, DeploymentEvent, Incident, LogEntry, decode_records
+from autopilot.streams import control_topic, incidents_topic, raw_topic
+from autopilot.topics import ANOMALIES, CORRELATION_CONTROL
 
-from .deadletter import dead_letter, where
+from .boundary import each_record
+from .deadletter import where
 
 logger = logging.getLogger(__name__)
 STAGE = "correlation"
@@ -52,13 +50,13 @@ STAGE = "correlation"
 correlation_input = raw_topic(ANOMALIES, CORRELATION_CONTROL)
 
 
-def _context(key: bytes) -> tuple[DeploymentHistory, list[Any]]:
+def _context(key: bytes) -> tuple[DeploymentHistory, list[LogEntry]]:
     history = DeploymentHistory.from_dict(deployments.get(key))
     errors = ErrorRateState.from_dict(error_rates.get(key)).recent_error_entries()
     return history, errors
 
 
-async def _publish(key: bytes, incidents: list[Incident], event: Any) -> None:
+async def _publish(key: bytes, incidents: list[Incident], event: EventT[bytes]) -> None:
     for inc in incidents:
         telemetry.INCIDENTS.labels(status=inc.status).inc()
         change = inc.timeline[-1].text if inc.timeline else inc.trigger_reason
@@ -84,7 +82,7 @@ def _control(raw: bytes | None) -> dict[str, Any]:
     return data
 
 
-async def process(event: Any, config: CorrelationConfig) -> None:
+async def process(event: EventT[bytes], config: CorrelationConfig) -> None:
     """Apply one anomaly or control record (see module docstring)."""
     msg = event.message
     key = msg.key
@@ -96,7 +94,10 @@ async def process(event: Any, config: CorrelationConfig) -> None:
     if msg.topic == control_topic.get_topic_name():
         control = _control(event.value)
         if control.get("kind") == "deployment":
-            deployment = DeploymentEvent.model_validate(control.get("deployment"))
+            try:
+                deployment = DeploymentEvent.model_validate(control.get("deployment"))
+            except ValidationError as exc:
+                raise BadRecord(f"invalid control record: {exc.errors()[:3]}") from None
             new, incidents = correlation.on_deployment(
                 state, deployment, source=(msg.topic, msg.offset), deployments=history,
                 errors=errors, wall_now=now, config=config,
@@ -122,20 +123,10 @@ async def process(event: Any, config: CorrelationConfig) -> None:
 
 
 @app.agent(correlation_input, name="correlation")
-async def correlate(stream: Any) -> None:
+async def correlate(stream: StreamT[bytes]) -> None:
     """Incident rules per service."""
     config = CorrelationConfig.from_settings(settings())
-    async for event in stream.events():
-        try:
-            await process(event, config)
-            telemetry.RECORDS.labels(stage=STAGE).inc()
-        except BadRecord as exc:
-            await dead_letter(event, exc.reason, STAGE)
-        except ValidationError as exc:
-            await dead_letter(event, f"invalid control record: {exc.errors()[:3]}", STAGE)
-        except Exception as exc:
-            logger.exception("%s: correlation agent failed; dead-lettering", where(event))
-            await dead_letter(event, f"internal error: {type(exc).__name__}: {exc}", STAGE)
+    await each_record(stream, STAGE, partial(process, config=config))
 
 
 async def close_quiet_incidents() -> int:

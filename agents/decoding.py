@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from faust.types import EventT
+
 from autopilot import telemetry
 from autopilot.app import settings
 from autopilot.errors import BadRecord
@@ -16,6 +18,7 @@ from autopilot.formats import Decoded
 from autopilot.formats.deployments import decode_deployments
 from autopilot.formats.logs import decode_logs
 from autopilot.formats.metrics_json import decode_metrics
+from autopilot.models import DeploymentEvent, LogEntry, MetricPoint
 
 __all__ = [
     "count_skipped",
@@ -38,15 +41,15 @@ def _finish(decoded: Decoded, source: str) -> list[Any]:
     return decoded.records
 
 
-def _key_text(event: Any) -> str | None:
-    key = event.message.key
+def _key_text(event: EventT[bytes]) -> str | None:
+    key: object = event.message.key  # bytes on raw topics; anything else via str()
     if not key:
         return None
     text = key.decode("utf-8", errors="replace").strip() if isinstance(key, bytes) else str(key)
     return text or None
 
 
-def decode_metrics_event(event: Any) -> list[Any]:
+def decode_metrics_event(event: EventT[bytes]) -> list[MetricPoint]:
     """MetricPoints of an ``autopilot.metrics`` record (seed, adapter, Telegraf JSON)."""
     if not event.value:
         raise BadRecord("empty record value")
@@ -57,7 +60,7 @@ def decode_metrics_event(event: Any) -> list[Any]:
     return _finish(decoded, "kafka")
 
 
-def decode_logs_event(event: Any) -> list[Any]:
+def decode_logs_event(event: EventT[bytes]) -> list[LogEntry]:
     """LogEntries of an ``autopilot.logs`` record (JSON, JSON lines or text lines).
 
     The record key is the service of lines that do not name one.
@@ -71,7 +74,7 @@ def decode_logs_event(event: Any) -> list[Any]:
     return _finish(decoded, "kafka")
 
 
-def decode_deployments_event(event: Any) -> list[Any]:
+def decode_deployments_event(event: EventT[bytes]) -> list[DeploymentEvent]:
     """DeploymentEvents of an ``autopilot.deployments`` record (seed, GitHub, Argo CD)."""
     if not event.value:
         raise BadRecord("empty record value")

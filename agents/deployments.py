@@ -12,46 +12,42 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 from autopilot.tables import deployments
+from faust.types import EventT, StreamT
 
-from autopilot import telemetry
 from autopilot.app import app
 from autopilot.deployments import DeploymentHistory
-from autopilot.errors import BadRecord
 from autopilot.models import DeploymentEvent, decode_records
-from autopilot.topics import control_topic, deployments_keyed_topic
+from autopilot.streams import control_topic, deployments_keyed_topic
 
-from .deadletter import dead_letter, where
+from .boundary import each_record
+from .deadletter import where
 from .ingest import source_of
 
 logger = logging.getLogger(__name__)
 STAGE = "deployments"
 
 
+async def process(event: EventT[bytes]) -> None:
+    """Apply one keyed deployments record (see module docstring)."""
+    events = decode_records(event.value, DeploymentEvent)
+    key = events[0].service.encode()
+    history = DeploymentHistory.from_dict(deployments.get(key))
+    source, offset = source_of(event)
+    new = history.apply(events, offset, stream=source)
+    if new is not history:
+        deployments[key] = new.to_dict()
+        for dep in events:
+            logger.info(
+                "%s: deployment %s %s (%s) recorded",
+                where(event), dep.service, dep.version, dep.status,
+            )
+            body = {"kind": "deployment", "deployment": dep.model_dump(mode="json")}
+            await control_topic.send(key=key, value=json.dumps(body).encode())
+
+
 @app.agent(deployments_keyed_topic, name="deployments")
-async def track_deployments(stream: Any) -> None:
+async def track_deployments(stream: StreamT[bytes]) -> None:
     """Record deployments per service."""
-    async for event in stream.events():
-        try:
-            events = decode_records(event.value, DeploymentEvent)
-            key = events[0].service.encode()
-            history = DeploymentHistory.from_dict(deployments.get(key))
-            stream, offset = source_of(event)
-            new = history.apply(events, offset, stream=stream)
-            if new is not history:
-                deployments[key] = new.to_dict()
-                for dep in events:
-                    logger.info(
-                        "%s: deployment %s %s (%s) recorded",
-                        where(event), dep.service, dep.version, dep.status,
-                    )
-                    body = {"kind": "deployment", "deployment": dep.model_dump(mode="json")}
-                    await control_topic.send(key=key, value=json.dumps(body).encode())
-            telemetry.RECORDS.labels(stage=STAGE).inc()
-        except BadRecord as exc:
-            await dead_letter(event, exc.reason, STAGE)
-        except Exception as exc:
-            logger.exception("%s: deployments agent failed; dead-lettering", where(event))
-            await dead_letter(event, f"internal error: {type(exc).__name__}: {exc}", STAGE)
+    await each_record(stream, STAGE, process)

@@ -27,8 +27,10 @@ import json
 import logging
 import time
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 
+from faust.types import EventT, StreamT, TopicT
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticSerializationError
 
@@ -39,8 +41,8 @@ from autopilot.formats import Decoded
 from autopilot.formats.deployments import decode_deployments
 from autopilot.formats.logs import decode_logs
 from autopilot.formats.metrics_json import decode_metrics
-from autopilot.models import MetricPoint
-from autopilot.topics import (
+from autopilot.models import DeploymentEvent, LogEntry, MetricPoint
+from autopilot.streams import (
     deadletter_topic,
     deployments_keyed_topic,
     deployments_topic,
@@ -50,29 +52,31 @@ from autopilot.topics import (
     metrics_topic,
 )
 
-from .deadletter import REASON_HEADER, dead_letter, where
+from .boundary import each_record
+from .deadletter import dead_letter_headers, where
 
 logger = logging.getLogger(__name__)
 
 
-def _service(item: BaseModel) -> str:
-    if isinstance(item, MetricPoint):
-        return item.service
-    return str(item.service)
+#: A validated input item (what the decoders of :mod:`autopilot.formats` produce).
+Item = MetricPoint | LogEntry | DeploymentEvent
+#: ``decode(event)`` of :func:`forward`: the record's :class:`Decoded` items, or a
+#: plain list of records.
+Decode = Callable[[EventT[bytes]], "Decoded | list[Item]"]
 
 
-def group_by_service(items: list[Any]) -> dict[str, list[Any]]:
+def group_by_service(items: Iterable[Item]) -> dict[str, list[Item]]:
     """Group validated items by service, keeping their order within a service."""
-    groups: dict[str, list[Any]] = defaultdict(list)
+    groups: dict[str, list[Item]] = defaultdict(list)
     for item in items:
-        groups[_service(item)].append(item)
+        groups[item.service].append(item)
     return groups
 
 
 _METRIC_POINTS = TypeAdapter(list[MetricPoint])
 
 
-def encode_items(items: list[BaseModel]) -> bytes:
+def encode_items(items: Sequence[BaseModel]) -> bytes:
     """JSON list of records (strict JSON, UTF-8).
 
     A list of MetricPoints is written by pydantic-core's serializer (about 5 times
@@ -90,12 +94,12 @@ def encode_items(items: list[BaseModel]) -> bytes:
     ).encode()
 
 
-def source_of(event: Any) -> tuple[str, int]:
+def source_of(event: EventT[bytes]) -> tuple[str, int]:
     """``(source stream, offset)`` of a keyed record: the input position named by its
     ``x-autopilot-source`` header, or (older records without it) its own position."""
     msg = event.message
     headers = msg.headers or ()
-    items = headers.items() if isinstance(headers, dict) else headers
+    items = headers.items() if isinstance(headers, Mapping) else headers
     for name, value in items:
         if name == replay.SOURCE_HEADER:
             parsed = replay.parse_source(value)
@@ -126,15 +130,15 @@ def screen(decoded: Decoded, source: str, now_s: float | None = None) -> Decoded
     return decoded
 
 
-def _key_text(event: Any) -> str | None:
-    key = event.message.key
+def _key_text(event: EventT[bytes]) -> str | None:
+    key: object = event.message.key  # bytes on raw topics; anything else via str()
     if not key:
         return None
     text = key.decode("utf-8", errors="replace").strip() if isinstance(key, bytes) else str(key)
     return text or None
 
 
-def _decode_event(event: Any, decode: Any) -> Decoded:
+def _decode_event(event: EventT[bytes], decode: Callable[[bytes], Decoded]) -> Decoded:
     if not event.value:
         raise BadRecord("empty record value")
     try:
@@ -144,7 +148,7 @@ def _decode_event(event: Any, decode: Any) -> Decoded:
     return screen(decoded, "kafka")
 
 
-def decode_metrics_items(event: Any) -> Decoded:
+def decode_metrics_items(event: EventT[bytes]) -> Decoded:
     """The items of an ``autopilot.metrics`` record (seed, adapter, Telegraf JSON).
 
     Raises:
@@ -154,7 +158,7 @@ def decode_metrics_items(event: Any) -> Decoded:
     return _decode_event(event, lambda raw: decode_metrics(raw, labels))
 
 
-def decode_logs_items(event: Any) -> Decoded:
+def decode_logs_items(event: EventT[bytes]) -> Decoded:
     """The items of an ``autopilot.logs`` record (JSON, JSON lines, text lines; the
     record key is the service of lines that do not name one).
 
@@ -165,7 +169,7 @@ def decode_logs_items(event: Any) -> Decoded:
     return _decode_event(event, lambda raw: decode_logs(raw, service))
 
 
-def decode_deployments_items(event: Any) -> Decoded:
+def decode_deployments_items(event: EventT[bytes]) -> Decoded:
     """The items of an ``autopilot.deployments`` record (seed, GitHub, Argo CD).
 
     Raises:
@@ -174,7 +178,7 @@ def decode_deployments_items(event: Any) -> Decoded:
     return _decode_event(event, decode_deployments)
 
 
-def _item_bytes(raw: Any) -> bytes:
+def _item_bytes(raw: object) -> bytes:
     """A refused item as dead-letter value bytes: text as UTF-8, else JSON (strict
     unless the item itself holds a number beyond float range, ``1e309``, which is
     then written ``Infinity``, as Python's and JavaScript's JSON readers take it)."""
@@ -188,7 +192,7 @@ def _item_bytes(raw: Any) -> bytes:
         return repr(raw).encode()
 
 
-async def dead_letter_items(event: Any, decoded: Decoded, stage: str) -> None:
+async def dead_letter_items(event: EventT[bytes], decoded: Decoded, stage: str) -> None:
     """Dead-letter each refused item of ``decoded`` on its own (see module docstring).
 
     Headers: those of :func:`autopilot.agents.deadletter.dead_letter` plus
@@ -198,14 +202,7 @@ async def dead_letter_items(event: Any, decoded: Decoded, stage: str) -> None:
     for entry in decoded.rejected():
         item = entry["item"]
         raw = decoded.raw.get(item, decoded.raw.get(None) if item == 0 else None)
-        headers = [
-            (REASON_HEADER, str(entry["reason"])[:2000].encode()),
-            ("x-autopilot-topic", str(msg.topic).encode()),
-            ("x-autopilot-partition", str(msg.partition).encode()),
-            ("x-autopilot-offset", str(msg.offset).encode()),
-            ("x-autopilot-stage", stage.encode()),
-            ("x-autopilot-item", str(item).encode()),
-        ]
+        headers = dead_letter_headers(event, str(entry["reason"]), stage, item)
         telemetry.DEAD_LETTERS.labels(stage=stage).inc()
         logger.warning(
             "%s: item %s dead-lettered by %s (the record's other items go on): %s",
@@ -215,7 +212,9 @@ async def dead_letter_items(event: Any, decoded: Decoded, stage: str) -> None:
         await deadletter_topic.send(key=msg.key, value=value, headers=headers)
 
 
-async def forward(event: Any, decode: Any, target: Any, stage: str = "ingest") -> None:
+async def forward(
+    event: EventT[bytes], decode: Decode, target: TopicT, stage: str = "ingest"
+) -> None:
     """Validate one input record and send its items, grouped by service, to ``target``.
 
     Args:
@@ -230,13 +229,14 @@ async def forward(event: Any, decode: Any, target: Any, stage: str = "ingest") -
         BadRecord: no item of the record can be used (the caller dead-letters it
             whole); refused items of a record with valid ones are dead-lettered here.
     """
-    decoded = decode(event)
-    if isinstance(decoded, Decoded):
-        if decoded.errors and not decoded.records:
-            raise BadRecord(decoded.reason())
-        items = decoded.records
+    result = decode(event)
+    decoded: Decoded | None = None
+    if isinstance(result, Decoded):
+        if result.errors and not result.records:
+            raise BadRecord(result.reason())
+        decoded, items = result, result.records
     else:
-        decoded, items = None, decoded
+        items = result
     msg = event.message
     headers = [(replay.SOURCE_HEADER, replay.format_source(msg.topic, msg.partition, msg.offset))]
     for service, group in group_by_service(items).items():
@@ -245,33 +245,24 @@ async def forward(event: Any, decode: Any, target: Any, stage: str = "ingest") -
         await dead_letter_items(event, decoded, stage)
 
 
-async def _rekey(stream: Any, decode: Any, target: Any, stage: str) -> None:
-    records = telemetry.RECORDS.labels(stage=stage)
-    async for event in stream.events():
-        try:
-            await forward(event, decode, target, stage)
-            records.inc()
-        except BadRecord as exc:
-            await dead_letter(event, exc.reason, stage)
-        except Exception as exc:  # one error boundary per record
-            logger.exception("%s: %s failed; dead-lettering", where(event), stage)
-            await dead_letter(event, f"internal error: {type(exc).__name__}: {exc}", stage)
+async def _rekey(stream: StreamT[bytes], decode: Decode, target: TopicT, stage: str) -> None:
+    await each_record(stream, stage, partial(forward, decode=decode, target=target, stage=stage))
 
 
 @app.agent(metrics_topic, name="metrics.ingest")
-async def ingest_metrics(stream: Any) -> None:
+async def ingest_metrics(stream: StreamT[bytes]) -> None:
     """autopilot.metrics → autopilot.metrics.keyed (validated, keyed by service)."""
     await _rekey(stream, decode_metrics_items, metrics_keyed_topic, "metrics.ingest")
 
 
 @app.agent(logs_topic, name="logs.ingest")
-async def ingest_logs(stream: Any) -> None:
+async def ingest_logs(stream: StreamT[bytes]) -> None:
     """autopilot.logs → autopilot.logs.keyed (validated, keyed by service)."""
     await _rekey(stream, decode_logs_items, logs_keyed_topic, "logs.ingest")
 
 
 @app.agent(deployments_topic, name="deployments.ingest")
-async def ingest_deployments(stream: Any) -> None:
+async def ingest_deployments(stream: StreamT[bytes]) -> None:
     """autopilot.deployments → autopilot.deployments.keyed (validated, keyed by service)."""
     await _rekey(
         stream, decode_deployments_items, deployments_keyed_topic, "deployments.ingest"

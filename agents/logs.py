@@ -11,25 +11,25 @@ crash re-sends rather than loses it.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from functools import partial
 
 from autopilot.tables import error_rates
+from faust.types import EventT, StreamT
 
 from autopilot import errorrate, telemetry
 from autopilot.app import app, settings
 from autopilot.errorrate import ErrorRateConfig, ErrorRateState
-from autopilot.errors import BadRecord
 from autopilot.models import LogEntry, decode_records
-from autopilot.topics import anomalies_topic, logs_keyed_topic
+from autopilot.streams import anomalies_topic, logs_keyed_topic
 
-from .deadletter import dead_letter, where
+from .boundary import each_record
 from .ingest import source_of
 
 logger = logging.getLogger(__name__)
 STAGE = "logs"
 
 
-async def process(event: Any, config: ErrorRateConfig) -> None:
+async def process(event: EventT[bytes], config: ErrorRateConfig) -> None:
     """Apply one keyed logs record (see module docstring)."""
     entries = decode_records(event.value, LogEntry)
     key = entries[0].service.encode()
@@ -53,15 +53,7 @@ async def process(event: Any, config: ErrorRateConfig) -> None:
 
 
 @app.agent(logs_keyed_topic, name="logs")
-async def detect_error_spikes(stream: Any) -> None:
+async def detect_error_spikes(stream: StreamT[bytes]) -> None:
     """Error-rate spike detection per service."""
     config = ErrorRateConfig.from_settings(settings())
-    async for event in stream.events():
-        try:
-            await process(event, config)
-            telemetry.RECORDS.labels(stage=STAGE).inc()
-        except BadRecord as exc:
-            await dead_letter(event, exc.reason, STAGE)
-        except Exception as exc:
-            logger.exception("%s: logs agent failed; dead-lettering", where(event))
-            await dead_letter(event, f"internal error: {type(exc).__name__}: {exc}", STAGE)
+    await each_record(stream, STAGE, partial(process, config=config))

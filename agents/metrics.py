@@ -24,28 +24,29 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from functools import partial
 from math import inf
 from typing import Any
 
 from autopilot.tables import baselines, series_index
+from faust.types import EventT, StreamT
 
 from autopilot import replay, telemetry
 from autopilot.app import app, settings
 from autopilot.detection import Baseline, DetectorConfig, detect_series
-from autopilot.errors import BadRecord
 from autopilot.models import MetricPoint, decode_records
 from autopilot.series import SeriesIndex, SeriesLimits, newer_only, split_future
-from autopilot.topics import anomalies_topic, metrics_keyed_topic
+from autopilot.streams import anomalies_topic, metrics_keyed_topic
 
+from .boundary import each_record
 from .charts import forget_samples, remember_samples
-from .deadletter import dead_letter, where
+from .deadletter import where
 from .ingest import source_of
 
 logger = logging.getLogger(__name__)
 STAGE = "metrics"
 #: This stage's counters (``.labels()`` is a locked dict lookup: bind them once).
 _SAMPLES = telemetry.SAMPLES.labels(stage=STAGE)
-_RECORDS = telemetry.RECORDS.labels(stage=STAGE)
 _OUT_OF_ORDER = telemetry.SAMPLES_DROPPED.labels(reason="out_of_order")
 #: Extra key of a ``baselines`` value written here (Baseline.from_dict ignores it): the
 #: value of the sample at ``last_timestamp``, so a repeat of it is recognised.
@@ -53,16 +54,15 @@ LAST_VALUE_KEY = "last_value"
 _FUTURE = telemetry.SAMPLES_DROPPED.labels(reason="future_timestamp")
 
 
-async def process(event: Any, config: DetectorConfig, limits: SeriesLimits) -> None:
+async def process(event: EventT[bytes], config: DetectorConfig, limits: SeriesLimits) -> None:
     """Apply one keyed metrics record (see module docstring)."""
     points = decode_records(event.value, MetricPoint)
     stream, offset = source_of(event)
     by_series: dict[str, list[MetricPoint]] = defaultdict(list)
     stamps: dict[str, list[float]] = defaultdict(list)
     for p in points:
-        key = p.series
-        by_series[key].append(p)
-        stamps[key].append(p.timestamp.timestamp())
+        by_series[p.series].append(p)
+        stamps[p.series].append(p.timestamp.timestamp())
     future = split_future(by_series, stamps, limits.future_horizon(time.time()))
     if future:
         # The ingest stage refuses these already; a sample that got here anyway (an
@@ -87,16 +87,16 @@ async def process(event: Any, config: DetectorConfig, limits: SeriesLimits) -> N
             len(dropped), sorted(dropped)[0],
         )
     new_index, expired = new_index.expire(max(newest.values()), limits)
-    for key in expired:
-        baselines.pop(key.encode(), None)
-        forget_samples(key.encode())
+    for gone in expired:
+        baselines.pop(gone.encode(), None)
+        forget_samples(gone.encode())
     if expired:
         telemetry.SERIES_EXPIRED.inc(len(expired))
         logger.info("%s: expired %d series of %s not seen for %.0f s", where(event),
                     len(expired), points[0].service, limits.ttl_s)
     if new_index is not index:
         series_index[service_key] = new_index.to_dict()
-    updates: list[tuple[bytes, Baseline]] = []
+    updates: list[tuple[bytes, Baseline, float]] = []
     sent = []
     for series, pts in by_series.items():
         if series not in admitted:
@@ -136,26 +136,18 @@ async def process(event: Any, config: DetectorConfig, limits: SeriesLimits) -> N
     for fut in sent:
         await fut
     for key, new, last_value in updates:
-        stored = new.to_dict()
-        stored[LAST_VALUE_KEY] = last_value  # with last_timestamp: what a repeat looks like
-        baselines[key] = stored
+        value = new.to_dict()
+        value[LAST_VALUE_KEY] = last_value  # with last_timestamp: what a repeat looks like
+        baselines[key] = value
     _SAMPLES.inc(len(points))
 
 
 @app.agent(metrics_keyed_topic, name="metrics")
-async def detect_metrics(stream: Any) -> None:
+async def detect_metrics(stream: StreamT[bytes]) -> None:
     """Per-series baseline detection (adaptive or seed mode, see autopilot.detection)."""
     config = DetectorConfig.from_settings(settings())
     limits = SeriesLimits.from_settings(settings())
-    async for event in stream.events():
-        try:
-            await process(event, config, limits)
-            _RECORDS.inc()
-        except BadRecord as exc:
-            await dead_letter(event, exc.reason, STAGE)
-        except Exception as exc:
-            logger.exception("%s: metrics agent failed; dead-lettering", where(event))
-            await dead_letter(event, f"internal error: {type(exc).__name__}: {exc}", STAGE)
+    await each_record(stream, STAGE, partial(process, config=config, limits=limits))
 
 
 def baselines_for(service: str) -> dict[str, Any]:

@@ -46,10 +46,13 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from autopilot.tables import deployments, error_rates, notifications
+from faust.types import EventT, StreamT
 
 from autopilot import blockkit, notify, telemetry
 from autopilot.analysis import fallback_analysis
@@ -61,16 +64,10 @@ from autopilot.integrations.history import AlertHistory
 from autopilot.integrations.slack import build_notifier
 from autopilot.models import Alert, Analysis, Incident, TimelineEntry, decode_records
 from autopilot.notify import Notice, NotifyConfig, NotifyState, Routes
-from autopilot.topics import (
-    ALERTS,
-    INCIDENTS,
-    NOTIFY_CONTROL,
-    notify_control_topic,
-    raw_topic,
-    topic_name,
-)
+from autopilot.streams import notify_control_topic, raw_topic
+from autopilot.topics import ALERTS, INCIDENTS, NOTIFY_CONTROL, topic_name
 
-from .deadletter import dead_letter, where
+from .boundary import each_record
 
 logger = logging.getLogger(__name__)
 STAGE = "notifier"
@@ -85,6 +82,8 @@ ERROR_CONTEXT_S = 600
 MAX_ERROR_LINES = 20
 
 notify_input = raw_topic(INCIDENTS, ALERTS, NOTIFY_CONTROL)
+
+T = TypeVar("T")
 
 
 def retryable(exc: AlertDeliveryError) -> bool:
@@ -187,7 +186,7 @@ def digest(payload: dict[str, Any]) -> str:
 # --- sending ------------------------------------------------------------------------
 
 
-async def _with_retries(what: str, incident_id: str, send: Any) -> Any:
+async def _with_retries(what: str, incident_id: str, send: Callable[[], Awaitable[T]]) -> T:
     """Run ``send()`` until it succeeds or Slack refuses for good.
 
     Returns:
@@ -242,7 +241,8 @@ async def _release(d: Delivery, key: str) -> None:
         telemetry.REDIS_ERRORS.inc()
 
 
-async def _once(d: Delivery, key: str, what: str, incident_id: str, send: Any) -> bool:
+async def _once(d: Delivery, key: str, what: str, incident_id: str,
+                send: Callable[[], Awaitable[object]]) -> bool:
     """Send once under the Redis claim ``key``; False when it was sent before or refused."""
     if not await _claim(d, key):
         telemetry.SLACK_SENDS.labels(outcome="duplicate").inc()
@@ -283,11 +283,11 @@ async def _post_root(d: Delivery, notice: Notice, payload: dict[str, Any],
         claimed = await _claim(d, key)
         first = claimed and await _first_attempt(d, key)
         if not first:  # an earlier attempt may have reached Slack: look for its message
-            channel = notice.channel or d.routes.channel_for(
+            search_in = notice.channel or d.routes.channel_for(
                 incident.service, incident.severity.value) or ""
             try:
                 known = await d.client.find_message(
-                    channel, EVENT_TYPE, "incident_id", incident.id,
+                    search_in, EVENT_TYPE, "incident_id", incident.id,
                     oldest=notice.first_seen - 120)
             except AlertDeliveryError as exc:
                 if exc.code:  # Slack answered with a refusal (the lookup is not retried)
@@ -400,7 +400,7 @@ async def execute(d: Delivery, key: bytes, notice: Notice, now: float) -> Notice
             elif d.mode == "webhook":
                 body = blockkit.render_webhook(alert, "opened", analysis_pending=pending)
                 await _once(d, f"{incident.id}:webhook:1", "sent", incident.id,
-                            lambda body=body: d.client.send_webhook(body))
+                            partial(d.client.send_webhook, body))
             else:
                 _print(blockkit.render_console_event(alert, "opened", analysis_pending=pending))
             _log(incident, "notified (first message)", pending)
@@ -409,7 +409,7 @@ async def execute(d: Delivery, key: bytes, notice: Notice, now: float) -> Notice
         elif isinstance(action, notify.Reply):
             entries = [TimelineEntry.model_validate(e) for e in action.entries]
             if d.mode == "console":
-                kind = "resolved" if incident.is_resolved and any(
+                kind: blockkit.ConsoleKind = "resolved" if incident.is_resolved and any(
                     e.kind in ("resolved", "stale") for e in entries) else "updated"
                 _print(blockkit.render_console_event(alert, kind, analysis_pending=pending,
                                                      entries=entries))
@@ -434,7 +434,7 @@ async def execute(d: Delivery, key: bytes, notice: Notice, now: float) -> Notice
         elif isinstance(action, notify.Webhook):
             body = blockkit.render_webhook(alert, action.kind, analysis_pending=pending)
             await _once(d, f"{incident.id}:webhook:{action.number}", action.kind, incident.id,
-                        lambda body=body: d.client.send_webhook(body))
+                        partial(d.client.send_webhook, body))
             _log(incident, f"webhook {action.kind} ({action.number} of at most "
                  f"{d.config.max_webhook_messages})", pending)
         elif isinstance(action, notify.UploadCharts):
@@ -463,7 +463,7 @@ async def _record_history(d: Delivery, alert: Alert, notice: Notice) -> None:
 # --- the agent ----------------------------------------------------------------------
 
 
-def _fold(state: NotifyState, event: Any, now: float) -> NotifyState:
+def _fold(state: NotifyState, event: EventT[bytes], now: float) -> NotifyState:
     """Fold one input record into the state."""
     topic = event.message.topic
     if topic == topic_name(INCIDENTS):
@@ -481,7 +481,7 @@ def _fold(state: NotifyState, event: Any, now: float) -> NotifyState:
     return state
 
 
-async def process(event: Any, d: Delivery) -> None:
+async def process(event: EventT[bytes], d: Delivery) -> None:
     """Fold one record in, then send what is due for the service's incidents."""
     key = event.message.key
     if not key:
@@ -510,20 +510,12 @@ def _remember_due(key: bytes, state: NotifyState, config: NotifyConfig) -> None:
 
 
 @app.agent(notify_input, name="notifier")
-async def notify_incidents(stream: Any) -> None:
+async def notify_incidents(stream: StreamT[bytes]) -> None:
     """Notify the on-call team (see module docstring)."""
     d = delivery()
     await d.start()
     try:
-        async for event in stream.events():
-            try:
-                await process(event, d)
-                telemetry.RECORDS.labels(stage=STAGE).inc()
-            except BadRecord as exc:
-                await dead_letter(event, exc.reason, STAGE)
-            except Exception as exc:
-                logger.exception("%s: notifier failed; dead-lettering", where(event))
-                await dead_letter(event, f"internal error: {type(exc).__name__}: {exc}", STAGE)
+        await each_record(stream, STAGE, partial(process, d=d))
     finally:
         await d.aclose()
 

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from faust.types import TableT
+
 from autopilot.app import app
+
+#: A table of this app: raw UTF-8 key bytes → a JSON object (``None`` when absent).
+JSONTable = TableT[bytes, dict[str, Any] | None]
 
 #: Memtable size per table partition (each partition is its own database) before it
 #: is flushed; Faust's default is three of 64 MiB per database. Every database of
@@ -38,14 +43,14 @@ DEPLOYMENTS = "deployments"
 OPEN_INCIDENTS = "open_incidents"
 NOTIFICATIONS = "notifications"
 
-baselines = app.Table(
+baselines: JSONTable = app.Table(
     BASELINES,
     key_type=bytes,
     default=None,
     options=rocksdb_options(),
     help="series key b'service|metric|k=v,…' → autopilot.detection.Baseline.to_dict()",
 )
-series_index = app.Table(
+series_index: JSONTable = app.Table(
     SERIES_INDEX,
     key_type=bytes,
     default=None,
@@ -53,28 +58,28 @@ series_index = app.Table(
     help="service → autopilot.series.SeriesIndex.to_dict(): {'series': {series key: last "
     "seen, epoch s}, 'checked': epoch s of the last expiry check}",
 )
-error_rates = app.Table(
+error_rates: JSONTable = app.Table(
     ERROR_RATES,
     key_type=bytes,
     default=None,
     options=rocksdb_options(),
     help="service → autopilot.errorrate.ErrorRateState.to_dict() (error counts per window)",
 )
-deployments = app.Table(
+deployments: JSONTable = app.Table(
     DEPLOYMENTS,
     key_type=bytes,
     default=None,
     options=rocksdb_options(),
     help="service → autopilot.deployments.DeploymentHistory.to_dict()",
 )
-open_incidents = app.Table(
+open_incidents: JSONTable = app.Table(
     OPEN_INCIDENTS,
     key_type=bytes,
     default=None,
     options=rocksdb_options(),
     help="service → autopilot.correlation.CorrelationState.to_dict()",
 )
-notifications = app.Table(
+notifications: JSONTable = app.Table(
     NOTIFICATIONS,
     key_type=bytes,
     default=None,
@@ -86,7 +91,7 @@ notifications = app.Table(
 
 # --- charts (recent samples of each series, for incident charts) -----------------
 RECENT_SAMPLES = "recent_samples"
-recent_samples = app.Table(
+recent_samples: JSONTable = app.Table(
     RECENT_SAMPLES,
     key_type=bytes,
     default=None,

@@ -29,6 +29,8 @@ import faust
 import rocksdict
 from faust.exceptions import ImproperlyConfigured
 from faust.stores import rocksdb as faust_rocksdb
+from faust.types import StoreT
+from yarl import URL
 
 from autopilot.app import settings
 
@@ -93,13 +95,13 @@ class Store(faust_rocksdb.Store):
         super().__init__(*args, **kwargs)
         if not self.use_rocksdict:
             raise ImproperlyConfigured("autopilot's RocksDB tables need the rocksdict driver")
-        self.rocksdb_options = BoundedRocksDBOptions(**self.options)
+        self.rocksdb_options = BoundedRocksDBOptions(**(self.options or {}))
 
 
 class Table(faust.Table):
     """``faust.Table`` whose ``rocksdb://`` store is :class:`Store`."""
 
-    def _new_store_by_url(self, url: Any) -> Any:
+    def _new_store_by_url(self, url: str | URL) -> StoreT:
         if str(url).partition(":")[0] != "rocksdb":
             return super()._new_store_by_url(url)
         return Store(
