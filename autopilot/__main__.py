@@ -1,6 +1,6 @@
-"""``python -m autopilot`` is the ``autopilot`` console script."""
+"""``python -m autopilot`` is the ``autopilot`` console script (:func:`autopilot.cli.main`)."""
 
-from autopilot.app import main
+from autopilot.cli import main
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,8 @@ Sources:
 
 * Analysis shape (``root_cause`` {description, confidence 0–100, reasoning},
   ``recommended_actions`` [{action, reasoning, risk, priority}], ``severity``,
-  ``estimated_customer_impact``): the seed architecture (DESIGN.md, "Records").
+  ``estimated_customer_impact``): the seed architecture's alert record (docs/how-it-works.md,
+  "Topics and records", ``autopilot.alerts``).
 * Structured outputs: Ollama passes a JSON schema in the request's ``format`` field
   and constrains decoding to it (Ollama docs, "Structured outputs"); the schema is kept
   to plain ``object``/``properties``/``required``/``enum`` so the grammar converter
@@ -35,6 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from autopilot.deployments import DEPLOYMENT_WINDOW_S
 from autopilot.errors import AnalysisUnavailable
 from autopilot.models import (
     Analysis,
@@ -74,7 +76,7 @@ MAX_PROMPT_DEPLOYMENTS = 10
 #: the model's own maximum of 10, not refused.
 MAX_LLM_ACTIONS = 5
 #: Default deployment window of the fallback (s): AUTOPILOT_DEPLOYMENT_WINDOW_S's default.
-DEFAULT_DEPLOYMENT_WINDOW_S = 1800
+DEFAULT_DEPLOYMENT_WINDOW_S = DEPLOYMENT_WINDOW_S
 
 _ELLIPSIS = "…"
 

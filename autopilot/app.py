@@ -1,7 +1,7 @@
 """The one place the Faust app is built.
 
 ``autopilot.app:app`` is what ``faust -A autopilot.app worker`` and the ``autopilot``
-console script run. The app's configuration is read lazily from
+console script (:func:`autopilot.cli.main`) run. The app's configuration is read lazily from
 :func:`settings` (the process environment, once) when Faust first needs it, never
 at import time. Faust's own environment variables (``BROKER_URL``, ``WEB_PORT`` …)
 are ignored on purpose (``env={}``): the ``AUTOPILOT_*`` settings are the only way
@@ -14,7 +14,6 @@ import asyncio
 import functools
 import logging
 import ssl
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -28,8 +27,8 @@ __all__ = [
     "app",
     "broker_credentials",
     "check_broker_access",
+    "check_startup",
     "faust_options",
-    "main",
     "settings",
     "web_client_ssl_context",
     "web_ssl_context",
@@ -98,7 +97,7 @@ def faust_options(s: Settings) -> dict[str, Any]:
 
 
 def _web_application_options(s: Settings) -> dict[str, Any]:
-    from autopilot.agents.security import web_application_options  # aiohttp, not the core
+    from autopilot.web.middleware import web_application_options  # aiohttp, not the core
 
     return web_application_options(s)
 
@@ -369,44 +368,41 @@ class _LazyOptions(Mapping[str, Any]):
 
 app = faust.App(
     APP_ID,
-    autodiscover=["autopilot.agents", "autopilot.tables"],
+    # autopilot.web.routes registers the HTTP routes (autopilot.web.routes.ROUTES).
+    autodiscover=["autopilot.agents", "autopilot.tables", "autopilot.web"],
     origin="autopilot",
 )
 app.config_from_object(_LazyOptions())
 
 
 @app.on_configured.connect
-def _set_app_id(app_: Any, conf: Any, **kwargs: Any) -> None:
+def _set_app_id(app_: Any, /, *args: Any, **kwargs: Any) -> None:
     """Apply ``AUTOPILOT_APP_ID`` (the consumer group and changelog-topic prefix).
 
     ``faust.App`` takes the id at construction (here, at import, before any setting is
     read) and builds its configuration with ``Settings(appid, **options)``, so the id
     cannot come through :class:`_LazyOptions`; Faust's ``on_configured`` signal hands
-    over the configuration before it is used, and ``conf.id`` is settable there.
+    over the configuration before it is used, and ``conf.id`` is settable there
+    (``on_configured.send(conf)``: ``args`` is ``(conf,)``).
     """
+    (conf,) = args
     conf.id = settings().app_id
 
 
-def main() -> None:
-    """Console script ``autopilot``: Faust's own command line plus our commands.
+def check_startup(s: Settings, *, worker: bool) -> None:
+    """Load everything a bad setting breaks, before Faust starts (the console script,
+    :func:`autopilot.cli.main`, turns the error into one line and exit status 2).
 
-    Invalid ``AUTOPILOT_*`` settings (and an invalid ``AUTOPILOT_SLACK_ROUTES`` file,
-    TLS files that cannot be loaded, and for ``worker`` Kafka credentials the broker
-    refuses: :func:`check_broker_access`) stop it before Faust starts, with one line
-    that names the variable on stderr and exit status 2 (Faust would show a traceback).
+    Loads the ``AUTOPILOT_SLACK_ROUTES`` file, the TLS files and the Kafka credentials;
+    for a ``worker`` also connects once with them (:func:`check_broker_access`).
+
+    Raises:
+        ConfigError: a file cannot be loaded or the broker refuses the credentials.
+        ValueError: the routes file is invalid.
     """
-    from autopilot import cli  # noqa: F401  (registers broker and demo commands)
-
-    try:
-        s = settings()
-        Routes.load(s.slack_routes, s.slack_channel)
-        # TLS files and Kafka credentials: loaded here so a bad one is one clear line.
-        web_ssl_context(s)
-        _http_client(s)
-        broker_credentials(s)
-        if "worker" in sys.argv[1:]:
-            check_broker_access(s)
-    except (ConfigError, ValueError) as exc:
-        print(f"autopilot: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    app.main()
+    Routes.load(s.slack_routes, s.slack_channel)
+    web_ssl_context(s)
+    _http_client(s)
+    broker_credentials(s)
+    if worker:
+        check_broker_access(s)

@@ -1,18 +1,22 @@
 """Custom commands of the ``autopilot`` command line (besides Faust's own).
 
-* ``autopilot broker [--port N]`` — run the embedded Kafka-compatible broker (Tansu,
-  memory only) in the foreground on 127.0.0.1; Ctrl-C stops it.
+* ``autopilot broker [--port N] [--data-dir D]`` — run a local Apache Kafka (KRaft,
+  see :mod:`autopilot.broker`) in the foreground on 127.0.0.1; Ctrl-C or SIGTERM
+  stops it and every child process.
 * ``autopilot demo`` — replay a real failure end to end (see :mod:`autopilot.demo`).
 * ``autopilot backtest FILE`` — run the live detector over a CSV or Prometheus export
   offline (see :mod:`autopilot.backtest`).
 
 Faust's commands (``worker``, ``agents``, ``tables``, ``send`` …) work as usual.
+:func:`main` is the console script (``python -m autopilot`` runs it too); this module
+imports the app, never the other way round.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,26 +24,52 @@ from typing import Any
 import click
 from faust.cli import AppCommand, argument, option
 
-from autopilot.app import app, settings
+from autopilot.app import app, check_startup, settings
 from autopilot.detection import MODES
+from autopilot.errors import ConfigError
+
+
+def main() -> None:
+    """Console script ``autopilot``: Faust's own command line plus the commands below.
+
+    Invalid ``AUTOPILOT_*`` settings (and an invalid ``AUTOPILOT_SLACK_ROUTES`` file,
+    TLS files that cannot be loaded, and for ``worker`` Kafka credentials the broker
+    refuses: :func:`autopilot.app.check_startup`) stop it before Faust starts, with one
+    line that names the variable on stderr and exit status 2 (Faust would show a
+    traceback).
+    """
+    try:
+        check_startup(settings(), worker="worker" in sys.argv[1:])
+    except (ConfigError, ValueError) as exc:
+        print(f"autopilot: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    app.main()
 
 
 @app.command(
     option("--port", type=int, default=9092, show_default=True, help="TCP port on 127.0.0.1"),
+    option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+           help="Run directory (topics, offsets, logs); default: .cache/kafka/run-PORT"),
 )
-async def broker(self: AppCommand, port: int) -> None:
-    """Run the embedded Kafka-compatible broker (in memory) until interrupted."""
-    from autopilot.broker import EmbeddedBroker
+async def broker(self: AppCommand, port: int, data_dir: Path | None) -> None:
+    """Run a local Apache Kafka (KRaft, one node) until Ctrl-C or SIGTERM."""
+    from autopilot.broker import LocalKafka
 
-    embedded = EmbeddedBroker(port=port)
-    await embedded.start_async()
-    self.say(f"Embedded broker (Tansu, in-memory) listening on {embedded.bootstrap}")
-    self.say(f"Point workers at it with AUTOPILOT_BROKER={embedded.url}; Ctrl-C stops it.")
+    local = LocalKafka(port=port, data_dir=data_dir)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # stop Kafka and every child first
+        loop.add_signal_handler(signum, local.stop)
     try:
-        code = await asyncio.to_thread(embedded.wait)
-        self.say(f"broker exited with code {code}")
+        await local.start_async()
+        self.say(f"Apache Kafka (KRaft) listening on {local.bootstrap}")
+        self.say(f"Point workers at it with AUTOPILOT_BROKER={local.url}; "
+                 "Ctrl-C or SIGTERM stops it (topics and offsets are kept).")
+        code = await asyncio.to_thread(local.wait)
+        if code not in (0, -signal.SIGTERM, 143):
+            self.say(f"broker exited with code {code}")
+            raise SystemExit(1)
     finally:
-        embedded.stop()
+        local.stop()
 
 
 @app.command(

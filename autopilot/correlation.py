@@ -81,7 +81,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from autopilot.deployments import DeploymentHistory
+from autopilot import replay
+from autopilot.deployments import DEPLOYMENT_WINDOW_S, DeploymentHistory
 from autopilot.models import (
     Anomaly,
     DeploymentEvent,
@@ -133,7 +134,7 @@ class CorrelationConfig:
     """
 
     window_s: int = 600
-    deployment_window_s: int = 1800
+    deployment_window_s: int = DEPLOYMENT_WINDOW_S
     close_after_s: int = 900
     context_window_s: int = 600
     max_anomalies: int = 50
@@ -543,7 +544,7 @@ def _record(inc: OpenIncident, status: str, notify: bool, ctx: _Ctx) -> Incident
     return Incident(
         id=inc.id,
         service=ctx.service,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         state=inc.state,
         revision=inc.revision,
         notify=notify,
@@ -567,10 +568,10 @@ def _seen(state: CorrelationState, source: tuple[str, int] | None) -> Correlatio
     the source's offset remembered."""
     if source is None:
         return state
-    topic, offset = source
-    if offset <= state.offsets.get(topic, -1):
+    stream, offset = source
+    if replay.seen(state.offsets, stream, offset):
         return None
-    return replace(state, offsets={**state.offsets, topic: offset})
+    return replace(state, offsets=replay.advance(state.offsets, stream, offset))
 
 
 def _already_applied(state: CorrelationState, anomaly: dict[str, Any]) -> bool:

@@ -11,7 +11,7 @@ as fast as the pipeline takes it and with its own timestamps, together with
 * one deployment of ``checkout-api`` :data:`DEPLOY_VERSION` at
   :data:`DEPLOY_AT`, shortly before the failure that starts at 22:21 that day.
 
-It starts the embedded broker (unless ``AUTOPILOT_BROKER`` is set) and one worker,
+It starts a local Apache Kafka (unless ``AUTOPILOT_BROKER`` is set) and one worker,
 prints the incident lifecycle as it happens (anomalies and recoveries, incidents
 opened, updated, analysed, resolved), and ends with a summary scored against NAB's
 labelled windows (``combined_windows.json``) with the Slack-visible messages and
@@ -42,6 +42,16 @@ from pathlib import Path
 from typing import Any
 
 from autopilot.models import Alert, Anomaly, Incident, parse_timestamp
+from autopilot.topics import (
+    ALERTS,
+    ANOMALIES,
+    DEFAULT_PREFIX,
+    DEPLOYMENTS,
+    INCIDENTS,
+    LOGS,
+    METRICS,
+    topic_name,
+)
 
 __all__ = ["generate_traffic", "load_series", "load_windows", "run_demo", "summarise"]
 
@@ -96,7 +106,7 @@ def _metric(sample: Sample) -> dict[str, Any]:
 
 
 def _logs(sample: Sample, rng: random.Random) -> list[dict[str, Any]]:
-    lines = []
+    lines: list[dict[str, Any]] = []
     base = sample.at
     for i in range(3):
         lines.append(
@@ -161,9 +171,9 @@ def generate_traffic(
                 "status": "success",
                 "metadata": {"previous_version": "v2.13.2", "deployer": "ci-pipeline"},
             }
-            yield "autopilot.deployments", key, json.dumps(deployment).encode()
-        yield "autopilot.metrics", key, json.dumps(_metric(sample)).encode()
-        yield "autopilot.logs", key, json.dumps(_logs(sample, rng)).encode()
+            yield DEPLOYMENTS, key, json.dumps(deployment).encode()
+        yield METRICS, key, json.dumps(_metric(sample)).encode()
+        yield LOGS, key, json.dumps(_logs(sample, rng)).encode()
 
 
 def summarise(
@@ -188,7 +198,7 @@ def summarise(
         if inc.id not in final or inc.revision >= final[inc.id].revision:
             final[inc.id] = inc
     opened = {i.id: i for i in incidents if i.status == "opened"}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for inc in sorted(opened.values(), key=lambda i: i.opened_at):
         inside = any(a <= inc.opened_at <= b for a, b in windows)
         rows.append(
@@ -297,7 +307,7 @@ class _Watcher:
     def on_record(self, topic: str, value: bytes) -> None:
         self.last_event = time.monotonic()
         data = json.loads(value)
-        if topic == "autopilot.anomalies":
+        if topic == ANOMALIES:
             a = Anomaly.model_validate(data)
             self.anomalies += 1
             what = "anomaly " if a.state == "firing" else "recovered"
@@ -306,11 +316,11 @@ class _Watcher:
                 f"={a.current_value:.1f} (baseline {a.baseline_mean:.1f} ± "
                 f"{a.baseline_std_dev:.1f}, z={a.z_score:+.1f}) {a.severity.value}"
             )
-        elif topic == "autopilot.incidents":
+        elif topic == INCIDENTS:
             inc = Incident.model_validate(data)
             self.incidents.append(inc)
             _say(_lifecycle_line(inc))
-        elif topic == "autopilot.alerts":
+        elif topic == ALERTS:
             alert = Alert.model_validate(data)
             self.alerts.append(alert)
             source = (f"the LLM ({alert.analysis.model})" if alert.analysis.source == "llm"
@@ -333,15 +343,15 @@ def _lifecycle_line(inc: Incident) -> str:
 
 def _names(prefix: str, *defaults: str) -> dict[str, str]:
     """Map default topic names to the names in force under ``prefix``."""
-    return {d: prefix + d[len("autopilot"):] for d in defaults}
+    return {d: topic_name(d, prefix) for d in defaults}
 
 
 async def _consume(
-    bootstrap: str, watcher: _Watcher, stop: asyncio.Event, prefix: str = "autopilot"
+    bootstrap: str, watcher: _Watcher, stop: asyncio.Event, prefix: str = DEFAULT_PREFIX
 ) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    names = _names(prefix, "autopilot.anomalies", "autopilot.incidents", "autopilot.alerts")
+    names = _names(prefix, ANOMALIES, INCIDENTS, ALERTS)
     defaults = {v: k for k, v in names.items()}
     topics = list(names.values())
     consumer = AIOKafkaConsumer(
@@ -372,14 +382,14 @@ async def _consume(
         await consumer.stop()
 
 
-async def _produce(bootstrap: str, samples: list[Sample], prefix: str = "autopilot") -> int:
+async def _produce(bootstrap: str, samples: list[Sample], prefix: str = DEFAULT_PREFIX) -> int:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     sent = 0
     try:
-        names = _names(prefix, "autopilot.metrics", "autopilot.logs", "autopilot.deployments")
+        names = _names(prefix, METRICS, LOGS, DEPLOYMENTS)
         for topic, key, value in generate_traffic(samples):
             await producer.send(names[topic], value, key=key)
             sent += 1
@@ -389,7 +399,7 @@ async def _produce(bootstrap: str, samples: list[Sample], prefix: str = "autopil
     return sent
 
 
-async def _create_topics(bootstrap: str, partitions: int, prefix: str = "autopilot") -> None:
+async def _create_topics(bootstrap: str, partitions: int, prefix: str = DEFAULT_PREFIX) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -398,9 +408,7 @@ async def _create_topics(bootstrap: str, partitions: int, prefix: str = "autopil
         existing = set(await admin.list_topics())
         new = [
             NewTopic(t, num_partitions=partitions, replication_factor=1)
-            for t in _names(
-                prefix, "autopilot.metrics", "autopilot.logs", "autopilot.deployments"
-            ).values()
+            for t in _names(prefix, METRICS, LOGS, DEPLOYMENTS).values()
             if t not in existing
         ]
         if new:
@@ -417,14 +425,14 @@ async def run_demo(*, timeout_s: float = 600.0, summary_path: Path | None = None
     ``timeout_s`` seconds or a component failed.
     """
     from autopilot.app import settings
-    from autopilot.broker import EmbeddedBroker, free_port
+    from autopilot.broker import LocalKafka, free_port
 
     s = settings()
     samples = load_series()
     windows = load_windows()
     summary_path = summary_path or Path.cwd() / "demo-summary.json"
     workdir = Path(tempfile.mkdtemp(prefix="autopilot-demo-"))
-    broker: EmbeddedBroker | None = None
+    broker: LocalKafka | None = None
     worker: subprocess.Popen[bytes] | None = None
     started = time.monotonic()
     try:
@@ -440,10 +448,11 @@ async def run_demo(*, timeout_s: float = 600.0, summary_path: Path | None = None
                 app_id = f"autopilot-demo-{int(time.time())}"
                 _say(f"Using the fresh app id and topic prefix {app_id!r}.")
         else:
-            broker = EmbeddedBroker(log_path=workdir / "broker.log")
+            _say("Starting Apache Kafka (KRaft, one node) …")
+            broker = LocalKafka(data_dir=workdir / "kafka", log_path=workdir / "broker.log")
             await broker.start_async()
             bootstrap = broker.bootstrap
-            _say(f"Started the embedded broker (Tansu) at {bootstrap}.")
+            _say(f"Started Apache Kafka at {bootstrap} in {time.monotonic() - started:.0f} s.")
         prefix = s.topic_prefix or app_id
         await _create_topics(bootstrap, s.partitions, prefix)
         port = free_port()
@@ -524,9 +533,10 @@ async def run_demo(*, timeout_s: float = 600.0, summary_path: Path | None = None
                 worker.kill()
         if broker is not None:
             broker.stop()
-            _say("Stopped the embedded broker.")
+            _say("Stopped Apache Kafka.")
         if time.monotonic() - started < timeout_s:
             shutil.rmtree(workdir / "data", ignore_errors=True)
+            shutil.rmtree(workdir / "kafka", ignore_errors=True)
 
 
 def _print_summary(summary: dict[str, Any], elapsed: float, path: Path) -> None:

@@ -16,10 +16,14 @@ from typing import Any
 from autopilot import replay
 from autopilot.models import DeploymentEvent
 
-__all__ = ["DeploymentHistory", "MAX_KEPT"]
+__all__ = ["DEPLOYMENT_WINDOW_S", "DeploymentHistory", "MAX_KEPT"]
 
 #: Deployments kept per service.
 MAX_KEPT = 20
+#: How long a deployment counts as recent (s): the default of
+#: ``AUTOPILOT_DEPLOYMENT_WINDOW_S``, of the correlation rules and of the analysis
+#: fallback (the one source of this number).
+DEPLOYMENT_WINDOW_S = 1800
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """Records that travel on the autopilot's topics (JSON on the wire, strict).
 
-Field names follow the seed architecture (see DESIGN.md, "Records"). Every model
+Field names follow the seed architecture (docs/how-it-works.md, "Topics and records",
+lists each topic's record and its fields). Every model
 refuses NaN and infinity (``allow_inf_nan=False``), so JSON on every topic is strict
 (RFC 8259). Timestamps are timezone-aware UTC :class:`datetime.datetime` values;
 on input they may be RFC 3339 strings (a naive one is taken as UTC) or epoch numbers

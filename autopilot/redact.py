@@ -186,12 +186,16 @@ class Redactor:
 
     Args:
         secrets: exact values to remove (the worker's own secrets); values shorter
-            than :data:`MIN_SECRET_CHARS` characters are ignored.
+            than ``min_secret_chars`` characters are ignored.
         pii: also redact e-mail and IP addresses (``AUTOPILOT_REDACT_PII``).
         on_redact: called with ``(kind, count)`` for each kind found in a text not
             seen before (e.g. a Prometheus counter's ``labels(kind).inc``); its
             exceptions are swallowed.
         cache_size: distinct texts remembered (0: no cache, every call counts).
+        min_secret_chars: shortest secret replaced (default :data:`MIN_SECRET_CHARS`,
+            so a short value does not shred ordinary words of log lines). A caller
+            that redacts one known secret out of its own error text, where any
+            occurrence is that secret, passes 1 (a short Redis password is removed).
 
     Thread-safe (the logging filter runs in any thread).
     """
@@ -203,9 +207,12 @@ class Redactor:
         pii: bool = False,
         on_redact: OnRedact | None = None,
         cache_size: int = CACHE_SIZE,
+        min_secret_chars: int = MIN_SECRET_CHARS,
     ) -> None:
         self._secrets = sorted(
-            {s for s in secrets if s and len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True
+            {s for s in secrets if s and len(s) >= max(1, min_secret_chars)},
+            key=len,
+            reverse=True,
         )
         self.pii = pii
         self.on_redact = on_redact

@@ -1,4 +1,5 @@
-"""Topic names (persisted contracts) and the Faust topic objects.
+"""Topic names (persisted contracts). Pure: no Faust (the demo, the bench and the tests
+use these names; the Faust topic objects are in :mod:`autopilot.streams`).
 
 Every topic is keyed by service as raw UTF-8 bytes and carries raw bytes that the
 agents decode themselves, so undecodable records can be dead-lettered with their
@@ -10,7 +11,7 @@ The names below are the defaults. ``AUTOPILOT_TOPIC_PREFIX`` (default: the app i
 several autopilots (or test runs) can share one Kafka cluster without seeing each
 other's records: with prefix ``team-a`` the input topic is ``team-a.metrics``.
 :func:`topic_name` maps a default name to the one in force; the worker reads the
-prefix when this module is first imported (when Faust discovers the agents).
+prefix once, on first use.
 
 =========================  =====================================================
 topic                      key → value
@@ -39,9 +40,7 @@ autopilot.deadletter       original key → original value bytes; headers
 
 from __future__ import annotations
 
-from typing import Any
-
-from autopilot.app import app, settings
+import functools
 
 METRICS = "autopilot.metrics"
 LOGS = "autopilot.logs"
@@ -78,44 +77,24 @@ ALL_TOPICS = (
 DEFAULT_PREFIX = "autopilot"
 
 
+@functools.lru_cache(maxsize=1)
+def _namespace_in_force() -> str:
+    from autopilot.settings import load_settings
+
+    return load_settings().topic_namespace
+
+
 def topic_name(default: str, prefix: str | None = None) -> str:
     """The name in force of the topic whose default name is ``default``.
 
-    ``prefix`` defaults to the worker's setting (``AUTOPILOT_TOPIC_PREFIX``, else
-    ``AUTOPILOT_APP_ID``). ``topic_name("autopilot.metrics", "team-a")`` is
-    ``"team-a.metrics"``.
+    ``prefix`` defaults to the process setting (``AUTOPILOT_TOPIC_PREFIX``, else
+    ``AUTOPILOT_APP_ID``; read from the environment once). ``topic_name("autopilot.metrics",
+    "team-a")`` is ``"team-a.metrics"``.
+
+    Raises:
+        ValueError: ``default`` is not one of the ``autopilot.*`` names.
     """
     if not default.startswith(DEFAULT_PREFIX + "."):
         raise ValueError(f"not an autopilot topic name: {default!r}")
-    ns = settings().topic_namespace if prefix is None else prefix
+    ns = _namespace_in_force() if prefix is None else prefix
     return ns + default[len(DEFAULT_PREFIX):]
-
-
-def raw_topic(*names: str, **kw: Any) -> Any:
-    """A raw-bytes Faust topic over one or more topics (default names, mapped by
-    :func:`topic_name`) that the worker creates at start-up (``AUTOPILOT_PARTITIONS``
-    partitions) unless they exist already; an agent reading several topics at once
-    gets one such topic over all of them."""
-    return app.topic(
-        *(topic_name(name) for name in names),
-        internal=True,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        **kw,
-    )
-
-
-metrics_topic = raw_topic(METRICS)
-logs_topic = raw_topic(LOGS)
-deployments_topic = raw_topic(DEPLOYMENTS)
-metrics_keyed_topic = raw_topic(METRICS_KEYED)
-logs_keyed_topic = raw_topic(LOGS_KEYED)
-deployments_keyed_topic = raw_topic(DEPLOYMENTS_KEYED)
-anomalies_topic = raw_topic(ANOMALIES)
-control_topic = raw_topic(CORRELATION_CONTROL)
-incidents_topic = raw_topic(INCIDENTS)
-alerts_topic = raw_topic(ALERTS)
-notify_control_topic = raw_topic(NOTIFY_CONTROL)
-deadletter_topic = raw_topic(DEADLETTER)

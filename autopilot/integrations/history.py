@@ -60,6 +60,7 @@ from redis.exceptions import RedisError
 
 from autopilot.errors import DeliveryError
 from autopilot.models import Alert
+from autopilot.redact import Redactor
 from autopilot.settings import Settings
 
 __all__ = ["AlertHistory", "CLAIM_LEASE_S", "SENT_TTL_S"]
@@ -592,9 +593,10 @@ class AlertHistory:
         )
 
     def _error(self, operation: str, exc: BaseException) -> DeliveryError:
-        detail = str(exc)
-        if self._password:
-            detail = detail.replace(self._password, "<redacted>")
+        # The URL's password, however short, and any other secret the text shows.
+        detail = Redactor([self._password], cache_size=0, min_secret_chars=1).redact(
+            str(exc), pii=False
+        )
         return DeliveryError(
             f"Redis {operation} failed ({type(exc).__name__}: {detail}); "
             "check that Redis at REDIS_URL is reachable"

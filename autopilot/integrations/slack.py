@@ -58,7 +58,7 @@ import re
 import sys
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Protocol, Self, TextIO
+from typing import Any, Self, TextIO
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -83,7 +83,6 @@ from autopilot.settings import Settings
 __all__ = [
     "RETRY_REASONS",
     "ConsoleNotifier",
-    "Notifier",
     "RetryCallback",
     "SlackNotifier",
     "build_notifier",
@@ -152,48 +151,6 @@ _ADVICE = {
     "rate_limited": "Slack rate-limited us after all retries; alerts are too frequent",
     "ratelimited": "Slack rate-limited us after all retries; alerts are too frequent",
 }
-
-
-class Notifier(Protocol):
-    """What the notifier agent needs from a Slack client (the old alert API)."""
-
-    async def start(self) -> None:
-        """Open connections (idempotent)."""
-
-    async def aclose(self) -> None:
-        """Close connections (idempotent)."""
-
-    async def post(self, alert: Alert) -> str | None:
-        """Publish ``alert``; return the message ts when it can be updated later."""
-
-    async def update(self, ts: str, alert: Alert, channel: str | None = None) -> None:
-        """Replace the message ``ts`` with ``alert``."""
-
-    async def post_message(
-        self,
-        payload: dict[str, Any],
-        *,
-        channel: str | None = None,
-        thread_ts: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> tuple[str, str]:
-        """Post a root message or a thread reply; return ``(channel_id, ts)``."""
-
-    async def update_message(self, channel_id: str, ts: str, payload: dict[str, Any]) -> None:
-        """Replace the message ``ts`` in ``channel_id`` with ``payload``."""
-
-    async def find_message(
-        self, channel: str, event_type: str, key: str, value: str, *, oldest: float
-    ) -> tuple[str, str] | None:
-        """Find a root message of this app by its metadata; ``(channel_id, ts)``."""
-
-    async def upload_file(
-        self, channel_id: str, thread_ts: str, content: bytes, filename: str, title: str
-    ) -> None:
-        """Share a file in a thread."""
-
-    async def send_webhook(self, payload: dict[str, Any]) -> None:
-        """Send one message through the incoming webhook."""
 
 
 # --- retry handlers that report each retry --------------------------------------------

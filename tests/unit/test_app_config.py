@@ -113,11 +113,11 @@ def _names_in_a_fresh_worker_process(env: dict[str, str]) -> list[str]:
 
     code = (
         "from autopilot.app import app\n"
-        "from autopilot import tables, topics\n"
+        "from autopilot import tables, streams\n"
         "print(app.conf.id)\n"
         "print(tables.baselines.changelog_topic.get_topic_name())\n"
-        "print(topics.metrics_topic.get_topic_name())\n"
-        "print(topics.alerts_topic.get_topic_name())\n"
+        "print(streams.metrics_topic.get_topic_name())\n"
+        "print(streams.alerts_topic.get_topic_name())\n"
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPILOT_")}
     out = subprocess.run([sys.executable, "-c", code], env={**clean, **env},
@@ -188,6 +188,7 @@ def test_kafka_security_settings_become_faust_credentials() -> None:
     app = faust.App("autopilot-conf-sasl", **faust_options(load_settings({
         "AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
         "AUTOPILOT_KAFKA_SASL_USERNAME": "u", "AUTOPILOT_KAFKA_SASL_PASSWORD": "p"})))
+    assert app.conf.broker_credentials is not None
     assert app.conf.broker_credentials.protocol == AuthProtocol.SASL_PLAINTEXT
     with pytest.raises(ConfigError, match="AUTOPILOT_KAFKA_SASL_USERNAME"):
         load_settings({"AUTOPILOT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
@@ -287,9 +288,9 @@ def test_optional_client_certificates(tmp_path: Path) -> None:
 
     from autopilot.app import web_ssl_context
 
-    assert web_ssl_context(load_settings(_tls_env(tmp_path, "optional"))).verify_mode == (
-        ssl.CERT_OPTIONAL
-    )
+    context = web_ssl_context(load_settings(_tls_env(tmp_path, "optional")))
+    assert context is not None
+    assert context.verify_mode == ssl.CERT_OPTIONAL
 
 
 def test_tls_files_that_cannot_load_are_config_errors_naming_the_variable(

@@ -1,4 +1,5 @@
-"""The pure core imports neither Faust nor any network library (DESIGN.md, "Layout")."""
+"""The pure core imports neither Faust nor any network library (docs/development.md,
+"Where things are")."""
 
 from __future__ import annotations
 
@@ -34,7 +35,10 @@ PURE_MODULES = [
     "autopilot.formats.remote_write",
     "autopilot.formats.deployments",
     "autopilot.security",
-    "autopilot.openapi",
+    "autopilot.topics",
+    "autopilot.web.route",
+    "autopilot.web.schemas",
+    "autopilot.web.openapi",
 ]
 FORBIDDEN = {"faust", "httpx", "slack_sdk", "redis", "aiohttp", "aiokafka"}
 
