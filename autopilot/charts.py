@@ -375,13 +375,13 @@ def render_chart(
             y_extent += [lo, hi]
     draw_values(ax, [_utc(t) for t, _ in pts], [v for _, v in pts], value_label)
     if len(pts) == 1:  # a line needs two points: mark the lone sample
-        ax.plot([_utc(pts[0][0])], [pts[0][1]], "o", color="black", ms=3)
+        ax.plot([_utc(pts[0][0])], [pts[0][1]], "o", color="black", ms=3)  # type: ignore[arg-type]
     if anomaly_pts:
-        ax.scatter([_utc(t) for t, _ in anomaly_pts], [v for _, v in anomaly_pts],
+        ax.scatter([_utc(t) for t, _ in anomaly_pts], [v for _, v in anomaly_pts],  # type: ignore[arg-type]
                    color="red", s=36, zorder=3, edgecolors="black", linewidths=0.5,
                    label="anomaly")
     for i, (t, version) in enumerate(near):
-        ax.axvline(_utc(t), color="tab:purple", ls="--", lw=1.0,
+        ax.axvline(_utc(t), color="tab:purple", ls="--", lw=1.0,  # type: ignore[arg-type]
                    label="deployment" if i == 0 else None)
         ax.annotate(version[:MAX_VERSION], xy=(_utc(t), 0.98), xycoords=("data", "axes fraction"),
                     rotation=90, va="top", ha="right", fontsize=7, color="tab:purple")
@@ -398,9 +398,9 @@ def render_chart(
             color="tab:purple",
         )
     if resolved is not None:
-        ax.axvline(_utc(resolved), color="tab:green", lw=1.5, label="resolved")
+        ax.axvline(_utc(resolved), color="tab:green", lw=1.5, label="resolved")  # type: ignore[arg-type]
     fit_ylim(ax, y_extent)
-    ax.set_xlim(x0, x1)
+    ax.set_xlim(x0, x1)  # type: ignore[arg-type]
     locator = AutoDateLocator(tz=UTC, maxticks=8)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator, tz=UTC))

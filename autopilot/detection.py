@@ -127,9 +127,8 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -651,25 +650,6 @@ def seed_score(z: float) -> float:
     return magnitude / (1.0 + magnitude)
 
 
-def score(baseline: Baseline, value: float, config: DetectorConfig) -> Verdict:
-    """Score ``value`` against a seed-mode ``baseline`` without changing it."""
-    mean, std = baseline.mean, baseline.std
-    if baseline.n < config.min_samples:
-        return Verdict(value, mean, std, 0.0, 0.0, anomalous=False, cold=True)
-    z = z_score(value, mean, std)
-    severity = severity_for(z, config)
-    return Verdict(
-        value=value,
-        mean=mean,
-        std=std,
-        z_score=z,
-        deviation_percent=deviation_percent(value, mean),
-        anomalous=severity is not None,
-        severity=severity,
-        score=seed_score(z),
-    )
-
-
 # ------------------------------------------------------------------ the per-sample loops
 #
 # ``step_record`` runs one record's samples of one series through a loop on plain local
@@ -684,6 +664,18 @@ def score(baseline: Baseline, value: float, config: DetectorConfig) -> Verdict:
 
 _MAX_MEAN = MAX_SCORE * MAX_SCORE
 _SQRT2 = math.sqrt(2.0)
+_Setter = Callable[[Any, Any], None]
+
+
+def _slot_setter(cls: type, name: str) -> _Setter:
+    """The ``__set__`` of ``cls``'s slot ``name`` (its member descriptor): it writes that
+    slot of an instance directly, past a frozen dataclass's ``__setattr__``."""
+    setter: _Setter = getattr(cls, name).__set__
+    return setter
+
+
+_VERDICT_SLOTS = {f.name: _slot_setter(Verdict, f.name) for f in fields(Verdict)}
+_BASELINE_SLOTS = {name: _slot_setter(Baseline, name) for name in _BASELINE_FIELDS}
 
 
 def _verdict(
@@ -691,17 +683,18 @@ def _verdict(
     severity: Severity | None, cold: bool, extras: dict[str, Any], anomaly_score: float,
     signal: str | None = None,
     _new: Any = object.__new__, _cls: type = Verdict,
-    _s0: Any = Verdict.value.__set__, _s1: Any = Verdict.mean.__set__,  # type: ignore[attr-defined]
-    _s2: Any = Verdict.std.__set__, _s3: Any = Verdict.z_score.__set__,  # type: ignore[attr-defined]
-    _s4: Any = Verdict.deviation_percent.__set__,  # type: ignore[attr-defined]
-    _s5: Any = Verdict.anomalous.__set__, _s6: Any = Verdict.severity.__set__,  # type: ignore[attr-defined]
-    _s7: Any = Verdict.cold.__set__, _s8: Any = Verdict.extras.__set__,  # type: ignore[attr-defined]
-    _s9: Any = Verdict.score.__set__,  # type: ignore[attr-defined]
-    _s10: Any = Verdict.signal.__set__,  # type: ignore[attr-defined]
+    _s0: _Setter = _VERDICT_SLOTS["value"], _s1: _Setter = _VERDICT_SLOTS["mean"],
+    _s2: _Setter = _VERDICT_SLOTS["std"], _s3: _Setter = _VERDICT_SLOTS["z_score"],
+    _s4: _Setter = _VERDICT_SLOTS["deviation_percent"],
+    _s5: _Setter = _VERDICT_SLOTS["anomalous"],
+    _s6: _Setter = _VERDICT_SLOTS["severity"],
+    _s7: _Setter = _VERDICT_SLOTS["cold"], _s8: _Setter = _VERDICT_SLOTS["extras"],
+    _s9: _Setter = _VERDICT_SLOTS["score"],
+    _s10: _Setter = _VERDICT_SLOTS["signal"],
 ) -> Verdict:
     """``Verdict(...)`` with every field given, without the frozen ``__init__``'s cost
     (half of it: the slots are written directly)."""
-    v = _new(_cls)
+    v: Verdict = _new(_cls)
     _s0(v, value)
     _s1(v, mean)
     _s2(v, std)
@@ -717,48 +710,50 @@ def _verdict(
 
 
 def _baseline(
-    window, head, mean, m2, count, offsets,
-    last_timestamp, mode, learned, scale, run_count, run_sum,
-    run_side, score_short, score_mean, score_var, score_n, last_alert,
-    last_alert_rank, prev_value, prev_time, low, high, season, season_slot, density,
-    firing_mean, firing_std, firing_rank, recover_run, last_sent,
+    window: tuple[float, ...], head: int, mean: float, m2: float, count: int,
+    offsets: Mapping[str, int], last_timestamp: float, mode: str, learned: int, scale: float,
+    run_count: int, run_sum: float, run_side: int, score_short: float, score_mean: float,
+    score_var: float, score_n: int, last_alert: float | None, last_alert_rank: int,
+    prev_value: float | None, prev_time: float | None, low: float | None, high: float | None,
+    season: bytes, season_slot: int, density: tuple[int, ...], firing_mean: float | None,
+    firing_std: float, firing_rank: int, recover_run: int, last_sent: float,
     _new: Any = object.__new__,
     _cls: type = Baseline,
-    _0: Any = Baseline.window.__set__,  # type: ignore[attr-defined]
-    _1: Any = Baseline.head.__set__,  # type: ignore[attr-defined]
-    _2: Any = Baseline.mean.__set__,  # type: ignore[attr-defined]
-    _3: Any = Baseline.m2.__set__,  # type: ignore[attr-defined]
-    _4: Any = Baseline.count.__set__,  # type: ignore[attr-defined]
-    _5: Any = Baseline.offsets.__set__,  # type: ignore[attr-defined]
-    _6: Any = Baseline.last_timestamp.__set__,  # type: ignore[attr-defined]
-    _7: Any = Baseline.mode.__set__,  # type: ignore[attr-defined]
-    _8: Any = Baseline.learned.__set__,  # type: ignore[attr-defined]
-    _9: Any = Baseline.scale.__set__,  # type: ignore[attr-defined]
-    _10: Any = Baseline.run_count.__set__,  # type: ignore[attr-defined]
-    _11: Any = Baseline.run_sum.__set__,  # type: ignore[attr-defined]
-    _12: Any = Baseline.run_side.__set__,  # type: ignore[attr-defined]
-    _13: Any = Baseline.score_short.__set__,  # type: ignore[attr-defined]
-    _14: Any = Baseline.score_mean.__set__,  # type: ignore[attr-defined]
-    _15: Any = Baseline.score_var.__set__,  # type: ignore[attr-defined]
-    _16: Any = Baseline.score_n.__set__,  # type: ignore[attr-defined]
-    _17: Any = Baseline.last_alert.__set__,  # type: ignore[attr-defined]
-    _18: Any = Baseline.last_alert_rank.__set__,  # type: ignore[attr-defined]
-    _19: Any = Baseline.prev_value.__set__,  # type: ignore[attr-defined]
-    _20: Any = Baseline.prev_time.__set__,  # type: ignore[attr-defined]
-    _21: Any = Baseline.low.__set__,  # type: ignore[attr-defined]
-    _22: Any = Baseline.high.__set__,  # type: ignore[attr-defined]
-    _23: Any = Baseline.season.__set__,  # type: ignore[attr-defined]
-    _24: Any = Baseline.season_slot.__set__,  # type: ignore[attr-defined]
-    _25: Any = Baseline.density.__set__,  # type: ignore[attr-defined]
-    _26: Any = Baseline.firing_mean.__set__,  # type: ignore[attr-defined]
-    _27: Any = Baseline.firing_std.__set__,  # type: ignore[attr-defined]
-    _28: Any = Baseline.firing_rank.__set__,  # type: ignore[attr-defined]
-    _29: Any = Baseline.recover_run.__set__,  # type: ignore[attr-defined]
-    _30: Any = Baseline.last_sent.__set__,  # type: ignore[attr-defined]
+    _0: _Setter = _BASELINE_SLOTS["window"],
+    _1: _Setter = _BASELINE_SLOTS["head"],
+    _2: _Setter = _BASELINE_SLOTS["mean"],
+    _3: _Setter = _BASELINE_SLOTS["m2"],
+    _4: _Setter = _BASELINE_SLOTS["count"],
+    _5: _Setter = _BASELINE_SLOTS["offsets"],
+    _6: _Setter = _BASELINE_SLOTS["last_timestamp"],
+    _7: _Setter = _BASELINE_SLOTS["mode"],
+    _8: _Setter = _BASELINE_SLOTS["learned"],
+    _9: _Setter = _BASELINE_SLOTS["scale"],
+    _10: _Setter = _BASELINE_SLOTS["run_count"],
+    _11: _Setter = _BASELINE_SLOTS["run_sum"],
+    _12: _Setter = _BASELINE_SLOTS["run_side"],
+    _13: _Setter = _BASELINE_SLOTS["score_short"],
+    _14: _Setter = _BASELINE_SLOTS["score_mean"],
+    _15: _Setter = _BASELINE_SLOTS["score_var"],
+    _16: _Setter = _BASELINE_SLOTS["score_n"],
+    _17: _Setter = _BASELINE_SLOTS["last_alert"],
+    _18: _Setter = _BASELINE_SLOTS["last_alert_rank"],
+    _19: _Setter = _BASELINE_SLOTS["prev_value"],
+    _20: _Setter = _BASELINE_SLOTS["prev_time"],
+    _21: _Setter = _BASELINE_SLOTS["low"],
+    _22: _Setter = _BASELINE_SLOTS["high"],
+    _23: _Setter = _BASELINE_SLOTS["season"],
+    _24: _Setter = _BASELINE_SLOTS["season_slot"],
+    _25: _Setter = _BASELINE_SLOTS["density"],
+    _26: _Setter = _BASELINE_SLOTS["firing_mean"],
+    _27: _Setter = _BASELINE_SLOTS["firing_std"],
+    _28: _Setter = _BASELINE_SLOTS["firing_rank"],
+    _29: _Setter = _BASELINE_SLOTS["recover_run"],
+    _30: _Setter = _BASELINE_SLOTS["last_sent"],
 ) -> Baseline:
     """``Baseline(...)`` with every field given, in declaration order, without the
     frozen ``__init__`` (the slots are written directly; no defaults, no checks)."""
-    b = _new(_cls)
+    b: Baseline = _new(_cls)
     _0(b, window)
     _1(b, head)
     _2(b, mean)
@@ -822,7 +817,7 @@ def _run_seed(
     append = verdicts.append
     for value, timestamp in samples:
         n = len(window)
-        # Score against the window before the sample joins (Baseline.std, score()).
+        # Score against the window before the sample joins (Baseline.std).
         std = 0.0 if n < 2 or m2 <= 0.0 else _finite(math.sqrt(m2 / n), _MAX_MEAN)
         if n < min_samples:
             append(_verdict(value, mean, std, 0.0, 0.0, False, None, True, {}, 0.0))
@@ -1035,8 +1030,8 @@ def _run_adaptive(
                     oldest = newest - ring_len + 1
                     if slot >= oldest and anomaly_score >= damp:  # below damp: no change
                         earlier = 0
-                        for d in range(1, days + 1):
-                            centre = slot - SLOTS_PER_DAY * d
+                        for day in range(1, days + 1):
+                            centre = slot - SLOTS_PER_DAY * day
                             for s in (centre - 1, centre, centre + 1):
                                 if s >= oldest and ring[s % ring_len] > earlier:
                                     earlier = ring[s % ring_len]
@@ -1054,22 +1049,23 @@ def _run_adaptive(
                         ring[i] = q if q < 255 else 255
             novel = False
             if (magnitude > novelty_z and tolerance >= 0.0 and score_n >= warmup
-                    and range_low is not None
-                    and range_high > range_low):  # type: ignore[operator]
+                    and range_low is not None and range_high is not None
+                    and range_high > range_low):
                 # Novel (module docstring, 6a): outside the all-time range.
-                margin = tolerance * (range_high - range_low)  # type: ignore[operator]
-                if ((not down and x > range_high + margin)  # type: ignore[operator]
+                margin = tolerance * (range_high - range_low)
+                if ((not down and x > range_high + margin)
                         or (not up and x < range_low - margin)):
                     novel = True
                     anomaly_score = 1.0
                     hot = severity is not None
             if (magnitude > novelty_z and counts and not novel and score_n >= DENSITY_AFTER
                     and total > 0
-                    and range_low <= x <= range_high  # type: ignore[operator]
+                    and range_low is not None and range_high is not None
+                    and range_low <= x <= range_high
                     and not (up and dx <= 0.0) and not (down and dx >= 0.0)):
-                width = range_high - range_low  # type: ignore[operator]
+                width = range_high - range_low
                 if 0.0 < width < _INF:
-                    j = int((x - range_low) / width * nbins)  # type: ignore[operator]
+                    j = int((x - range_low) / width * nbins)
                     j = 0 if j < 0 else nbins - 1 if j >= nbins else j
                     c = 0
                     for k in range(j - 1 if j > 0 else 0, j + 2 if j + 2 < nbins else nbins):
@@ -1096,7 +1092,7 @@ def _run_adaptive(
                 deviation = 0.0
             else:
                 deviation = _finite(100.0 * dx / abs(mean), big)
-            extras = {"in_episode": in_episode, "direction": direction}
+            extras: dict[str, Any] = {"in_episode": in_episode, "direction": direction}
             signal = None
             ended = False
             if firing_rank == 0:  # not firing
@@ -1108,7 +1104,7 @@ def _run_adaptive(
                 elif firing_mean is not None and not in_episode:
                     firing_mean, firing_std = None, 0.0  # the episode is over: forget it
                 elif (firing_mean is not None and hot and not ends_episode
-                        and timestamp > last_alert  # type: ignore[operator]
+                        and last_alert is not None and timestamp > last_alert
                         and _reference_departure(x, firing_mean, firing_std, up, down)
                         > z_threshold):
                     # The series recovered, then leaves the band of the same reference
@@ -1132,13 +1128,14 @@ def _run_adaptive(
             else:
                 # Recovery (module docstring, "Firing and recovery"): the directional
                 # z against the frozen reference, with z_score()'s zero-variance rule.
-                ref_dx = x - firing_mean
+                # Firing (firing_rank > 0) always has a reference: firing_mean is set.
+                ref_dx = x - firing_mean  # type: ignore[operator]
                 if firing_std > 0.0:
                     ref_z = ref_dx / firing_std
                 elif ref_dx == 0.0:
                     ref_z = 0.0
                 else:
-                    magnitude = abs(firing_mean)
+                    magnitude = abs(firing_mean)  # type: ignore[arg-type]
                     ref_z = ref_dx / (ZERO_VARIANCE_SCALE * (1.0 if 1.0 > magnitude
                                                              else magnitude))
                 if ref_z != ref_z:
@@ -1183,15 +1180,16 @@ def _run_adaptive(
                 last_alert, last_alert_rank = None, 0
 
         # Learn x: value density and range (6), robust location and scale (1 and 4).
-        if counts and (x < range_low or x > range_high):  # type: ignore[operator]
-            if not ((x if x > range_high else range_high)  # type: ignore[operator]
+        if (counts and range_low is not None and range_high is not None
+                and (x < range_low or x > range_high)):
+            if not ((x if x > range_high else range_high)
                     - (x if x < range_low else range_low) < _INF):
                 counts, total = [], 0  # a range too wide to bin: forget the density
             else:
                 # Re-bin onto the grown range by the old bin centres.
-                new_low = x if x < range_low else range_low  # type: ignore[operator]
-                new_high = x if x > range_high else range_high  # type: ignore[operator]
-                width = (range_high - range_low) / nbins  # type: ignore[operator]
+                new_low = x if x < range_low else range_low
+                new_high = x if x > range_high else range_high
+                width = (range_high - range_low) / nbins
                 new_width = (new_high - new_low) / nbins
                 fresh = [0] * nbins
                 for k in range(nbins):
@@ -1203,7 +1201,7 @@ def _run_adaptive(
         if range_high is None or x > range_high:
             range_high = x
         if (nbins and not counts and score_n >= warmup
-                and 0.0 < range_high - range_low < _INF):  # type: ignore[operator]
+                and 0.0 < range_high - range_low < _INF):
             # The density memory starts with the likelihood: a young series' values
             # describe its warm-up, and its range grows at almost every step (each
             # growth a re-binning). NAB subset: from 10 samples 65.8 ranked, from the
@@ -1391,7 +1389,7 @@ def detect_series(
     )
     if not verdicts:
         return new, []  # a replay: applied before, nothing changes
-    results = []
+    results: list[SeriesResult] = []
     append = results.append
     for p, v in zip(points, verdicts, strict=True):
         # SeriesResult(p, v, anomaly), its slots written directly (frozen __init__ cost).
@@ -1405,9 +1403,9 @@ def detect_series(
 
 
 _new_result = object.__new__
-_set_point = SeriesResult.point.__set__  # type: ignore[attr-defined]
-_set_verdict = SeriesResult.verdict.__set__  # type: ignore[attr-defined]
-_set_anomaly = SeriesResult.anomaly.__set__  # type: ignore[attr-defined]
+_set_point = _slot_setter(SeriesResult, "point")
+_set_verdict = _slot_setter(SeriesResult, "verdict")
+_set_anomaly = _slot_setter(SeriesResult, "anomaly")
 
 
 def make_anomaly(point: MetricPoint, verdict: Verdict) -> Anomaly:
@@ -1477,8 +1475,3 @@ def make_signal_anomaly(point: MetricPoint, verdict: Verdict) -> Anomaly:
         detected_at=point.timestamp,
         labels=point.labels,
     )
-
-
-def epoch_seconds(ts: datetime) -> float:
-    """Epoch seconds of an aware datetime."""
-    return ts.timestamp()

@@ -454,7 +454,7 @@ def _plan(
             last_reminder=now,
             rendered=digest,
             told=_tell(notice.told, _timeline(incident)),
-            analysis_told=analysis_key(notice.analysis) if notice.llm_analysis else None,
+            analysis_told=analysis_key(notice.analysis or {}) if notice.llm_analysis else None,
             severity_told=severity,
             reopened_told=int(incident.get("reopened", 0)),
             resolved_told=resolved,

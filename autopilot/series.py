@@ -38,11 +38,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 __all__ = ["SeriesIndex", "SeriesLimits", "newer_only", "split_future"]
 
+
+class _Sample(Protocol):
+    """A sample with a value (:class:`autopilot.models.MetricPoint`)."""
+
+    @property
+    def value(self) -> float: ...
+
+
 P = TypeVar("P")
+#: A sample type of :func:`newer_only`, which compares values.
+V = TypeVar("V", bound=_Sample)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +111,11 @@ def split_future(
 
 
 def newer_only(
-    points: Sequence[P],
+    points: Sequence[V],
     stamps: Sequence[float],
     last: float,
     last_value: float | None = None,
-) -> list[P]:
+) -> list[V]:
     """The samples of one series that are not replays or late copies.
 
     A sample is dropped when it is older than the newest sample applied before it
@@ -135,10 +145,10 @@ def newer_only(
         previous = ts
     else:
         return points if isinstance(points, list) else list(points)
-    kept: list[P] = []
+    kept: list[V] = []
     previous, previous_value = last, last_value
     for p, ts in zip(points, stamps, strict=True):
-        value = p.value  # type: ignore[attr-defined]
+        value = p.value
         if ts < previous or (ts == previous and value == previous_value):
             continue
         kept.append(p)

@@ -47,6 +47,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -132,13 +133,13 @@ def run_mode(mode: str, nab_dir: Path, results_dir: Path | None,
         if results_dir is not None:
             category, name = rel.split("/")
             for kind, column in (("", scores), ("-alerts", flags)):
-                out = results_dir / f"{mode}{kind}" / category / f"{mode}{kind}_{name}"
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with open(out, "w") as fh:
+                path = results_dir / f"{mode}{kind}" / category / f"{mode}{kind}_{name}"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "w") as fh:
                     fh.write("timestamp,value,anomaly_score\n")
                     for r, s in zip(result.rows, column, strict=True):
                         fh.write(f"{r.timestamp},{r.value!r},{s!r}\n")
-    out = {"mode": mode, "files": len(labels), "alerts": alerts,
+    out: dict[str, Any] = {"mode": mode, "files": len(labels), "alerts": alerts,
            "seconds": round(time.perf_counter() - started, 2), "profiles": {}}
     for name in PROFILES:
         p = profiles[name]

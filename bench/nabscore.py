@@ -151,7 +151,8 @@ def prepare_file(
             credit = _sigma(-(right - i + 1) / width) / max_tp
             win = k
         else:
-            y = 3.0 if prev_end is None else abs(prev_end - i) / (prev_width - 1)
+            y = (3.0 if prev_end is None or prev_width is None
+                 else abs(prev_end - i) / (prev_width - 1))
             credit = _sigma(y)
             win = -1
         if i < probation:

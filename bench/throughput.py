@@ -9,7 +9,8 @@
 Generates seed-shaped metric traffic for S services × M metrics (default 500 × 20 =
 10,000 series) with a few injected anomalies. A *batched* record is a JSON list of
 ``--batch`` MetricPoints of one service; a *single* record holds one MetricPoint.
-Every phase starts from a fresh embedded broker (``--broker`` instead uses an
+Every phase starts from a fresh local Apache Kafka (KRaft, :class:`autopilot.broker.LocalKafka`;
+``--broker`` instead uses an
 existing cluster; every phase then gets its own topics, consumer groups and app id,
 ``bench-<pid>-<time>-<phase>``, so the cluster need not be empty; delete those
 topics afterwards) and measures, on the same records:
@@ -43,6 +44,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,7 +60,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autopilot.broker import EmbeddedBroker, free_port  # noqa: E402
+from autopilot.broker import LocalKafka, free_port  # noqa: E402
+from autopilot.topics import ANOMALIES, METRICS, topic_name  # noqa: E402
 
 T0 = 1_700_000_000.0
 STEP_S = 15.0
@@ -90,7 +93,7 @@ def batched_records(
     for r in range(records):
         s = r % services
         svc = f"svc-{s:04d}"
-        items = []
+        items: list[dict[str, Any]] = []
         for k in range(per_record_ts):
             ts = T0 + (clock[s] + k) * STEP_S
             for m in range(metrics):
@@ -162,16 +165,18 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
 
 @contextmanager
 def fresh_broker(url: str | None, workdir: Path) -> Iterator[str]:
-    """Bootstrap address of ``url``, or of a fresh embedded broker stopped on exit."""
+    """Bootstrap address of ``url``, or of a fresh local Kafka stopped (and deleted) on exit."""
     if url:
         yield url.split("://", 1)[1]
         return
-    broker = EmbeddedBroker(log_path=workdir / "broker.log")
+    run_dir = Path(tempfile.mkdtemp(prefix="kafka-", dir=workdir))
+    broker = LocalKafka(data_dir=run_dir, log_path=workdir / "broker.log")
     broker.start()
     try:
         yield broker.bootstrap
     finally:
         broker.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 async def measure_raw(bootstrap: str, records: list[tuple[bytes, bytes, int]]) -> float:
@@ -279,13 +284,14 @@ def measure_floor(bootstrap: str, records: list[tuple[bytes, bytes, int]], workd
 def _rate(read_count: Any, total: int, timeout_s: float = 900.0) -> float:
     """Rate of ``read_count()`` reaching ``total``, from its first movement."""
     deadline = time.monotonic() + timeout_s
-    start_count, start_t = None, None
+    start_count: int | None = None
+    start_t: float | None = None
     while time.monotonic() < deadline:
         count = read_count()
         now = time.perf_counter()
         if start_count is None and count > 0:
             start_count, start_t = count, now
-        if count >= total and start_t is not None:
+        if count >= total and start_count is not None and start_t is not None:
             done = total - start_count
             return done / (now - start_t) if done > 0 and now > start_t else float("nan")
         time.sleep(0.05)
@@ -300,8 +306,8 @@ class WorkerProc:
         self.port = free_port()
         self.datadir = workdir / f"{name}-data"
         namespace = f"{RUN_ID}-{name}"
-        self.metrics_topic = f"{namespace}.metrics"
-        self.anomalies_topic = f"{namespace}.anomalies"
+        self.metrics_topic = topic_name(METRICS, namespace)
+        self.anomalies_topic = topic_name(ANOMALIES, namespace)
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("AUTOPILOT_", "SLACK_", "REDIS_", "OLLAMA_"))}
         env.update({"AUTOPILOT_BROKER": f"kafka://{bootstrap}",
@@ -403,7 +409,7 @@ async def measure_latency(bootstrap: str, worker: WorkerProc, rate_samples_s: fl
         s = r % services
         svc = f"svc-{s:04d}"
         base = start_index + (r // services) * per_record_ts
-        items = []
+        items: list[dict[str, Any]] = []
         for k in range(per_record_ts):
             ts = T0 + (base + k) * STEP_S
             for m in range(metrics):
@@ -509,7 +515,7 @@ def soak(args: argparse.Namespace) -> dict[str, float]:
             batch = 100
             warmup = min(60.0, args.soak / 5)
 
-            async def drive() -> tuple[int, int]:
+            async def drive() -> tuple[int, int, int]:
                 from aiokafka import AIOKafkaProducer
 
                 producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
@@ -561,7 +567,7 @@ def main() -> int:
     """Command-line entry point."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--broker", help="kafka://HOST:PORT of a Kafka cluster (default: a fresh "
-                   "embedded broker per phase)")
+                   "local Apache Kafka per phase)")
     p.add_argument("--services", type=int, default=500)
     p.add_argument("--metrics", type=int, default=20)
     p.add_argument("--batch", type=int, default=500, help="samples per batched record")

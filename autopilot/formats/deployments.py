@@ -90,7 +90,8 @@ def from_github(body: dict[str, Any]) -> dict[str, Any]:
     """Seed-shaped dict from a GitHub ``deployment_status`` payload (table above)."""
     dep = body.get("deployment") or {}
     st = body.get("deployment_status") or {}
-    payload = dep.get("payload") if isinstance(dep.get("payload"), dict) else {}
+    raw_payload = dep.get("payload")
+    payload = raw_payload if isinstance(raw_payload, dict) else {}
     return {
         "timestamp": st.get("updated_at") or st.get("created_at") or dep.get("updated_at"),
         "service": payload.get("service") or _get(body, "repository", "name"),
@@ -118,7 +119,8 @@ def from_argocd(body: dict[str, Any]) -> dict[str, Any]:
     status = app.get("status") or {}
     op = status.get("operationState") or {}
     images = _get(status, "summary", "images") or []
-    labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+    raw_labels = meta.get("labels")
+    labels = raw_labels if isinstance(raw_labels, dict) else {}
     phase = str(op.get("phase") or "")
     version = (
         _get(op, "syncResult", "revision")

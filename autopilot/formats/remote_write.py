@@ -178,7 +178,8 @@ _RESET_HINT_GAUGE = 3
 
 def is_stale_marker(value: float) -> bool:
     """True for Prometheus' staleness-marker NaN (exact bit pattern)."""
-    return struct.unpack("<Q", struct.pack("<d", value))[0] == STALE_NAN_BITS
+    bits: int = struct.unpack("<Q", struct.pack("<d", value))[0]
+    return bits == STALE_NAN_BITS
 
 
 def encode_write_request(series: list[tuple[dict[str, str], list[tuple[float, int]]]]) -> bytes:
@@ -186,8 +187,8 @@ def encode_write_request(series: list[tuple[dict[str, str], list[tuple[float, in
     req = WriteRequest()
     for labels, samples in series:
         ts = req.timeseries.add()
-        for name, value in sorted(labels.items()):
-            ts.labels.add(name=name, value=value)
+        for name, text in sorted(labels.items()):
+            ts.labels.add(name=name, value=text)
         for value, ms in samples:
             ts.samples.add(value=value, timestamp=ms)
     return bytes(cramjam.snappy.compress_raw(req.SerializeToString()))
@@ -335,7 +336,7 @@ def decode_remote_write(
                     metric_name=metric,
                     value=value,
                     labels=labels,
-                    metric_type=metric_type,  # type: ignore[arg-type]
+                    metric_type=metric_type,
                 )
             except ValueError as exc:  # pydantic's ValidationError (a name too long …)
                 out.error(index, "timeseries", f"{metric}: {str(exc).splitlines()[0][:200]}")
