@@ -1,10 +1,10 @@
 """Settings, read once from the environment into a frozen object.
 
-Every setting has an environment variable (listed in the README's "Settings" table)
-and a default. :func:`load_settings` takes the environment as an argument so tests
-pass their own; nothing reads ``os.environ`` at import time. Secrets (Slack webhook
-URL and bot token, API keys, Kafka and webhook passwords) are
-:class:`pydantic.SecretStr` and never printed.
+Every setting has an environment variable and a default, listed in ``docs/settings.md``
+(generated from this class by ``scripts/settings_doc.py``). :func:`load_settings` takes
+the environment as an argument so tests pass their own; nothing reads ``os.environ``
+at import time. Secrets (Slack webhook URL and bot token, API keys, Kafka and webhook
+passwords) are :class:`pydantic.SecretStr` and never printed.
 
 Detection defaults keep the seed architecture's numbers: a rolling window of 1000
 samples (seed mode), no verdict before 10 samples, anomaly when |z| > 2.5, severity
@@ -13,9 +13,9 @@ described in :mod:`autopilot.detection` (its defaults were chosen on the NAB sub
 ``bench/``). Correlation defaults: 10-minute evidence window, 30 minutes
 after a deployment, close after 15 minutes without new evidence.
 
-Consumer-group timeouts default to short values that suit the embedded broker
-(which holds every group join for the whole rebalance timeout); for Apache Kafka in
-production use e.g. ``AUTOPILOT_REBALANCE_TIMEOUT_S=60``,
+Consumer-group timeouts default to short values that suit a local single-node
+Kafka, the demo and the tests (a departed worker's partitions move within seconds);
+in production use e.g. ``AUTOPILOT_REBALANCE_TIMEOUT_S=60``,
 ``AUTOPILOT_SESSION_TIMEOUT_S=45``, ``AUTOPILOT_HEARTBEAT_INTERVAL_S=3``.
 """
 
@@ -28,6 +28,7 @@ from typing import Any, Literal, get_args
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from autopilot.deployments import DEPLOYMENT_WINDOW_S
 from autopilot.errors import ConfigError
 
 __all__ = ["FILE_SUFFIX", "Settings", "load_settings"]
@@ -58,7 +59,8 @@ class Settings(BaseSettings):
     topic_prefix: str | None = _env(
         "AUTOPILOT_TOPIC_PREFIX",
         None,
-        "Prefix of the autopilot's topics (<prefix>.metrics …); default: the app id",
+        "Prefix of the autopilot's topics (<prefix>.metrics …); default: the app id, so with "
+        "the defaults the names are autopilot.metrics …",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         max_length=100,
     )
@@ -73,17 +75,20 @@ class Settings(BaseSettings):
     )
     datadir: str = _env("AUTOPILOT_DATADIR", "autopilot-data", "Local table data directory")
     web_host: str = _env(
-        "AUTOPILOT_WEB_HOST", "localhost", "Host name other workers use to reach this one"
+        "AUTOPILOT_WEB_HOST", "localhost",
+        "Host name other workers use to reach this one (table routing)"
     )
     web_port: int = _env("AUTOPILOT_WEB_PORT", 6066, "HTTP port of this worker", ge=1, le=65535)
     partitions: int = _env(
-        "AUTOPILOT_PARTITIONS", 8, "Partitions of every autopilot topic and table", ge=1
+        "AUTOPILOT_PARTITIONS", 8,
+        "Partitions of every autopilot topic and table the worker creates", ge=1
     )
     replication_factor: int = _env(
         "AUTOPILOT_REPLICATION_FACTOR", 1, "Replication factor of created topics", ge=1
     )
     standby_replicas: int = _env(
-        "AUTOPILOT_STANDBY_REPLICAS", 0, "Standby copies of each table partition", ge=0
+        "AUTOPILOT_STANDBY_REPLICAS", 0, "Standby copies of each table partition on other workers",
+        ge=0
     )
     rebalance_timeout_s: float = _env(
         "AUTOPILOT_REBALANCE_TIMEOUT_S", 4.0, "Consumer-group rebalance timeout (s)", gt=0
@@ -108,7 +113,8 @@ class Settings(BaseSettings):
         "AUTOPILOT_KAFKA_SSL_CAFILE", None, "CA bundle (PEM) for the brokers; unset: system CAs"
     )
     kafka_ssl_certfile: str | None = _env(
-        "AUTOPILOT_KAFKA_SSL_CERTFILE", None, "Client certificate (PEM) for mutual TLS"
+        "AUTOPILOT_KAFKA_SSL_CERTFILE", None,
+        "Client certificate (PEM) for mutual TLS (with AUTOPILOT_KAFKA_SSL_KEYFILE)"
     )
     kafka_ssl_keyfile: str | None = _env(
         "AUTOPILOT_KAFKA_SSL_KEYFILE", None, "Client private key (PEM) for mutual TLS"
@@ -120,23 +126,24 @@ class Settings(BaseSettings):
         "AUTOPILOT_KAFKA_SASL_MECHANISM", "PLAIN", "SASL mechanism"
     )
     kafka_sasl_username: str | None = _env(
-        "AUTOPILOT_KAFKA_SASL_USERNAME", None, "SASL user name"
+        "AUTOPILOT_KAFKA_SASL_USERNAME", None, "SASL user name (required for SASL_*)"
     )
     kafka_sasl_password: SecretStr | None = _env(
-        "AUTOPILOT_KAFKA_SASL_PASSWORD", None, "SASL password (secret)"
+        "AUTOPILOT_KAFKA_SASL_PASSWORD", None, "SASL password (secret; required for SASL_*)"
     )
 
     # --- HTTP surface: authentication, limits, ingestion ----------------------------
     api_keys: SecretStr | None = _env(
         "AUTOPILOT_API_KEYS", None, "Comma-separated API keys (secret); set: required on every "
-        "endpoint but /health and /openapi.json"
+        "endpoint but /health, /ready and /openapi.json"
     )
     github_webhook_secret: SecretStr | None = _env(
         "AUTOPILOT_GITHUB_WEBHOOK_SECRET", None, "GitHub webhook secret (secret): a valid "
         "X-Hub-Signature-256 authenticates POST /ingest/deployment"
     )
     rate_limit_rps: float = _env(
-        "AUTOPILOT_RATE_LIMIT_RPS", 50.0, "Requests per second per API key (0: off)", ge=0
+        "AUTOPILOT_RATE_LIMIT_RPS", 50.0,
+        "Requests per second per API key (per client address without keys; 0: off)", ge=0
     )
     rate_limit_burst: int = _env(
         "AUTOPILOT_RATE_LIMIT_BURST", 200, "Token-bucket size: requests allowed at once", ge=1
@@ -147,18 +154,21 @@ class Settings(BaseSettings):
     )
     service_labels: str = _env(
         "AUTOPILOT_SERVICE_LABELS", "service,app,app_kubernetes_io_name,job",
-        "Labels tried in order for a sample's service (remote_write, exposition, Kafka formats)",
+        "Labels tried in order for a sample's service (remote_write, exposition, "
+        "prometheus-kafka-adapter, Telegraf)",
         min_length=1,
     )
 
     # --- Redis, Ollama, Slack ----------------------------------------------------
     redis_url: str | None = _env(
-        "REDIS_URL", None, "Redis URL for incident history and send idempotency"
+        "REDIS_URL", None,
+        "Redis URL for incident history and send idempotency (unset: skipped, one warning)"
     )
     ollama_url: str = _env("OLLAMA_URL", "http://localhost:11434", "Ollama base URL")
     ollama_model: str = _env("OLLAMA_MODEL", "llama3:latest", "Ollama model name")
     ollama_timeout_s: float = _env(
-        "OLLAMA_TIMEOUT_S", 60.0, "Budget for one Ollama analysis (s)", gt=0
+        "OLLAMA_TIMEOUT_S", 60.0, "Budget for one Ollama analysis (s); then the rules answer",
+        gt=0
     )
     analysis_concurrency: int = _env(
         "AUTOPILOT_ANALYSIS_CONCURRENCY", 4, "Analyses (Ollama calls) run at once", ge=1
@@ -167,7 +177,8 @@ class Settings(BaseSettings):
         "SLACK_WEBHOOK_URL", None, "Slack incoming-webhook URL (secret)"
     )
     slack_bot_token: SecretStr | None = _env(
-        "SLACK_BOT_TOKEN", None, "Slack bot token xoxb-… (secret); needs SLACK_CHANNEL"
+        "SLACK_BOT_TOKEN", None, "Slack bot token xoxb-… (secret); needs SLACK_CHANNEL; "
+        "preferred over the webhook"
     )
     slack_channel: str | None = _env("SLACK_CHANNEL", None, "Channel for the bot token")
     slack_api_url: str = _env(
@@ -177,15 +188,18 @@ class Settings(BaseSettings):
         "SLACK_MAX_RETRIES", 5, "Retries of one Slack send on 429, 5xx and connection errors", ge=0
     )
     alert_history_size: int = _env(
-        "AUTOPILOT_ALERT_HISTORY", 100, "Alerts kept per service in Redis", ge=1
+        "AUTOPILOT_ALERT_HISTORY", 100, "Alerts kept per service in Redis", ge=1,
+        json_schema_extra={"unit": "alerts"},
     )
 
     # --- Detection (seed defaults) -------------------------------------------------
     window_size: int = _env(
-        "AUTOPILOT_WINDOW_SIZE", 1000, "Rolling baseline window (samples)", ge=2, le=1000
+        "AUTOPILOT_WINDOW_SIZE", 1000, "Seed mode: rolling baseline window (samples)", ge=2,
+        le=1000, json_schema_extra={"unit": "samples"},
     )
     min_samples: int = _env(
-        "AUTOPILOT_MIN_SAMPLES", 10, "Samples before the first verdict (cold start)", ge=2
+        "AUTOPILOT_MIN_SAMPLES", 10, "Samples before the first verdict (cold start)", ge=2,
+        json_schema_extra={"unit": "samples"},
     )
     z_threshold: float = _env("AUTOPILOT_Z_THRESHOLD", 2.5, "Anomaly when |z| > this", gt=0)
     z_high: float = _env("AUTOPILOT_Z_HIGH", 3.0, "Severity high when |z| > this", gt=0)
@@ -198,21 +212,28 @@ class Settings(BaseSettings):
         "AUTOPILOT_BASELINE_ALPHA", 0.02, "Adaptive baseline weight per sample", gt=0, le=1
     )
     baseline_clip: float = _env(
-        "AUTOPILOT_BASELINE_CLIP", 3.0, "Adaptive baseline update clip (scales)", gt=0
+        "AUTOPILOT_BASELINE_CLIP", 3.0,
+        "Adaptive baseline update clip: a sample moves the baseline by at most this many "
+        "scales × alpha", gt=0, json_schema_extra={"unit": "scales"},
     )
     relearn_after: int = _env(
-        "AUTOPILOT_RELEARN_AFTER", 12, "Out-of-band samples in a row that re-learn the level", ge=1
+        "AUTOPILOT_RELEARN_AFTER", 12,
+        "Adaptive: samples in a row beyond 3.5 scales (same side) that re-learn the level",
+        ge=1, json_schema_extra={"unit": "samples"},
     )
     likelihood_warmup: int = _env(
         "AUTOPILOT_LIKELIHOOD_WARMUP", 100,
-        "Scored samples before the anomaly likelihood decides", ge=0,
+        "Adaptive: scored samples before the anomaly likelihood decides", ge=0,
+        json_schema_extra={"unit": "samples"},
     )
     warmup_z: float = _env(
         "AUTOPILOT_WARMUP_Z", 6.0,
-        "Until the likelihood decides, a sample alerts only when its |z| exceeds this", gt=0,
+        "Adaptive: until the likelihood decides, a sample alerts only when its |z| exceeds "
+        "this (a young baseline's scale is uncertain)", gt=0,
     )
     alert_score: float = _env(
-        "AUTOPILOT_ALERT_SCORE", 0.2, "Adaptive: alert when the anomaly score >= this",
+        "AUTOPILOT_ALERT_SCORE", 0.2,
+        "Adaptive: alert when the anomaly score >= this (0.2 ≈ tail probability 1 %)",
         gt=0, le=1,
     )
     episode_s: float = _env(
@@ -232,8 +253,9 @@ class Settings(BaseSettings):
     )
     season_days: int = _env(
         "AUTOPILOT_SEASON_DAYS", 3,
-        "Adaptive: days of time-of-day memory; a departure like one at the same time on "
-        "one of these days is routine (0: off)", ge=0, le=14,
+        "Adaptive: days of time-of-day memory; a departure like one in the same 15-minute "
+        "slot (±15 min) on one of these days is routine: damped, no alert (0: off)",
+        ge=0, le=14, json_schema_extra={"unit": "days"},
     )
     direction_up: str = _env(
         "AUTOPILOT_DIRECTION_UP", "latency,duration,error,fail,timeout,5xx,4xx",
@@ -250,18 +272,20 @@ class Settings(BaseSettings):
 
     max_series_per_service: int = _env(
         "AUTOPILOT_MAX_SERIES_PER_SERVICE", 10_000,
-        "Series a service may have; samples of further new series are dropped and counted",
-        ge=1,
+        "Series a service may have; samples of further new series are dropped and counted "
+        "(autopilot_series_dropped_total)", ge=1, json_schema_extra={"unit": "series"},
     )
     series_ttl_s: float = _env(
         "AUTOPILOT_SERIES_TTL_S", 7 * 86_400.0,
-        "A series not seen this long (s, event time) is forgotten", gt=0,
+        "A series not seen this long (s, event time) is forgotten: baseline deleted "
+        "(autopilot_series_expired_total)", gt=0,
     )
 
     recover_samples: int = _env(
         "AUTOPILOT_RECOVER_SAMPLES", 5,
         "A firing series is resolved after this many samples in a row back inside the "
         "band of its pre-alert baseline (hysteresis, counted in samples)", ge=1,
+        json_schema_extra={"unit": "samples"},
     )
     recover_z: float = _env(
         "AUTOPILOT_RECOVER_Z", 2.0,
@@ -279,13 +303,16 @@ class Settings(BaseSettings):
         "AUTOPILOT_ERROR_BUCKET_S", 60, "Error-rate window length (s, event time)", ge=1
     )
     error_history_buckets: int = _env(
-        "AUTOPILOT_ERROR_HISTORY_BUCKETS", 60, "Past windows in the error-rate baseline", ge=2
+        "AUTOPILOT_ERROR_HISTORY_BUCKETS", 60, "Past windows in the error-rate baseline", ge=2,
+        json_schema_extra={"unit": "windows"},
     )
     error_min_buckets: int = _env(
-        "AUTOPILOT_ERROR_MIN_BUCKETS", 5, "Past windows needed before a spike verdict", ge=1
+        "AUTOPILOT_ERROR_MIN_BUCKETS", 5, "Past windows needed before a spike verdict", ge=1,
+        json_schema_extra={"unit": "windows"},
     )
     error_min_count: int = _env(
-        "AUTOPILOT_ERROR_MIN_COUNT", 5, "Errors in one window needed for a spike", ge=1
+        "AUTOPILOT_ERROR_MIN_COUNT", 5, "Errors in one window needed for a spike", ge=1,
+        json_schema_extra={"unit": "errors"},
     )
     error_z_threshold: float = _env(
         "AUTOPILOT_ERROR_Z_THRESHOLD", 3.0, "Error-rate spike when z > this", gt=0
@@ -293,10 +320,11 @@ class Settings(BaseSettings):
     error_recover_buckets: int = _env(
         "AUTOPILOT_ERROR_RECOVER_BUCKETS", 3,
         "A firing error rate is resolved after this many windows in a row back inside "
-        "its pre-spike band", ge=1,
+        "its pre-spike band", ge=1, json_schema_extra={"unit": "windows"},
     )
     recent_errors_max: int = _env(
-        "AUTOPILOT_RECENT_ERRORS_MAX", 20, "Error lines kept per service for context", ge=1
+        "AUTOPILOT_RECENT_ERRORS_MAX", 20, "Error lines kept per service for incident context",
+        ge=1, json_schema_extra={"unit": "lines"},
     )
 
     # --- Correlation ---------------------------------------------------------------
@@ -304,10 +332,14 @@ class Settings(BaseSettings):
         "AUTOPILOT_CORRELATION_WINDOW_S", 600, "Evidence window for incident rules (s)", ge=1
     )
     deployment_window_s: int = _env(
-        "AUTOPILOT_DEPLOYMENT_WINDOW_S", 1800, "A deployment is recent for this long (s)", ge=1
+        "AUTOPILOT_DEPLOYMENT_WINDOW_S", DEPLOYMENT_WINDOW_S,
+        "A deployment is recent for this long (s): how long after it an anomaly is blamed "
+        "on it", ge=1
     )
     incident_close_s: int = _env(
-        "AUTOPILOT_INCIDENT_CLOSE_S", 900, "Close an incident after this long quiet (s)", ge=1
+        "AUTOPILOT_INCIDENT_CLOSE_S", 900,
+        "Stale close: resolve an incident after this long without any evidence (s, event "
+        "time; wall clock when the service goes quiet)", ge=1
     )
     close_check_interval_s: float = _env(
         "AUTOPILOT_CLOSE_CHECK_INTERVAL_S", 30.0, "Wall-clock check for quiet incidents (s)", gt=0
@@ -334,7 +366,8 @@ class Settings(BaseSettings):
         "Reminder in the thread while an incident is still firing, this often (s)", gt=0,
     )
     send_resolved: bool = _env(
-        "AUTOPILOT_SEND_RESOLVED", True, "Notify when an incident resolves"
+        "AUTOPILOT_SEND_RESOLVED", True,
+        "Notify when an incident resolves (thread reply, webhook message)"
     )
     max_webhook_messages: int = _env(
         "AUTOPILOT_MAX_WEBHOOK_MESSAGES", 4,
@@ -380,7 +413,8 @@ class Settings(BaseSettings):
     # --- LLM and Slack edges, redaction (issue 12, H4) ----------------------------
     redact_pii: bool = _env(
         "AUTOPILOT_REDACT_PII", False,
-        "Also redact e-mail and IP addresses from log lines (secrets are always redacted)",
+        "Also redact e-mail and IP addresses from log lines (secrets are always redacted; "
+        "docs/security.md)",
     )
     llm_breaker_failures: int = _env(
         "AUTOPILOT_LLM_BREAKER_FAILURES", 3,
@@ -434,8 +468,10 @@ class Settings(BaseSettings):
     max_future_s: float = _env(
         "AUTOPILOT_MAX_FUTURE_S", 3600.0,
         "An input item (metric sample, log line, deployment) timed more than this many "
-        "seconds ahead of the worker's wall clock is refused and counted; it never "
-        "drives series expiry. 0 turns the check off. Not applied by autopilot backtest",
+        "seconds ahead of the worker's wall clock is refused and counted "
+        "(autopilot_items_rejected_total{reason=\"future_timestamp\"}); it never drives "
+        "series expiry. 0 turns the check off. Not applied by autopilot backtest "
+        "(docs/ingestion.md)",
         ge=0,
     )
     max_past_s: float | None = _env(
@@ -606,7 +642,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """
     env = os.environ if environ is None else environ
     names = Settings.env_names()
-    values = {k: v for k, v in env.items() if k in names and v != ""}
+    values: dict[str, Any] = {k: v for k, v in env.items() if k in names and v != ""}
     values.update(_secrets_from_files(env))
     try:
         return Settings(**values)

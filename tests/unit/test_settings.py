@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -181,13 +183,45 @@ def test_every_field_has_an_environment_variable() -> None:
     assert names["OLLAMA_URL"] == "ollama_url"
 
 
-def test_every_setting_is_documented_in_the_readme_settings_table() -> None:
-    from pathlib import Path
+def _settings_doc_module() -> Any:
+    """``scripts/settings_doc.py`` (a script, not a package module), loaded by path."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / "settings_doc.py"
+    spec = importlib.util.spec_from_file_location("settings_doc", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
-    missing = [name for name in Settings.env_names() if f"| `{name}` |" not in table]
-    assert not missing, f"settings missing from the README table: {missing}"
+
+def test_docs_settings_md_is_the_generated_reference_and_not_stale() -> None:
+    settings_doc = _settings_doc_module()
+    expected = settings_doc.render()
+
+    current = settings_doc.TARGET.read_text(encoding="utf-8")
+
+    assert current == expected, (
+        "docs/settings.md is stale: run `python scripts/settings_doc.py` (make settings-doc)"
+    )
+    missing = [name for name in Settings.env_names() if f"| `{name}` |" not in current]
+    assert not missing, f"settings missing from docs/settings.md: {missing}"
+
+
+def test_settings_doc_check_exits_1_naming_the_stale_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings_doc = _settings_doc_module()
+    stale = tmp_path / "docs" / "settings.md"
+    stale.parent.mkdir()
+    stale.write_text("# Settings reference\n\nan old table\n", encoding="utf-8")
+    monkeypatch.setattr(settings_doc, "ROOT", tmp_path)
+    monkeypatch.setattr(settings_doc, "TARGET", stale)
+
+    assert settings_doc.main(["--check"]) == 1
+    assert "docs/settings.md is stale" in capsys.readouterr().err
+
+    assert settings_doc.main([]) == 0
+    assert settings_doc.main(["--check"]) == 0
+    assert stale.read_text(encoding="utf-8") == settings_doc.render()
 
 
 def test_http_and_kafka_security_settings_parse() -> None:
