@@ -1,16 +1,15 @@
 """Fixtures for integration tests: a real broker, real redis-server, real workers.
 
-* ``broker``: where a test's records go. ``AUTOPILOT_TEST_BROKER`` selects the broker:
-  ``embedded`` (default) starts a fresh embedded broker (Tansu, in memory) per test,
-  with the default names; ``kafka`` uses the Apache Kafka at
-  ``AUTOPILOT_TEST_KAFKA`` (default ``127.0.0.1:$KAFKA_PORT``, port 9092; started by
-  ``make test-kafka`` through ``scripts/apache-kafka.sh``), shared by all tests, and
-  isolates each test with its own namespace: a fresh ``AUTOPILOT_APP_ID`` (consumer
-  group, changelog topics) that is also the topic prefix (``t1a2b3c4.metrics``).
-  ``broker.topic("autopilot.metrics")`` gives the name in force; the namespace's
-  topics are deleted after the test. A Kafka that does not answer fails the run.
-* ``kafka``: the same, but only on Apache Kafka (the fault tests, marked ``kafka``):
-  without ``AUTOPILOT_TEST_BROKER=kafka`` it fails with a message saying so.
+* ``broker``: where a test's records go: one Apache Kafka (KRaft, the broker
+  ``autopilot broker`` runs) shared by all tests, at ``AUTOPILOT_TEST_KAFKA`` (default
+  ``127.0.0.1:$KAFKA_PORT``, port 9092). When nothing answers there and
+  ``AUTOPILOT_TEST_KAFKA`` is not set, the session starts one with
+  ``scripts/apache-kafka.sh start`` (data in ``.cache/kafka/run-PORT``) and stops it at
+  the end. Each test is isolated by its own namespace: a fresh ``AUTOPILOT_APP_ID``
+  (consumer group, changelog topics) that is also the topic prefix
+  (``t1a2b3c4.metrics``). ``broker.topic("autopilot.metrics")`` gives the name in force;
+  the namespace's topics are deleted after the test.
+* ``kafka``: the same fixture under the name the fault tests (marked ``kafka``) use.
 * ``redis_server``: one real ``redis-server`` for the session, flushed per test.
 * ``start_worker``: starts ``python -m autopilot worker`` processes with the given
   environment and waits until ``GET /ready`` answers 200 (never a fixed sleep; ``/health``
@@ -19,7 +18,7 @@
   ``AUTOPILOT_WEB_SSL_CAFILE`` (and showing the worker's own certificate when it asks
   for client certificates).
 
-A missing broker binary or redis-server fails the run; nothing is skipped.
+A broker that cannot start or a missing redis-server fails the run; nothing is skipped.
 """
 
 from __future__ import annotations
@@ -34,14 +33,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from autopilot.broker import EmbeddedBroker
+from tests.factories import metric
 from tests.standins import RedisServer, free_port
 
 WORKER_READY_TIMEOUT_S = 90.0
@@ -49,19 +48,11 @@ REPO = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = REPO / "scripts" / "apache-kafka.sh"
 
 
-def broker_kind() -> str:
-    kind = os.environ.get("AUTOPILOT_TEST_BROKER", "embedded")
-    if kind not in ("embedded", "kafka"):
-        raise pytest.UsageError(f"AUTOPILOT_TEST_BROKER must be embedded or kafka, not {kind!r}")
-    return kind
-
-
 class BrokerUnderTest:
     """The broker of one test and its namespace (see the module docstring)."""
 
-    def __init__(self, bootstrap: str, kind: str, namespace: str | None = None) -> None:
+    def __init__(self, bootstrap: str, namespace: str | None = None) -> None:
         self.bootstrap = bootstrap
-        self.kind = kind
         self.namespace = namespace
 
     @property
@@ -80,7 +71,6 @@ class BrokerUnderTest:
             env["AUTOPILOT_APP_ID"] = self.namespace
         return env
 
-    # --- Apache Kafka only ------------------------------------------------------------
     def _script(self, command: str) -> None:
         port = self.bootstrap.rsplit(":", 1)[1]
         done = subprocess.run([str(KAFKA_SCRIPT), command], env={**os.environ, "KAFKA_PORT": port},
@@ -89,12 +79,10 @@ class BrokerUnderTest:
 
     def stop_kafka(self) -> None:
         """Clean shutdown of the Apache Kafka (its data stays)."""
-        assert self.kind == "kafka"
         self._script("stop")
 
     def start_kafka(self) -> None:
         """Start the Apache Kafka again and wait until it accepts clients."""
-        assert self.kind == "kafka"
         self._script("start")
 
     def delete_namespace_topics(self) -> None:
@@ -125,15 +113,12 @@ def _kafka_bootstrap() -> str:
     )
 
 
-@pytest.fixture(scope="session")
-def _kafka_session() -> str:
-    """Check once that the Apache Kafka answers (fails the run otherwise)."""
+def _kafka_answers(bootstrap: str, timeout_ms: int) -> Exception | None:
+    """``None`` when the Kafka at ``bootstrap`` answers a metadata request, else why not."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    bootstrap = _kafka_bootstrap()
-
     async def probe() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
         await admin.start()
         try:
             await admin.list_topics()
@@ -143,11 +128,32 @@ def _kafka_session() -> str:
     try:
         asyncio.run(probe())
     except Exception as exc:
-        raise AssertionError(
-            f"Apache Kafka at {bootstrap} does not answer ({exc!r}); "
-            "start it with `scripts/apache-kafka.sh start` or run `make test-kafka`"
-        ) from None
-    return bootstrap
+        return exc
+    return None
+
+
+@pytest.fixture(scope="session")
+def _kafka_session() -> Iterator[str]:
+    """The session's Apache Kafka: the one that answers, or one started here."""
+    bootstrap = _kafka_bootstrap()
+    if _kafka_answers(bootstrap, 3000) is None:
+        yield bootstrap
+        return
+    if "AUTOPILOT_TEST_KAFKA" in os.environ:
+        raise AssertionError(f"AUTOPILOT_TEST_KAFKA={bootstrap} does not answer")
+    port = bootstrap.rsplit(":", 1)[1]
+    env = {**os.environ, "KAFKA_PORT": port}
+    started = subprocess.run([str(KAFKA_SCRIPT), "start"], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert started.returncode == 0, (
+        f"could not start Apache Kafka on port {port} (scripts/apache-kafka.sh start):\n"
+        + started.stdout + started.stderr)
+    try:
+        problem = _kafka_answers(bootstrap, 10000)
+        assert problem is None, f"Apache Kafka at {bootstrap} does not answer: {problem!r}"
+        yield bootstrap
+    finally:
+        subprocess.run([str(KAFKA_SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
 
 
 def _fresh_namespace() -> str:
@@ -155,30 +161,17 @@ def _fresh_namespace() -> str:
 
 
 @pytest.fixture
-def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BrokerUnderTest]:
-    if broker_kind() == "kafka":
-        b = BrokerUnderTest(request.getfixturevalue("_kafka_session"), "kafka", _fresh_namespace())
-        try:
-            yield b
-        finally:
-            b.delete_namespace_topics()
-        return
-    embedded = EmbeddedBroker(log_path=tmp_path / "broker.log")
-    embedded.start()
+def broker(_kafka_session: str) -> Iterator[BrokerUnderTest]:
+    b = BrokerUnderTest(_kafka_session, _fresh_namespace())
     try:
-        yield BrokerUnderTest(embedded.bootstrap, "embedded")
+        yield b
     finally:
-        embedded.stop()
+        b.delete_namespace_topics()
 
 
 @pytest.fixture
 def kafka(broker: BrokerUnderTest) -> BrokerUnderTest:
-    """The test's broker, which must be Apache Kafka (fault tests)."""
-    if broker.kind != "kafka":
-        raise AssertionError(
-            "this test runs on Apache Kafka only: run `make test-kafka` "
-            "(or set AUTOPILOT_TEST_BROKER=kafka with Kafka running)"
-        )
+    """The test's broker, under the name the fault tests use."""
     return broker
 
 
@@ -312,7 +305,36 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str,
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+def assert_quiet_for(seconds: float, probe: Callable[[], Any], what: str,
+                     interval_s: float = 0.3) -> Any:
+    """Poll ``probe`` for ``seconds``; fail at once when its value changes.
+
+    The contract: ``probe()`` is read once at the start, then every ``interval_s``
+    until ``seconds`` have passed; the first value that differs (``!=``) from the
+    start value fails with ``what``, both values and the time elapsed. Returns the
+    (unchanged) value. Give a count to say "nothing more arrives" (``lambda:
+    len(slack.requests)``), or a bool to say "a bound holds" (``lambda:
+    len(slack.requests) <= 3``: it changes to ``False`` when the bound breaks).
+
+    It replaces a fixed sleep that gives a wrongly re-sending component the chance to
+    show itself: the pause stays as long, and a failure is reported as it happens.
+    """
+    start = time.monotonic()
+    before = probe()
+    deadline = start + seconds
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            return before
+        time.sleep(min(interval_s, deadline - now))
+        value = probe()
+        if value != before:
+            raise AssertionError(
+                f"{what} changed after {time.monotonic() - start:.1f} s of the "
+                f"{seconds} s that should stay quiet: {before!r} -> {value!r}")
+
+
+def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
     """Produce ``(key, value)`` records with aiokafka (acks=all)."""
     from aiokafka import AIOKafkaProducer
 
@@ -361,13 +383,6 @@ def consume_all(bootstrap: str, topic: str, timeout_s: float = 5.0) -> list[Any]
             await c.stop()
 
     return asyncio.run(run())
-
-
-def metric(service: str, value: float, ts: float, name: str = "latency_ms",
-           **labels: str) -> dict[str, Any]:
-    """A seed-shaped MetricPoint dict."""
-    return {"timestamp": ts, "metric_name": name, "value": value,
-            "labels": {"service": service, **labels}}
 
 
 def metric_series(service: str, normal: int, spikes: int, start: float = 1_700_000_000.0,

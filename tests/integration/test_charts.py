@@ -10,11 +10,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.factories import metric
 from tests.integration.conftest import (
     BrokerUnderTest,
     Worker,
     as_bytes,
-    metric,
     metric_series,
     produce,
     wait_for,
@@ -115,13 +115,20 @@ def test_two_workers_serve_the_same_chart_bytes_whichever_is_asked(
     produce(broker.bootstrap, broker.topic("autopilot.metrics"), records)
 
     for svc in services:
-        wait_for(lambda svc=svc: w1.get(f"/incidents/{svc}").json()["open_incident"], 60,
-                 f"the incident of {svc}")
-        wait_for(lambda svc=svc: w1.get(f"/baselines/{svc}").json()["series"]
-                 .get(f"{svc}|latency_ms|", {}).get("samples_seen") == 44, 30,
-                 f"all samples of {svc}")
-        first = wait_for(lambda svc=svc: (r := chart(w1, svc)).status_code == 200 and r, 30,
-                         f"the chart of {svc} from w1")
+        def open_incident(svc: str = svc) -> object:
+            return w1.get(f"/incidents/{svc}").json()["open_incident"]
+
+        def all_samples_seen(svc: str = svc) -> bool:
+            return bool(w1.get(f"/baselines/{svc}").json()["series"]
+                        .get(f"{svc}|latency_ms|", {}).get("samples_seen") == 44)
+
+        def chart_from_w1(svc: str = svc) -> httpx.Response | None:
+            r = chart(w1, svc)
+            return r if r.status_code == 200 else None
+
+        wait_for(open_incident, 60, f"the incident of {svc}")
+        wait_for(all_samples_seen, 30, f"all samples of {svc}")
+        first = wait_for(chart_from_w1, 30, f"the chart of {svc} from w1")
         second = chart(w2, svc)
         assert second.status_code == 200, second.text
         assert second.headers["content-type"] == "image/png"

@@ -1,4 +1,4 @@
-"""Fault tests on Apache Kafka (``make test-kafka``): each asserts what was kept.
+"""Fault tests on Apache Kafka: each asserts what was kept.
 
 1. a worker SIGKILLed mid-stream and restarted with an empty data directory;
 2. two workers sharing the partitions, one of them killed;
@@ -6,9 +6,9 @@
 4. Slack, Ollama and Redis failing for a while;
 5. fifty services breaking at once.
 
-They use the ``kafka`` fixture: run on the embedded broker they fail with a message
-saying how to run them. Every wait is on a condition, never a fixed sleep, except
-the short pauses that give a wrongly re-sending worker the chance to show it.
+They use the ``kafka`` fixture (the session's Kafka, which they stop and start).
+Every wait is on a condition, never a fixed sleep; the short pauses that give a
+wrongly re-sending worker the chance to show it are ``assert_quiet_for``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import json
 import re
 import signal
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -26,15 +25,16 @@ import pytest
 
 from autopilot.detection import Baseline, DetectorConfig, step_record
 from autopilot.settings import load_settings
+from tests.factories import metric
 from tests.integration.conftest import (
     WARM,
     BrokerUnderTest,
     Worker,
     as_bytes,
+    assert_quiet_for,
     consume_all,
     high_shift,
     kcat,
-    metric,
     metric_series,
     produce,
     wait_for,
@@ -168,10 +168,13 @@ def test_worker_sigkill_and_empty_datadir_restart_keeps_baselines_incidents_and_
         # A new worker with an empty data directory takes over.
         second = start_worker(env, name="second")
         for svc in services:
-            wait_for(lambda svc=svc: samples_seen(second, svc, f"{svc}|latency_ms|") >= n, 120,
-                     f"{svc}: all {n} samples applied after the restart")
+            def all_applied(svc: str = svc) -> bool:
+                return samples_seen(second, svc, f"{svc}|latency_ms|") >= n
+
+            wait_for(all_applied, 120, f"{svc}: all {n} samples applied after the restart")
         wait_for(lambda: len(alerted_incidents(slack)) >= 2 * len(services), 60, "every alert")
-        time.sleep(4)  # a replayed alert would be re-sent now (asserted below)
+        # A replayed alert would be re-sent now.
+        assert_quiet_for(4, lambda: alerted_incidents(slack), "the alerts per incident")
 
         # Baselines equal those of an uninterrupted run: replay changed nothing.
         for svc in services:
@@ -285,8 +288,10 @@ def test_broker_restart_mid_stream_worker_reconnects_and_loses_nothing(
         kafka.start_kafka()
         send(n, 2 * n)  # acknowledged by the restarted broker
         for svc in services:
-            wait_for(lambda svc=svc: samples_seen(worker, svc, f"{svc}|latency_ms|") == 2 * n,
-                     180, f"{svc}: every acknowledged sample applied")
+            def every_sample_applied(svc: str = svc) -> bool:
+                return samples_seen(worker, svc, f"{svc}|latency_ms|") == 2 * n
+
+            wait_for(every_sample_applied, 180, f"{svc}: every acknowledged sample applied")
         wait_for(lambda: len(alerted_incidents(slack)) == len(services), 60,
                  "one alert per service after the restart")
         assert worker.proc is not None and worker.proc.poll() is None  # same process
@@ -356,7 +361,7 @@ def test_fifty_services_break_at_once_one_alert_each_with_concurrent_analyses(
                  for svc in services])
         wait_for(lambda: len(alerted_incidents(slack)) == len(services), 180,
                  "an alert for each of the 50 services")
-        time.sleep(3)
+        assert_quiet_for(3, lambda: alerted_incidents(slack), "the alerts per incident")
         alerted = alerted_incidents(slack)
         assert len(first_messages(slack)) == len(services)
         assert all(c == 1 for c in alerted.values())

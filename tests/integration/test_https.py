@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BrokerUnderTest, Worker, metric, wait_for
+from tests.factories import metric
+from tests.integration.conftest import BrokerUnderTest, Worker, wait_for
 from tests.standins import free_port
 from tests.tls import CertificateAuthority
 

@@ -8,19 +8,21 @@ import shutil
 import struct
 import subprocess
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import cramjam
 import httpx
 import pytest
 
 from autopilot.formats.remote_write import STALE_NAN_BITS, encode_write_request
+from tests.factories import metric
 from tests.integration.conftest import (
     BrokerUnderTest,
     Worker,
     consume_all,
     kcat,
-    metric,
     wait_for,
 )
 from tests.standins import free_port
@@ -33,22 +35,21 @@ T0 = 1_764_410_400  # 2025-11-29T10:00:00Z
 
 
 def series_of(worker: Worker, service: str) -> dict:
-    r = worker.get_auth(f"/baselines/{service}")
+    r = get_auth(worker, f"/baselines/{service}")
     assert r.status_code == 200, r.text
     return r.json()["series"]
 
 
-def _get_auth(self: Worker, path: str) -> httpx.Response:
-    return httpx.get(f"{self.url}{path}", headers=AUTH, timeout=10)
+def get_auth(worker: Worker, path: str) -> httpx.Response:
+    """GET ``path`` from ``worker`` with the test API key."""
+    return httpx.get(f"{worker.url}{path}", headers=AUTH, timeout=10)
 
 
-def _post_auth(self: Worker, path: str, **kw: object) -> httpx.Response:
-    headers = {**AUTH, **kw.pop("headers", {})}  # type: ignore[dict-item]
-    return httpx.post(f"{self.url}{path}", headers=headers, timeout=10, **kw)  # type: ignore[arg-type]
-
-
-Worker.get_auth = _get_auth  # type: ignore[attr-defined]
-Worker.post_auth = _post_auth  # type: ignore[attr-defined]
+def post_auth(worker: Worker, path: str, *, headers: dict[str, str] | None = None,
+              **kw: Any) -> httpx.Response:
+    """POST to ``path`` of ``worker`` with the test API key (plus ``headers``)."""
+    return httpx.post(f"{worker.url}{path}", headers={**AUTH, **(headers or {})}, timeout=10,
+                      **kw)
 
 
 def test_real_prometheus_remote_writes_its_own_series_into_the_baselines(
@@ -103,7 +104,7 @@ remote_write:
         assert all("job=prometheus" in k for k in series)
         # counters are baselined as per-second rates: small, not the ever-growing totals
         assert all(v["mean"] < 1000 for v in rates.values()), rates
-        metrics_text = worker.get_auth("/metrics").text
+        metrics_text = get_auth(worker, "/metrics").text
         assert 'autopilot_samples_processed_total{stage="remote_write"}' in metrics_text
     finally:
         proc.terminate()
@@ -243,13 +244,13 @@ def test_kcat_produces_each_documented_kafka_format_and_each_arrives(
     assert by_msg["db down"]["timestamp"] == "2025-11-29T09:00:07Z"
 
     deps = wait_for(
-        lambda: worker.get_auth("/deployments/checkout").json()["deployments"],
+        lambda: get_auth(worker, "/deployments/checkout").json()["deployments"],
         30,
         "the GitHub deployment",
     )
     assert deps[0]["version"] == "v1.4.2" and deps[0]["metadata"]["source"] == "github"
     argo = wait_for(
-        lambda: worker.get_auth("/deployments/guestbook").json()["deployments"],
+        lambda: get_auth(worker, "/deployments/guestbook").json()["deployments"],
         30,
         "the Argo CD deployment",
     )
@@ -272,7 +273,7 @@ def test_every_bad_input_gets_its_documented_answer_and_the_worker_keeps_process
     broker: BrokerUnderTest, start_worker: Callable[..., Worker]
 ) -> None:
     worker = start_worker({"AUTOPILOT_API_KEYS": KEY})
-    post = worker.post_auth  # type: ignore[attr-defined]
+    post = partial(post_auth, worker)
     good_rw = encode_write_request(
         [({"__name__": "queue_depth", "job": "badin"}, [(3.0, T0 * 1000)])]
     )
@@ -416,7 +417,7 @@ def test_every_bad_input_gets_its_documented_answer_and_the_worker_keeps_process
     )
     # A counter's first sample gives no rate yet: the baseline has learned nothing.
     assert series["badin|jobs_total|"]["samples_in_window"] == 0
-    text = worker.get_auth("/metrics").text
+    text = get_auth(worker, "/metrics").text
     assert 'autopilot_samples_skipped_total{reason="stale",source="remote_write"} 1.0' in text
     assert 'autopilot_samples_skipped_total{reason="non_finite",source="remote_write"} 1.0' in text
     assert 'autopilot_samples_skipped_total{reason="no_service",source="remote_write"} 1.0' in text

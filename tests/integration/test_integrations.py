@@ -13,7 +13,6 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,18 +22,9 @@ from autopilot.errors import AlertDeliveryError, DeliveryError
 from autopilot.integrations.history import SENT_TTL_S, AlertHistory
 from autopilot.integrations.ollama import OllamaClient, analyze_or_fallback
 from autopilot.integrations.slack import ConsoleNotifier, SlackNotifier, build_notifier
-from autopilot.models import (
-    Alert,
-    Analysis,
-    Anomaly,
-    DeploymentEvent,
-    Incident,
-    LogEntry,
-    RecommendedAction,
-    RootCause,
-    Severity,
-)
+from autopilot.models import Analysis
 from autopilot.settings import Settings, load_settings
+from tests import factories
 from tests.standins import (
     OllamaServer,
     RedisServer,
@@ -45,64 +35,7 @@ from tests.standins import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.no_broker]
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 SERVICE = "checkout"
-
-
-def make_incident(incident_id: str = "inc-checkout-1", revision: int = 1) -> Incident:
-    return Incident(
-        id=incident_id,
-        service=SERVICE,
-        status="opened" if revision == 1 else "updated",
-        revision=revision,
-        notify=True,
-        severity=Severity.CRITICAL,
-        trigger_reason="latency anomaly after deployment v2.4.1",
-        opened_at=T0,
-        updated_at=T0 + timedelta(minutes=1),
-        anomalies=[
-            Anomaly(
-                metric_name="http_latency_p99_ms",
-                service=SERVICE,
-                current_value=950.0,
-                baseline_mean=200.0,
-                baseline_std_dev=20.0,
-                z_score=37.5,
-                deviation_percent=375.0,
-                severity=Severity.CRITICAL,
-                detected_at=T0,
-            )
-        ],
-        recent_errors=[
-            LogEntry(
-                timestamp=T0,
-                level="ERROR",
-                message="timeout acquiring connection from pool",
-                service=SERVICE,
-            )
-        ],
-        recent_deployments=[
-            DeploymentEvent(timestamp=T0 - timedelta(minutes=5), service=SERVICE, version="v2.4.1")
-        ],
-    )
-
-
-def make_alert(incident_id: str = "inc-checkout-1", revision: int = 1) -> Alert:
-    analysis = Analysis(
-        root_cause=RootCause(
-            description="Deployment v2.4.1 exhausted the DB pool", confidence=80, reasoning="timing"
-        ),
-        recommended_actions=[
-            RecommendedAction(
-                action="Roll back to v2.4.0", reasoning="regression", risk="low", priority=1
-            )
-        ],
-        severity=Severity.CRITICAL,
-        estimated_customer_impact="Checkouts fail",
-        source="llm",
-        model="llama3:latest",
-    )
-    return Alert(incident=make_incident(incident_id, revision), analysis=analysis)
 
 
 def settings(**env: str) -> Settings:
@@ -145,7 +78,7 @@ def test_ollama_analysis_sends_schema_request_and_parses_answer(ollama: OllamaSe
 
     async def run() -> tuple[Analysis, str | None]:
         async with OllamaClient(config) as client:
-            return await analyze_or_fallback(client, make_incident())
+            return await analyze_or_fallback(client, factories.incident())
 
     analysis, reason = asyncio.run(run())
 
@@ -168,7 +101,7 @@ def test_ollama_unknown_model_falls_back_with_not_found_reason(ollama: OllamaSer
 
     async def run() -> tuple[Analysis, str | None]:
         async with OllamaClient(config) as client:
-            return await analyze_or_fallback(client, make_incident())
+            return await analyze_or_fallback(client, factories.incident())
 
     analysis, reason = asyncio.run(run())
 
@@ -185,7 +118,7 @@ def test_ollama_timeout_falls_back_within_budget(ollama: OllamaServer) -> None:
     async def run() -> tuple[Analysis, str | None, float]:
         async with OllamaClient(config) as client:
             started = time.monotonic()
-            analysis, reason = await analyze_or_fallback(client, make_incident())
+            analysis, reason = await analyze_or_fallback(client, factories.incident())
             return analysis, reason, time.monotonic() - started
 
     analysis, reason, elapsed = asyncio.run(run())
@@ -201,7 +134,7 @@ def test_ollama_invalid_json_content_falls_back(ollama: OllamaServer) -> None:
 
     async def run() -> tuple[Analysis, str | None]:
         async with OllamaClient(config) as client:
-            return await analyze_or_fallback(client, make_incident())
+            return await analyze_or_fallback(client, factories.incident())
 
     analysis, reason = asyncio.run(run())
 
@@ -215,7 +148,7 @@ def test_ollama_server_error_quotes_ollama_error_text(ollama: OllamaServer) -> N
 
     async def run() -> tuple[Analysis, str | None]:
         async with OllamaClient(config) as client:
-            return await analyze_or_fallback(client, make_incident())
+            return await analyze_or_fallback(client, factories.incident())
 
     analysis, reason = asyncio.run(run())
 
@@ -228,7 +161,7 @@ def test_ollama_connection_refused_falls_back() -> None:
 
     async def run() -> tuple[Analysis, str | None]:
         async with OllamaClient(config) as client:
-            return await analyze_or_fallback(client, make_incident())
+            return await analyze_or_fallback(client, factories.incident())
 
     analysis, reason = asyncio.run(run())
 
@@ -252,7 +185,7 @@ def test_webhook_posts_block_kit_naming_service_and_severity(webhook: SlackWebho
 
     async def run() -> str | None:
         async with notifier:
-            return await notifier.post(make_alert())
+            return await notifier.post(factories.alert())
 
     assert asyncio.run(run()) is None
     assert len(webhook.requests) == 1
@@ -272,7 +205,7 @@ def test_webhook_rate_limit_honours_retry_after_and_retries(webhook: SlackWebhoo
     async def run() -> float:
         async with notifier:
             started = time.monotonic()
-            await notifier.post(make_alert())
+            await notifier.post(factories.alert())
             return time.monotonic() - started
 
     elapsed = asyncio.run(run())
@@ -292,7 +225,7 @@ def test_webhook_server_error_then_success_retries(webhook: SlackWebhookServer) 
 
     async def run() -> None:
         async with notifier:
-            await notifier.post(make_alert())
+            await notifier.post(factories.alert())
 
     asyncio.run(run())
 
@@ -312,7 +245,7 @@ def test_webhook_persistent_server_error_raises_without_leaking_url(
 
     async def run() -> None:
         async with notifier:
-            await notifier.post(make_alert())
+            await notifier.post(factories.alert())
 
     with pytest.raises(AlertDeliveryError) as info:
         asyncio.run(run())
@@ -335,7 +268,7 @@ def test_webhook_revoked_raises_no_service_without_retry(webhook: SlackWebhookSe
 
     async def run() -> None:
         async with notifier:
-            await notifier.post(make_alert())
+            await notifier.post(factories.alert())
 
     with pytest.raises(AlertDeliveryError) as info:
         asyncio.run(run())
@@ -352,7 +285,7 @@ def test_webhook_rate_limit_exhausted_reports_retry_after(webhook: SlackWebhookS
 
     async def run() -> None:
         async with notifier:
-            await notifier.post(make_alert())
+            await notifier.post(factories.alert())
 
     with pytest.raises(AlertDeliveryError) as info:
         asyncio.run(run())
@@ -366,7 +299,7 @@ def test_webhook_unreachable_raises_without_leaking_url() -> None:
 
     async def run() -> None:
         async with notifier:
-            await notifier.post(make_alert())
+            await notifier.post(factories.alert())
 
     with pytest.raises(AlertDeliveryError) as info:
         asyncio.run(run())
@@ -387,9 +320,9 @@ def test_bot_posts_then_updates_the_message(slack_api: SlackWebApiServer) -> Non
 
     async def run() -> str | None:
         async with notifier:
-            ts = await notifier.post(make_alert(revision=1))
+            ts = await notifier.post(factories.alert(revision=1))
             assert ts is not None
-            await notifier.update(ts, make_alert(revision=2))
+            await notifier.update(ts, factories.alert(revision=2))
             return ts
 
     ts = asyncio.run(run())
@@ -412,7 +345,7 @@ def test_bot_invalid_auth_raises_with_slack_error_code(slack_api: SlackWebApiSer
 
     async def run() -> None:
         async with SlackNotifier(config) as notifier:
-            await notifier.post(make_alert())
+            await notifier.post(factories.alert())
 
     with pytest.raises(AlertDeliveryError) as info:
         asyncio.run(run())
@@ -428,7 +361,7 @@ def test_bot_unknown_channel_raises_channel_not_found(slack_api: SlackWebApiServ
 
     async def run() -> None:
         async with SlackNotifier(config) as notifier:
-            await notifier.post(make_alert())
+            await notifier.post(factories.alert())
 
     with pytest.raises(AlertDeliveryError, match="channel_not_found"):
         asyncio.run(run())
@@ -443,7 +376,7 @@ def test_bot_rate_limit_then_success_retries(slack_api: SlackWebApiServer) -> No
 
     async def run() -> str | None:
         async with SlackNotifier(config, on_retry=reasons.append) as notifier:
-            return await notifier.post(make_alert())
+            return await notifier.post(factories.alert())
 
     assert asyncio.run(run()) is not None
     assert reasons == ["rate_limited"] and slack_api.attempts == 2
@@ -819,7 +752,7 @@ def test_console_notifier_prints_the_alert() -> None:
 
     async def run() -> str | None:
         async with ConsoleNotifier(stream=out) as notifier:
-            return await notifier.post(make_alert())
+            return await notifier.post(factories.alert())
 
     assert asyncio.run(run()) is None
     assert SERVICE in out.getvalue()
@@ -886,7 +819,8 @@ def test_record_keeps_capped_history_and_incident_meta(redis_server: RedisServer
     async def run() -> tuple[list[dict[str, Any]], dict[str, str], list[dict[str, Any]]]:
         async with AlertHistory(config) as history:
             for n in range(1, 6):
-                await history.record(make_alert(f"inc-{n}"), f"1700000000.00{n}00", "C0ALERTS01")
+                await history.record(factories.alert(id=f"inc-{n}"), f"1700000000.00{n}00",
+                                     "C0ALERTS01")
             return (
                 await history.history(SERVICE, limit=10),
                 await history.get_incident_meta("inc-5"),
@@ -924,8 +858,8 @@ def test_disabled_history_claims_everything_and_warns_once(
 
     async def run() -> list[bool]:
         claims = [await history.claim_send("inc-1", "r1") for _ in range(3)]
-        await history.record(make_alert(), None)
-        await history.record(make_alert(), None)
+        await history.record(factories.alert(), None)
+        await history.record(factories.alert(), None)
         assert await history.history(SERVICE, 10) == []
         assert await history.get_incident_meta("inc-1") == {}
         return claims
@@ -994,9 +928,9 @@ def test_incident_message_is_stored_for_seven_days_with_a_legacy_fallback(
             out["stored"] = await history.get_incident_message("inc-1")
             out["ttl"] = int(await history._client().ttl("autopilot:message:inc-1"))
             # written by the previous version's record(): ts + channel ID in the meta hash
-            await history.record(make_alert("inc-old"), "1714564700.000100", "C0ALERTS01")
+            await history.record(factories.alert(id="inc-old"), "1714564700.000100", "C0ALERTS01")
             out["legacy"] = await history.get_incident_message("inc-old")
-            await history.record(make_alert("inc-hook"), None, None)  # webhook: no ts
+            await history.record(factories.alert(id="inc-hook"), None, None)  # webhook: no ts
             out["legacy_webhook"] = await history.get_incident_message("inc-hook")
             return out
 

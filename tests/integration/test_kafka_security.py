@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import KAFKA_SCRIPT, REPO, Worker, metric, wait_for
+from tests.factories import metric
+from tests.integration.conftest import KAFKA_SCRIPT, REPO, Worker, wait_for
 
 pytestmark = pytest.mark.integration
 

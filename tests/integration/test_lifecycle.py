@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
+from tests.factories import log, metric
 from tests.integration.conftest import (
     WARM,
     BrokerUnderTest,
     Worker,
     as_bytes,
-    metric,
+    assert_quiet_for,
     produce,
     wait_for,
 )
@@ -39,10 +40,6 @@ VERSION = "v9.9.9"
 LLM_ROOT_CAUSE = "exhausted the database connection pool"  # the stand-in's analysis
 
 
-def _log(service: str, ts: float, level: str, message: str) -> dict[str, Any]:
-    return {"timestamp": ts, "level": level, "message": message, "service": service}
-
-
 class Outage:
     """Warm-up, a failure (latency and errors), then a recovery, for one service."""
 
@@ -53,7 +50,7 @@ class Outage:
 
     def warmup(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         metrics = [metric(self.service, PATTERN[i % 10], START + i * STEP) for i in range(WARM)]
-        logs = [_log(self.service, START + i * STEP + 1, "INFO", "GET /cart 200")
+        logs = [log(self.service, START + i * STEP + 1, "INFO", "GET /cart 200")
                 for i in range(WARM)]
         return metrics, logs
 
@@ -63,7 +60,7 @@ class Outage:
     def failure(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         metrics = [metric(self.service, 1500.0, self.fail_at + j * STEP)
                    for j in range(FAILURE_SAMPLES)]
-        logs = [_log(self.service, self.fail_at + j * STEP + k, "ERROR", ERROR_LINE)
+        logs = [log(self.service, self.fail_at + j * STEP + k, "ERROR", ERROR_LINE)
                 for j in range(FAILURE_SAMPLES) for k in range(4)]
         return metrics, logs
 
@@ -71,7 +68,7 @@ class Outage:
         n = 40
         metrics = [metric(self.service, PATTERN[i % 10], self.recover_at + i * STEP)
                    for i in range(n)]
-        logs = [_log(self.service, self.recover_at + i * STEP + 1, "INFO", "GET /cart 200")
+        logs = [log(self.service, self.recover_at + i * STEP + 1, "INFO", "GET /cart 200")
                 for i in range(n)]
         return metrics, logs
 
@@ -165,7 +162,8 @@ def test_one_failure_is_one_conversation_posted_before_the_llm_and_ending_resolv
         assert VERSION in final
         assert "pending" not in final
 
-        time.sleep(3)  # a wrongly re-posting notifier gets the chance to (asserted below)
+        # A wrongly re-posting notifier gets the chance to.
+        assert_quiet_for(3, lambda: len(_top_level(slack)), "the number of root messages")
         assert len(_top_level(slack)) == 1, [_text(m)[:200] for m in _top_level(slack)]
         thread = slack.thread(ts)
         thread_text = _text(thread)
@@ -233,7 +231,9 @@ def test_webhook_mode_stays_within_the_message_cap(
                  "the resolved message")
         wait_for(lambda: worker.get("/incidents/wishlist").json()["notifications"], 10,
                  "the notification state")
-        time.sleep(3)  # a notifier over its cap gets the chance to send more (asserted)
+        # A notifier over its cap gets the chance to send more.
+        assert_quiet_for(3, lambda: len(slack.requests) <= 3,
+                         "whether the webhook messages stay within the cap of 3")
         assert len(slack.requests) <= 3, [_text(r)[:200] for r in slack.requests]
         incident_ids = {
             json.loads(_text(r)).get("text", "") for r in slack.requests

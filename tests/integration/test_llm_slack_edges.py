@@ -22,10 +22,9 @@ from autopilot import blockkit
 from autopilot.errors import AlertDeliveryError
 from autopilot.integrations.ollama import LLMGuard, OllamaClient, analyze_or_fallback
 from autopilot.integrations.slack import SlackNotifier
-from autopilot.models import Analysis, LogEntry
+from autopilot.models import Analysis
 from autopilot.settings import Settings, load_settings
-from tests import standins
-from tests.integration.test_integrations import make_alert, make_incident
+from tests import factories, standins
 from tests.standins import (
     OllamaServer,
     SlackWebApiServer,
@@ -59,7 +58,7 @@ async def analyse_n(client: OllamaClient, n: int) -> list[tuple[Analysis, Any, f
     out = []
     for i in range(n):
         started = time.monotonic()
-        analysis, reason = await analyze_or_fallback(client, make_incident(f"inc-{i}"))
+        analysis, reason = await analyze_or_fallback(client, factories.incident(id=f"inc-{i}"))
         out.append((analysis, reason, time.monotonic() - started))
     return out
 
@@ -110,7 +109,7 @@ def test_timeouts_open_the_breaker_then_a_trial_after_the_cooldown_closes_it(
             while client.guard.breaker.retry_in(client.guard.clock()) > 0:
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
-            analysis, reason = await analyze_or_fallback(client, make_incident("inc-trial"))
+            analysis, reason = await analyze_or_fallback(client, factories.incident(id="inc-trial"))
             assert reason is None
             return first, skipped, analysis
 
@@ -133,7 +132,7 @@ def test_model_check_at_start_warns_once_and_opens_the_breaker(
                 OllamaClient(config, guard=guard) as b:
             first = await a.guard.check_model(a)
             second = await b.guard.check_model(b)  # another actor of the same worker
-            _, reason = await analyze_or_fallback(b, make_incident())
+            _, reason = await analyze_or_fallback(b, factories.incident())
             return first, second, reason
 
     with caplog.at_level(logging.WARNING, logger=OLLAMA_LOGGER):
@@ -198,7 +197,7 @@ def test_a_streamed_ndjson_answer_is_joined_not_blamed_on_ollama_url() -> None:
 
         async def run() -> tuple[Analysis, Any]:
             async with OllamaClient(config) as client:
-                return await analyze_or_fallback(client, make_incident())
+                return await analyze_or_fallback(client, factories.incident())
 
         analysis, reason = asyncio.run(run())
     assert reason is None
@@ -212,7 +211,7 @@ def test_a_cut_off_stream_says_so() -> None:
 
         async def run() -> tuple[Analysis, Any]:
             async with OllamaClient(config) as client:
-                return await analyze_or_fallback(client, make_incident())
+                return await analyze_or_fallback(client, factories.incident())
 
         analysis, reason = asyncio.run(run())
     assert analysis.source == "rules"
@@ -227,10 +226,9 @@ def test_a_cut_off_stream_says_so() -> None:
 def test_secrets_in_log_lines_never_reach_ollama(ollama: OllamaServer) -> None:
     secrets = ["AKIAIOSFODNN7EXAMPLE", "Tr0ub4dor3x",
                "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"]
-    incident = make_incident()
-    leaky = [LogEntry(timestamp=incident.updated_at, level="ERROR", service="checkout",
-                      message=f"db postgres://orders:{secrets[1]}@db:5432 key={secrets[0]} "
-                              f"slack {secrets[2]}")]
+    incident = factories.incident()
+    leaky = [factories.log_entry(f"db postgres://orders:{secrets[1]}@db:5432 key={secrets[0]} "
+                                 f"slack {secrets[2]}", at=incident.updated_at)]
     incident = incident.model_copy(update={"recent_errors": leaky})
 
     async def run() -> None:
@@ -265,7 +263,7 @@ def test_invalid_blocks_on_post_is_retried_once_as_plain_text(
 ) -> None:
     hooks: dict[str, list[str]] = {}
     notifier = bot(slack_api, hooks)
-    payload = blockkit.render_incident(make_alert(), analysis_pending=False)
+    payload = blockkit.render_incident(factories.alert(), analysis_pending=False)
     slack_api.fail_method("chat.postMessage", "invalid_blocks")
 
     async def run() -> tuple[str, str]:
@@ -291,7 +289,7 @@ def test_invalid_blocks_format_on_update_replaces_the_old_blocks_with_plain_text
 ) -> None:
     hooks: dict[str, list[str]] = {}
     notifier = bot(slack_api, hooks)
-    payload = blockkit.render_incident(make_alert(), analysis_pending=False)
+    payload = blockkit.render_incident(factories.alert(), analysis_pending=False)
 
     async def run() -> str:
         async with notifier:
@@ -317,7 +315,7 @@ def test_a_plain_text_retry_that_is_refused_too_gives_up_with_slacks_code(
 
     async def run() -> None:
         async with notifier:
-            await notifier.post_message(blockkit.render_incident(make_alert(),
+            await notifier.post_message(blockkit.render_incident(factories.alert(),
                                                                  analysis_pending=True))
 
     with pytest.raises(AlertDeliveryError) as info:
@@ -358,7 +356,7 @@ def test_webhook_invalid_blocks_is_retried_once_as_plain_text(
         async def run() -> None:
             async with notifier:
                 await notifier.send_webhook(blockkit.render_webhook(
-                    make_alert(), "opened", analysis_pending=False))
+                    factories.alert(), "opened", analysis_pending=False))
 
         asyncio.run(run())
         assert webhook.attempts == 2

@@ -18,12 +18,12 @@ from collections.abc import Callable
 import pytest
 
 from autopilot.formats.remote_write import encode_write_request
+from tests.factories import metric
 from tests.integration.conftest import (
     BrokerUnderTest,
     Worker,
     consume_all,
     kcat,
-    metric,
     wait_for,
 )
 

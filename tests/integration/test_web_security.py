@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import BrokerUnderTest, Worker, metric, wait_for
+from tests.factories import metric
+from tests.integration.conftest import BrokerUnderTest, Worker, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,67 +16,8 @@ from autopilot.analysis import (
     parse_llm_analysis,
 )
 from autopilot.errors import AnalysisUnavailable
-from autopilot.models import Analysis, Anomaly, DeploymentEvent, Incident, LogEntry, Severity
-
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-def anomaly(
-    metric: str = "http_latency_p99_ms",
-    *,
-    value: float = 950.0,
-    mean: float = 200.0,
-    std: float = 20.0,
-    z: float = 37.5,
-    kind: str = "metric",
-    severity: Severity = Severity.CRITICAL,
-    at: datetime = T0,
-    service: str = "checkout",
-) -> Anomaly:
-    return Anomaly(
-        kind=kind,
-        metric_name=metric,
-        service=service,
-        current_value=value,
-        baseline_mean=mean,
-        baseline_std_dev=std,
-        z_score=z,
-        deviation_percent=100.0 * (value - mean) / abs(mean) if mean else 0.0,
-        severity=severity,
-        detected_at=at,
-    )
-
-
-def log(message: str, *, at: datetime = T0, level: str = "ERROR") -> LogEntry:
-    return LogEntry(timestamp=at, level=level, message=message, service="checkout")
-
-
-def deploy(version: str, *, at: datetime, status: str = "success") -> DeploymentEvent:
-    return DeploymentEvent(timestamp=at, service="checkout", version=version, status=status)
-
-
-def incident(
-    *,
-    anomalies: list[Anomaly] | None = None,
-    errors: list[LogEntry] | None = None,
-    deployments: list[DeploymentEvent] | None = None,
-    severity: Severity = Severity.HIGH,
-    service: str = "checkout",
-) -> Incident:
-    return Incident(
-        id="inc-checkout-1",
-        service=service,
-        status="opened",
-        revision=1,
-        notify=True,
-        severity=severity,
-        trigger_reason="critical anomaly on http_latency_p99_ms",
-        opened_at=T0,
-        updated_at=T0 + timedelta(minutes=1),
-        anomalies=[anomaly()] if anomalies is None else anomalies,
-        recent_errors=errors or [],
-        recent_deployments=deployments or [],
-    )
+from autopilot.models import Analysis, Severity
+from tests.factories import T0, anomaly, deployment, incident, log_entry
 
 
 def valid_answer(**overrides: Any) -> dict[str, Any]:
@@ -165,8 +106,8 @@ def test_schema_accepts_what_the_analysis_model_accepts() -> None:
 
 def test_messages_are_a_system_role_and_a_user_message_with_the_evidence() -> None:
     inc = incident(
-        errors=[log("payment gateway returned 503", at=T0)],
-        deployments=[deploy("v2.4.0", at=T0 - timedelta(minutes=5))],
+        errors=[log_entry("payment gateway returned 503", at=T0)],
+        deployments=[deployment("v2.4.0", at=T0 - timedelta(minutes=5))],
     )
 
     messages = build_messages(inc)
@@ -185,8 +126,8 @@ def test_messages_are_a_system_role_and_a_user_message_with_the_evidence() -> No
 def test_messages_leave_out_error_lines_older_than_ten_minutes() -> None:
     inc = incident(
         errors=[
-            log("stale failure from long ago", at=T0 - timedelta(minutes=30)),
-            log("fresh failure", at=T0),
+            log_entry("stale failure from long ago", at=T0 - timedelta(minutes=30)),
+            log_entry("fresh failure", at=T0),
         ]
     )
 
@@ -200,9 +141,9 @@ def test_messages_stay_under_the_cap_for_huge_incidents() -> None:
     inc = incident(
         service="s" * 256,
         anomalies=[anomaly(f"metric_{i}_" + "m" * 200, z=3.0 + i) for i in range(200)],
-        errors=[log(f"error {i} " + "x" * 5000) for i in range(100)],
+        errors=[log_entry(f"error {i} " + "x" * 5000) for i in range(100)],
         deployments=[
-            deploy("v" + "9" * 250, at=T0 - timedelta(minutes=i)) for i in range(1, 40)
+            deployment("v" + "9" * 250, at=T0 - timedelta(minutes=i)) for i in range(1, 40)
         ],
     )
 
@@ -323,8 +264,8 @@ def _assert_rule_based(analysis: Analysis) -> None:
 def test_fallback_blames_a_recent_deployment_and_rolls_back_to_the_previous_version() -> None:
     inc = incident(
         deployments=[
-            deploy("v2.3.9", at=T0 - timedelta(hours=3)),
-            deploy("v2.4.0", at=T0 - timedelta(minutes=7)),
+            deployment("v2.3.9", at=T0 - timedelta(hours=3)),
+            deployment("v2.4.0", at=T0 - timedelta(minutes=7)),
         ]
     )
 
@@ -343,8 +284,8 @@ def test_fallback_blames_a_recent_deployment_and_rolls_back_to_the_previous_vers
 def test_fallback_ignores_deployments_outside_the_window_or_after_the_anomaly() -> None:
     inc = incident(
         deployments=[
-            deploy("v1", at=T0 - timedelta(minutes=45)),
-            deploy("v2", at=T0 + timedelta(minutes=2)),
+            deployment("v1", at=T0 - timedelta(minutes=45)),
+            deployment("v2", at=T0 + timedelta(minutes=2)),
         ]
     )
 
@@ -355,7 +296,7 @@ def test_fallback_ignores_deployments_outside_the_window_or_after_the_anomaly() 
 
 
 def test_fallback_rollback_without_an_earlier_deployment_says_previous_version() -> None:
-    inc = incident(deployments=[deploy("v2.4.0", at=T0 - timedelta(minutes=3))])
+    inc = incident(deployments=[deployment("v2.4.0", at=T0 - timedelta(minutes=3))])
 
     analysis = fallback_analysis(inc)
 
@@ -365,8 +306,8 @@ def test_fallback_rollback_without_an_earlier_deployment_says_previous_version()
 def test_fallback_points_at_the_database_on_database_errors() -> None:
     inc = incident(
         errors=[
-            log("psycopg2.OperationalError: could not connect to server"),
-            log("connection pool exhausted after 30s"),
+            log_entry("psycopg2.OperationalError: could not connect to server"),
+            log_entry("connection pool exhausted after 30s"),
         ]
     )
 
@@ -379,8 +320,8 @@ def test_fallback_points_at_the_database_on_database_errors() -> None:
 
 def test_fallback_keeps_deployment_first_and_adds_database_actions() -> None:
     inc = incident(
-        errors=[log("deadlock detected while updating orders")],
-        deployments=[deploy("v2.4.0", at=T0 - timedelta(minutes=3))],
+        errors=[log_entry("deadlock detected while updating orders")],
+        deployments=[deployment("v2.4.0", at=T0 - timedelta(minutes=3))],
     )
 
     analysis = fallback_analysis(inc)
@@ -395,7 +336,7 @@ def test_fallback_keeps_deployment_first_and_adds_database_actions() -> None:
 
 
 def test_fallback_points_at_memory_on_out_of_memory_errors() -> None:
-    inc = incident(errors=[log("java.lang.OutOfMemoryError: Java heap space")])
+    inc = incident(errors=[log_entry("java.lang.OutOfMemoryError: Java heap space")])
 
     analysis = fallback_analysis(inc)
 
@@ -406,7 +347,8 @@ def test_fallback_points_at_memory_on_out_of_memory_errors() -> None:
 
 def test_fallback_points_at_an_upstream_dependency_on_refused_connections() -> None:
     inc = incident(
-        errors=[log("dial tcp 10.0.0.7:8080: connect: connection refused"), log("upstream 502")]
+        errors=[log_entry("dial tcp 10.0.0.7:8080: connect: connection refused"),
+                log_entry("upstream 502")]
     )
 
     analysis = fallback_analysis(inc)
@@ -455,8 +397,9 @@ def test_fallback_stays_valid_for_huge_evidence() -> None:
     inc = incident(
         service="s" * 256,
         anomalies=[anomaly("m" * 250, z=3.0 + i) for i in range(100)],
-        errors=[log("database " + "x" * 60000), log("OOM " + "y" * 60000), log("503 " + "z")],
-        deployments=[deploy("v" * 256, at=T0 - timedelta(minutes=1))],
+        errors=[log_entry("database " + "x" * 60000), log_entry("OOM " + "y" * 60000),
+                log_entry("503 " + "z")],
+        deployments=[deployment("v" * 256, at=T0 - timedelta(minutes=1))],
     )
 
     analysis = fallback_analysis(inc)
@@ -467,20 +410,10 @@ def test_fallback_stays_valid_for_huge_evidence() -> None:
 
 
 def test_fallback_rollback_names_the_version_the_deployment_replaced() -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from autopilot.analysis import fallback_analysis
-    from autopilot.models import Anomaly, DeploymentEvent, Incident, Severity
-
-    t = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    anomaly = Anomaly(metric_name="api_latency_ms", service="checkout", current_value=900.0,
-                      baseline_mean=100.0, baseline_std_dev=10.0, z_score=80.0,
-                      deviation_percent=800.0, severity=Severity.CRITICAL, detected_at=t)
-    deployment = DeploymentEvent(timestamp=t - timedelta(minutes=5), service="checkout",
-                                 version="v2.0.0", metadata={"previous_version": "v1.9.3"})
-    incident = Incident(id="inc-1", service="checkout", status="opened", revision=1,
-                        notify=True, severity=Severity.CRITICAL, trigger_reason="test",
-                        opened_at=t, updated_at=t, anomalies=[anomaly],
-                        recent_deployments=[deployment])
-    actions = [a.action for a in fallback_analysis(incident).recommended_actions]
+    inc = incident(
+        id="inc-1", severity=Severity.CRITICAL, trigger_reason="test", updated_at=T0,
+        anomalies=[anomaly("api_latency_ms", value=900.0, mean=100.0, std=10.0, z=80.0)],
+        deployments=[deployment("v2.0.0", metadata={"previous_version": "v1.9.3"})],
+    )
+    actions = [a.action for a in fallback_analysis(inc).recommended_actions]
     assert "Roll back checkout to the previous version v1.9.3" in actions

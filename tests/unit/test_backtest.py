@@ -12,7 +12,6 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -26,6 +25,7 @@ from autopilot.backtest import (
 )
 from autopilot.detection import DetectorConfig
 from autopilot.settings import load_settings
+from tests import factories
 
 REPO = Path(__file__).resolve().parents[2]
 NAB_LATENCY = (
@@ -191,9 +191,10 @@ def test_backtest_and_the_live_agent_send_identical_anomalies(mode: str, monkeyp
     """The metrics agent's ``process`` (real code, in-memory table and topic stand-ins)
     and the backtest emit the same Anomaly records for the same samples, although the
     agent receives them in records of 7 points and the backtest one by one."""
-    from agents import metrics as agent
-    from autopilot.replay import SOURCE_HEADER, format_source
+    from autopilot.agents import metrics as agent
+
     from autopilot.series import SeriesLimits
+    from tests.events import keyed_metrics_event
 
     rows, _ = load_series(NAB_LATENCY)
     config = replace(CONFIG, mode=mode)
@@ -218,17 +219,17 @@ def test_backtest_and_the_live_agent_send_identical_anomalies(mode: str, monkeyp
     async def run() -> None:
         for offset, start in enumerate(range(0, len(rows), 7)):
             chunk = rows[start:start + 7]
-            value = json.dumps([{"timestamp": r.epoch_s, "metric_name": metric, "value": r.value,
-                                 "labels": {"service": service}} for r in chunk]).encode()
-            source = format_source("autopilot.metrics", 0, offset)  # as the ingest hop sets
-            message = SimpleNamespace(topic="autopilot.metrics.keyed", partition=0,
-                                      offset=offset, headers=[(SOURCE_HEADER, source)])
-            event = SimpleNamespace(value=value, message=message)
+            value = json.dumps([factories.metric(service, r.value, r.epoch_s, name=metric)
+                                for r in chunk]).encode()
+            event = keyed_metrics_event(value, offset)  # source header as the ingest hop sets
             await agent.process(event, config, SeriesLimits())
 
     asyncio.run(run())
     live = [json.loads(v) for v in sent]
-    offline = [json.loads(a.anomaly.model_dump_json()) for a in backtest.records]
+    offline = []
+    for record in backtest.records:
+        assert record.anomaly is not None  # the backtest keeps records that carry one
+        offline.append(json.loads(record.anomaly.model_dump_json()))
     assert live == offline
     assert len(offline) >= 1
 

@@ -10,34 +10,34 @@ import json
 import random
 import struct
 from dataclasses import replace
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from autopilot.detection import Baseline, DetectorConfig, step, step_record
-from autopilot.replay import SOURCE_HEADER, format_source
 from autopilot.series import SeriesLimits
 from autopilot.settings import load_settings
+from tests.factories import metric
 
 
 def _samples() -> list[dict[str, Any]]:
     rng = random.Random(5)
     out = []
     for i in range(600):
-        for metric in ("api_latency_ms", "cpu_ratio", "requests_total"):
+        for name in ("api_latency_ms", "cpu_ratio", "requests_total"):
             value = 100.0 + rng.gauss(0.0, 5.0)
-            if metric == "requests_total":
+            if name == "requests_total":
                 value = 10.0 * i + rng.random()
-            if i in (300, 301, 450) and metric != "requests_total":
+            if i in (300, 301, 450) and name != "requests_total":
                 value *= 8
-            out.append({"timestamp": 1_700_000_000 + 15 * i, "metric_name": metric,
-                        "value": value, "labels": {"service": "checkout", "env": "prod"}})
+            out.append(metric("checkout", value, 1_700_000_000 + 15 * i, name=name, env="prod"))
     return out
 
 
 def _run(per_record: int, mode: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list, dict]:
-    from agents import metrics as agent
+    from autopilot.agents import metrics as agent
+
+    from tests.events import keyed_metrics_event
 
     sent: list[dict] = []
     tables: dict[bytes, Any] = {}
@@ -60,11 +60,7 @@ def _run(per_record: int, mode: str, monkeypatch: pytest.MonkeyPatch) -> tuple[l
     async def run() -> None:
         for offset, start in enumerate(range(0, len(samples), per_record)):
             value = json.dumps(samples[start:start + per_record]).encode()
-            message = SimpleNamespace(
-                topic="autopilot.metrics.keyed", partition=0, offset=offset,
-                headers=[(SOURCE_HEADER, format_source("autopilot.metrics", 0, offset))])
-            await agent.process(SimpleNamespace(value=value, message=message), config,
-                                SeriesLimits())
+            await agent.process(keyed_metrics_event(value, offset), config, SeriesLimits())
 
     asyncio.run(run())
     finals = {k: {f: v for f, v in d.items() if f != "offsets"} for k, d in tables.items()}

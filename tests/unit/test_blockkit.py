@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,90 +33,46 @@ from autopilot.blockkit import (
 )
 from autopilot.models import (
     Alert,
-    Analysis,
-    Anomaly,
     DeploymentEvent,
     Incident,
     LogEntry,
     RecommendedAction,
-    RootCause,
     Severity,
     Signal,
     TimelineEntry,
 )
+from tests import factories
+from tests.factories import T0, anomaly, deployment, log_entry
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-def anomaly(metric: str = "http_latency_p99_ms", z: float = 37.5) -> Anomaly:
-    return Anomaly(
-        metric_name=metric,
-        service="checkout",
-        current_value=950.0,
-        baseline_mean=200.0,
-        baseline_std_dev=20.0,
-        z_score=z,
-        deviation_percent=375.0,
-        severity=Severity.CRITICAL,
-        detected_at=T0,
-    )
+#: The rendering tests' two recommended actions (the factory's default has one).
+ACTIONS = [
+    RecommendedAction(action="Roll back checkout to v2.3.9",
+                      reasoning="Restores the known-good version.", risk="medium", priority=1),
+    RecommendedAction(action="Check dashboards", reasoning="Confirm.", risk="low", priority=2),
+]
 
 
 def make_alert(
     *,
     severity: Severity = Severity.CRITICAL,
     service: str = "checkout",
-    anomalies: list[Anomaly] | None = None,
-    errors: list[LogEntry] | None = None,
     deployments: list[DeploymentEvent] | None = None,
     actions: list[RecommendedAction] | None = None,
     description: str = "Deployment v2.4.0 introduced a slow query",
     reasoning: str = "Latency rose 5 minutes after the deployment.",
     impact: str = "Slow checkout for most users",
-    trigger: str = "critical anomaly on http_latency_p99_ms",
+    **incident_fields: Any,
 ) -> Alert:
-    incident = Incident(
-        id="inc-checkout-1",
-        service=service,
-        status="opened",
-        revision=2,
-        notify=True,
-        severity=severity,
-        trigger_reason=trigger,
-        opened_at=T0,
-        updated_at=T0 + timedelta(minutes=1),
-        anomalies=[anomaly()] if anomalies is None else anomalies,
-        recent_errors=errors or [],
-        recent_deployments=(
-            [
-                DeploymentEvent(
-                    timestamp=T0 - timedelta(minutes=5), service=service, version="v2.4.0"
-                )
-            ]
-            if deployments is None
-            else deployments
-        ),
+    """The rendering tests' alert: revision 2 of an opened incident, a deployment five
+    minutes earlier and :data:`ACTIONS`; ``incident_fields`` go to the incident."""
+    return factories.alert(
+        severity=severity, service=service, revision=2, status="opened",
+        deployments=[deployment(service=service)] if deployments is None else deployments,
+        analysis=factories.analysis(severity=severity, actions=actions or ACTIONS,
+                                    description=description, reasoning=reasoning,
+                                    impact=impact),
+        **incident_fields,
     )
-    analysis = Analysis(
-        root_cause=RootCause(description=description, confidence=82, reasoning=reasoning),
-        recommended_actions=actions
-        or [
-            RecommendedAction(
-                action="Roll back checkout to v2.3.9",
-                reasoning="Restores the known-good version.",
-                risk="medium",
-                priority=1,
-            ),
-            RecommendedAction(
-                action="Check dashboards", reasoning="Confirm.", risk="low", priority=2
-            ),
-        ],
-        severity=severity,
-        estimated_customer_impact=impact,
-        source="llm",
-        model="llama3:latest",
-    )
-    return Alert(incident=incident, analysis=analysis)
 
 
 def huge_alert() -> Alert:
@@ -124,16 +80,9 @@ def huge_alert() -> Alert:
     return make_alert(
         service="svc-" + "s" * 250,
         anomalies=[anomaly(f"metric_{i}_" + "m" * 240, z=3.0 + i) for i in range(100)],
-        errors=[
-            LogEntry(timestamp=T0, level="ERROR", message=long, service="checkout")
-            for _ in range(50)
-        ],
-        deployments=[
-            DeploymentEvent(
-                timestamp=T0 - timedelta(minutes=i), service="checkout", version="v<" + "9" * 250
-            )
-            for i in range(30)
-        ],
+        errors=[log_entry(long) for _ in range(50)],
+        deployments=[deployment("v<" + "9" * 250, at=T0 - timedelta(minutes=i))
+                     for i in range(30)],
         actions=[
             RecommendedAction(action=long[:1000], reasoning=long[:2000], risk="high", priority=i)
             for i in range(1, 11)
@@ -141,7 +90,7 @@ def huge_alert() -> Alert:
         description=long[:2000],
         reasoning=long[:4000],
         impact=long[:2000],
-        trigger=long,
+        trigger_reason=long,
     )
 
 
@@ -277,12 +226,8 @@ def test_user_text_is_escaped_for_mrkdwn() -> None:
 
 def test_escaping_also_reaches_log_lines_and_versions() -> None:
     alert = make_alert(
-        errors=[
-            LogEntry(
-                timestamp=T0, level="ERROR", message="a < b && c > d <!channel>", service="x"
-            )
-        ],
-        deployments=[DeploymentEvent(timestamp=T0, service="x", version="v1<@U123>")],
+        errors=[log_entry("a < b && c > d <!channel>", service="x")],
+        deployments=[deployment("v1<@U123>", at=T0, service="x")],
     )
 
     joined = "\n".join(mrkdwn_texts(render_alert(alert)))
@@ -400,47 +345,29 @@ def lifecycle_alert(
             signal("error_rate", kind="error_rate", severity=Severity.HIGH, z=4.2,
                    state="resolved" if resolved and resolution == "recovered" else "firing"),
         ]
-    incident = Incident(
-        id="inc-0123456789ab",
-        service=service,
-        status="resolved" if resolved else "updated",
-        state="resolved" if resolved else "firing",
-        revision=4,
-        notify=True,
-        severity=severity,
-        trigger_reason="critical anomaly on http_latency_p99_ms",
-        opened_at=T0,
-        updated_at=T0 + timedelta(minutes=5),
-        closed_at=T0 + timedelta(minutes=closed_after_min) if resolved else None,
-        resolution=resolution if resolved else None,
-        reopened=reopened,
-        anomalies=[anomaly()],
-        signals=signals,
-        timeline=timeline or [entry("opened", "critical anomaly on http_latency_p99_ms")],
-        recent_errors=errors
-        if errors is not None
-        else [
-            LogEntry(timestamp=T0 + timedelta(seconds=i), level="ERROR",
-                     message=f"payment timeout #{i}", service=service)
-            for i in range(7)
-        ],
-        recent_deployments=deployments
-        if deployments is not None
-        else [DeploymentEvent(timestamp=T0 - timedelta(minutes=5), service=service,
-                              version="v2.4.0")],
+    return Alert(
+        incident=factories.incident(
+            id="inc-0123456789ab",
+            service=service,
+            status="resolved" if resolved else "updated",
+            state="resolved" if resolved else "firing",
+            revision=4,
+            severity=severity,
+            updated_at=T0 + timedelta(minutes=5),
+            closed_at=T0 + timedelta(minutes=closed_after_min) if resolved else None,
+            resolution=resolution if resolved else None,
+            reopened=reopened,
+            signals=signals,
+            timeline=timeline or [entry("opened", "critical anomaly on http_latency_p99_ms")],
+            errors=[log_entry(f"payment timeout #{i}", at=T0 + timedelta(seconds=i),
+                              service=service) for i in range(7)]
+            if errors is None else errors,
+            deployments=[deployment(service=service)] if deployments is None else deployments,
+        ),
+        analysis=factories.analysis(severity=severity, actions=actions,
+                                    description=description, reasoning=reasoning,
+                                    impact=impact, source=source),
     )
-    analysis = Analysis(
-        root_cause=RootCause(description=description, confidence=82, reasoning=reasoning),
-        recommended_actions=actions
-        or [RecommendedAction(action="Roll back checkout to v2.3.9",
-                              reasoning="Restores the known-good version.", risk="medium",
-                              priority=1)],
-        severity=severity,
-        estimated_customer_impact=impact,
-        source=source,
-        model="llama3:latest" if source == "llm" else None,
-    )
-    return Alert(incident=incident, analysis=analysis)
 
 
 def blocks_of(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -498,16 +425,9 @@ def huge_lifecycle_alert() -> Alert:
                    state="firing" if i % 2 else "resolved")
             for i in range(100)
         ],
-        errors=[
-            LogEntry(timestamp=T0 + timedelta(seconds=i), level="ERROR", message=long,
-                     service="checkout")
-            for i in range(50)
-        ],
-        deployments=[
-            DeploymentEvent(timestamp=T0 - timedelta(minutes=i), service="checkout",
-                            version="v<" + "9" * 250)
-            for i in range(30)
-        ],
+        errors=[log_entry(long, at=T0 + timedelta(seconds=i)) for i in range(50)],
+        deployments=[deployment("v<" + "9" * 250, at=T0 - timedelta(minutes=i))
+                     for i in range(30)],
         timeline=[entry("signal", long[:1000], minutes=i) for i in range(50)],
         actions=[
             RecommendedAction(action=long[:1000], reasoning=long[:2000], risk="high", priority=i)
@@ -704,8 +624,7 @@ def test_root_message_limits_hold_for_a_huge_incident() -> None:
 
 def test_outside_text_in_log_lines_and_llm_output_is_escaped() -> None:
     alert = lifecycle_alert(
-        errors=[LogEntry(timestamp=T0, level="ERROR", message=f"boom {CHANNEL} <@U1>",
-                         service="checkout")],
+        errors=[log_entry(f"boom {CHANNEL} <@U1>")],
         description=f"cause {CHANNEL}",
         reasoning=f"why {CHANNEL}",
         impact=f"impact {CHANNEL}",

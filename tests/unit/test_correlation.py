@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from autopilot.correlation import (
 from autopilot.deployments import DeploymentHistory
 from autopilot.models import Anomaly, DeploymentEvent, Incident, LogEntry, Severity
 from autopilot.settings import load_settings
+from tests.factories import log_entry
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CONFIG = CorrelationConfig()
@@ -76,7 +78,7 @@ def deployments(*minutes: float, service: str = "checkout") -> DeploymentHistory
 
 
 def error(minutes: float, message: str = "boom") -> LogEntry:
-    return LogEntry(timestamp=at(minutes), level="ERROR", message=message, service="checkout")
+    return log_entry(message, at=at(minutes))
 
 
 class Run:
@@ -350,7 +352,8 @@ def test_evidence_exactly_15_min_later_still_updates() -> None:
 def test_wall_clock_stale_close_when_the_service_goes_quiet() -> None:
     run = Run()
     opened = run(anomaly(0, Severity.CRITICAL), wall=WALL0)[0]
-    kwargs = {"service": "checkout", "deployments": run.deps, "errors": [], "config": CONFIG}
+    kwargs: dict[str, Any] = {
+        "service": "checkout", "deployments": run.deps, "errors": [], "config": CONFIG}
 
     assert not is_quiet(run.state, WALL0 + 899, CONFIG)
     same, nothing = close_if_quiet(run.state, wall_now=WALL0 + 899, **kwargs)
@@ -379,7 +382,8 @@ def test_wall_clock_forgets_a_resolved_incident_after_the_re_open_window() -> No
     run = Run()
     run(anomaly(0, Severity.CRITICAL), wall=WALL0)
     run(recovery(5), wall=WALL0 + 300)
-    kwargs = {"service": "checkout", "deployments": run.deps, "errors": [], "config": CONFIG}
+    kwargs: dict[str, Any] = {
+        "service": "checkout", "deployments": run.deps, "errors": [], "config": CONFIG}
     assert run.state.incident is not None and run.state.incident.state == "resolved"
 
     assert not is_quiet(run.state, WALL0 + 300 + 3599, CONFIG)
@@ -480,9 +484,11 @@ def test_an_anomaly_re_sent_under_a_new_offset_is_applied_once() -> None:
 def test_a_re_sent_anomaly_does_not_update_the_open_incident() -> None:
     run = Run()
     run(anomaly(0, Severity.CRITICAL), source=("autopilot.anomalies", 1))
+    assert run.state.incident is not None
     revision = run.state.incident.revision
 
     assert run(anomaly(0, Severity.CRITICAL), source=("autopilot.anomalies", 2)) == []
+    assert run.state.incident is not None
     assert run.state.incident.revision == revision
     assert len(run.state.incident.anomalies) == 1
 
@@ -519,7 +525,7 @@ def test_state_round_trips_through_json() -> None:
     assert CorrelationState.from_dict(None) == CorrelationState()
     assert CorrelationState.from_dict(CorrelationState().to_dict()) == CorrelationState()
     nxt = anomaly(4, Severity.CRITICAL)
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "source": ("autopilot.anomalies", 3),
         "deployments": run.deps,
         "errors": [],

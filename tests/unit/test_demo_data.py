@@ -23,9 +23,9 @@ from autopilot.models import (
     Incident,
     LogEntry,
     MetricPoint,
-    Severity,
     decode_records,
 )
+from tests.factories import incident
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +66,12 @@ def test_generate_traffic_is_deterministic(series, traffic) -> None:
 
 
 def event_times(topic: str, value: bytes) -> list[datetime]:
-    model = {
+    models: dict[str, type[MetricPoint | LogEntry | DeploymentEvent]] = {
         "autopilot.metrics": MetricPoint,
         "autopilot.logs": LogEntry,
         "autopilot.deployments": DeploymentEvent,
-    }[topic]
+    }
+    model = models[topic]
     return [r.timestamp for r in decode_records(value, model)]
 
 
@@ -135,20 +136,21 @@ def test_error_lines_appear_only_when_latency_is_above_the_threshold(traffic) ->
     assert 0 < with_errors < 4032
 
 
-def incident(
+def record(
     inc_id: str, opened: datetime, status: str = "opened", updated: datetime | None = None
 ) -> Incident:
-    return Incident(
+    """One incident record as the demo reads it back: the first revision notifies."""
+    return incident(
         id=inc_id,
         service=SERVICE,
         status=status,
         revision=1 if status == "opened" else 2,
         notify=status == "opened",
-        severity=Severity.HIGH,
         trigger_reason="test",
         opened_at=opened,
         updated_at=updated or opened,
         closed_at=(updated or opened) if status == "closed" else None,
+        anomalies=[],
     )
 
 
@@ -158,12 +160,12 @@ def test_summarise_marks_a_window_hit_only_when_an_incident_opened_inside_it() -
     w3 = (datetime(2014, 3, 20, 21, 26, tzinfo=UTC), datetime(2014, 3, 21, 3, 41, tzinfo=UTC))
     before_w2 = w2[0] - timedelta(hours=1)
     incidents = [
-        incident("inc-a", w1[0]),  # opened exactly at the start: inside
-        incident("inc-b", before_w2),  # opened before w2, then active inside it
-        incident("inc-b", before_w2, "updated", updated=w2[0] + timedelta(hours=1)),
-        incident("inc-b", before_w2, "closed", updated=w2[1]),
-        incident("inc-c", datetime(2014, 3, 10, tzinfo=UTC)),  # outside every window
-        incident("inc-d", w3[1]),  # exactly at the end: inside
+        record("inc-a", w1[0]),  # opened exactly at the start: inside
+        record("inc-b", before_w2),  # opened before w2, then active inside it
+        record("inc-b", before_w2, "updated", updated=w2[0] + timedelta(hours=1)),
+        record("inc-b", before_w2, "closed", updated=w2[1]),
+        record("inc-c", datetime(2014, 3, 10, tzinfo=UTC)),  # outside every window
+        record("inc-d", w3[1]),  # exactly at the end: inside
     ]
 
     summary = summarise(incidents, [w1, w2, w3], anomalies=17, alerts=4, samples=4032)

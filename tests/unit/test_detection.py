@@ -29,6 +29,7 @@ from autopilot.detection import (
 )
 from autopilot.models import MetricPoint, Severity
 from autopilot.settings import load_settings
+from tests.factories import metric_point
 
 SEED = DetectorConfig(mode="seed")
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -347,12 +348,7 @@ def test_huge_departure_from_a_flat_baseline_is_finite() -> None:
 
 
 def point(value: float = 1500.0) -> MetricPoint:
-    return MetricPoint(
-        timestamp=T0,
-        metric_name="api_latency_ms",
-        value=value,
-        labels={"service": "checkout", "environment": "production", "region": "eu"},
-    )
+    return metric_point(value, environment="production", region="eu")
 
 
 def test_make_anomaly_carries_every_seed_field() -> None:

@@ -18,6 +18,7 @@ from autopilot.detection import (
 )
 from autopilot.models import Severity
 from autopilot.settings import load_settings
+from tests.factories import metric_point
 
 ADAPTIVE = DetectorConfig()
 T0 = 1_700_000_000.0
@@ -324,11 +325,10 @@ def test_counters_are_typed_or_named_like_counters_unless_typed_gauge() -> None:
 @pytest.mark.parametrize("mode", ["adaptive", "seed"])
 def test_detect_series_on_a_replayed_record_changes_nothing_and_finds_nothing(mode: str) -> None:
     from autopilot.detection import detect_series
-    from autopilot.models import MetricPoint
 
     config = replace(ADAPTIVE, mode=mode)
-    points = [MetricPoint(timestamp=T0 + i, metric_name="latency_ms", value=v,
-                          labels={"service": "s"}) for i, v in enumerate(PATTERN)]
+    points = [metric_point(v, at=T0 + i, name="latency_ms", service="s")
+              for i, v in enumerate(PATTERN)]
     once, results = detect_series(Baseline(), points, 7, config, stream="autopilot.metrics/0")
     again, replayed = detect_series(once, points, 7, config, stream="autopilot.metrics/0")
     assert len(results) == len(points)

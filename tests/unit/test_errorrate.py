@@ -10,6 +10,7 @@ import pytest
 from autopilot.errorrate import ErrorRateConfig, ErrorRateState, is_error_level, step
 from autopilot.models import LogEntry, Severity
 from autopilot.settings import load_settings
+from tests.factories import log_entry
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)  # a minute boundary
 CONFIG = ErrorRateConfig()
@@ -18,7 +19,7 @@ CONFIG = ErrorRateConfig()
 def line(
     at: datetime, level: str = "INFO", message: str = "ok", service: str = "checkout"
 ) -> LogEntry:
-    return LogEntry(timestamp=at, level=level, message=message, service=service)
+    return log_entry(message, at=at, level=level, service=service)
 
 
 def minute(m: float, s: float = 0.0) -> datetime:

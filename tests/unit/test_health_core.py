@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import struct
 from pathlib import Path
+from typing import Any
 
 import cramjam
 import pytest
@@ -18,6 +19,7 @@ from autopilot.formats.remote_write import (
 from autopilot.health import (
     BrokerState,
     CounterWindow,
+    Readiness,
     component_status,
     counter_delta,
     dead_letter_stages,
@@ -25,9 +27,10 @@ from autopilot.health import (
 )
 
 
-def _ready(**kw):  # type: ignore[no-untyped-def]
-    args = dict(broker=BrokerState(True), consumer_started=True, assigned=4, rebalancing=False,
-                recovering=False, dead_lettering=[], window_s=60.0, now=100.0)
+def _ready(**kw: Any) -> Readiness:
+    args: dict[str, Any] = dict(
+        broker=BrokerState(True), consumer_started=True, assigned=4, rebalancing=False,
+        recovering=False, dead_lettering=[], window_s=60.0, now=100.0)
     args.update(kw)
     return readiness(**args)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 from autopilot.correlation import (
     CorrelationConfig,
@@ -313,7 +314,8 @@ def test_a_refresh_of_a_signal_outside_the_incident_does_not_re_open_it() -> Non
 def test_a_stale_closed_incident_re_opens_when_its_signal_reports_again() -> None:
     run = Run()
     run(anomaly(0, Severity.CRITICAL), wall=WALL0)
-    kwargs = {"service": "checkout", "deployments": run.deps, "errors": [], "config": CONFIG}
+    kwargs: dict[str, Any] = {
+        "service": "checkout", "deployments": run.deps, "errors": [], "config": CONFIG}
     run.state, (stale,) = close_if_quiet(run.state, wall_now=WALL0 + 900, **kwargs)
     assert stale.closed_at == at(15)
 
@@ -553,7 +555,8 @@ def test_an_old_open_incident_resolves_on_recovery_and_keeps_its_revisions() -> 
 
 def test_state_of_an_old_quiet_incident_still_closes_on_the_wall_clock() -> None:
     state = CorrelationState.from_dict(OLD_STATE)
-    kwargs = {"service": "checkout", "deployments": Run().deps, "errors": [], "config": CONFIG}
+    kwargs: dict[str, Any] = {
+        "service": "checkout", "deployments": Run().deps, "errors": [], "config": CONFIG}
 
     assert is_quiet(state, 1_000_900.0, CONFIG)
     after, (record,) = close_if_quiet(state, wall_now=1_000_900.0, **kwargs)
@@ -577,8 +580,8 @@ def test_step_accepts_a_restored_state_identically() -> None:
     run(anomaly(0, Severity.CRITICAL))
     run(recovery(5))
     restored = CorrelationState.from_dict(json.loads(json.dumps(run.state.to_dict())))
-    kwargs = {"source": None, "deployments": run.deps, "errors": [], "wall_now": WALL0,
-              "config": CONFIG}
+    kwargs: dict[str, Any] = {"source": None, "deployments": run.deps, "errors": [],
+                              "wall_now": WALL0, "config": CONFIG}
     nxt = anomaly(9, Severity.HIGH, kind="error_rate")
 
     assert step(restored, nxt, **kwargs) == step(run.state, nxt, **kwargs)

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from autopilot.formats import loads_strict
 from autopilot.formats.metrics_json import decode_metrics, map_metric_objects
 from autopilot.models import MetricPoint, parse_timestamp
+from tests.factories import metric
 
 SCALARS = st.sampled_from([
     "", "checkout", "0", "é✓", "NaN", "2026-11-29T10:00:00Z", "1764410400", " 42 ", "x" * 300,
@@ -78,8 +79,8 @@ def test_decode_metrics_matches_the_general_path(body: Any, ascii_only: bool) ->
 
 
 def _point(**changes: Any) -> dict[str, Any]:
-    return {"timestamp": 1764410400, "metric_name": "m", "value": 1.0,
-            "labels": {"service": "checkout"}, **changes}
+    """A seed-shaped sample whose keys ``changes`` replace or add (``labels`` whole)."""
+    return {**metric(value=1.0, ts=1764410400, name="m"), **changes}
 
 
 AWKWARD = [

@@ -25,6 +25,7 @@ from autopilot.notify import (
     Webhook,
     plan,
 )
+from tests import factories
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 WALL = 1_800_000_000.0
@@ -32,25 +33,26 @@ WALL = 1_800_000_000.0
 
 def incident(revision: int = 1, *, state: str = "firing", severity: str = "high",
              timeline: list[tuple[str, str]] | None = None, reopened: int = 0) -> Incident:
+    """Revision ``revision`` of one incident; ``timeline`` as ``(kind, text)`` pairs, a
+    minute apart."""
     entries = [("opened", "o")] if timeline is None else timeline
-    return Incident.model_validate({
-        "id": "inc-0123456789ab",
-        "service": "checkout",
-        "status": "resolved" if state == "resolved" else ("opened" if revision == 1 else "updated"),
-        "state": state,
-        "revision": revision,
-        "notify": True,
-        "severity": severity,
-        "trigger_reason": "2 anomalies within 10 min",
-        "opened_at": T0,
-        "updated_at": T0 + timedelta(minutes=revision),
-        "closed_at": T0 + timedelta(minutes=30) if state == "resolved" else None,
-        "reopened": reopened,
-        "timeline": [
+    return factories.incident(
+        id="inc-0123456789ab",
+        revision=revision,
+        status="resolved" if state == "resolved" else None,
+        state=state,
+        severity=severity,
+        trigger_reason="2 anomalies within 10 min",
+        opened_at=T0,
+        updated_at=T0 + timedelta(minutes=revision),
+        closed_at=T0 + timedelta(minutes=30) if state == "resolved" else None,
+        reopened=reopened,
+        timeline=[
             {"at": (T0 + timedelta(minutes=i)).isoformat(), "kind": k, "text": t}
             for i, (k, t) in enumerate(entries)
         ],
-    })
+        anomalies=[],
+    )
 
 
 LLM = {

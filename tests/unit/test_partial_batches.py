@@ -24,10 +24,10 @@ from autopilot.formats.levels import is_error_level
 from autopilot.formats.logs import MAX_MESSAGE_CHARS, decode_logs
 from autopilot.formats.metrics_json import decode_metrics
 from autopilot.formats.remote_write import decode_remote_write, encode_write_request
-from autopilot.models import LogEntry, MetricPoint
-from autopilot.replay import SOURCE_HEADER, format_source
+from autopilot.models import LogEntry
 from autopilot.series import SeriesLimits, newer_only, split_future
 from autopilot.settings import load_settings
+from tests.factories import metric, metric_point
 
 T0 = 1_764_410_400  # 2025-11-29T10:00:00Z
 NOW = datetime(2025, 11, 29, 10, 0, tzinfo=UTC)
@@ -193,8 +193,7 @@ def test_sample_time_reads_the_token_back_by_magnitude() -> None:
 def _points(*stamps: float, service: str = "s") -> Decoded:
     decoded = Decoded()
     for i, ts in enumerate(stamps):
-        decoded.add(MetricPoint(timestamp=ts, metric_name=f"m{i}", value=1.0,
-                                labels={"service": service}), i)
+        decoded.add(metric_point(1.0, at=ts, name=f"m{i}", service=service), i)
     return decoded
 
 
@@ -266,8 +265,10 @@ def _run_agent(records: list[list[dict[str, Any]]], monkeypatch: pytest.MonkeyPa
                tables: dict[bytes, Any] | None = None,
                index: dict[bytes, Any] | None = None) -> tuple[dict, dict]:
     """Run the metrics agent's ``process`` over ``records`` (in-memory tables)."""
-    from agents import metrics as agent
+    from autopilot.agents import metrics as agent
+
     from autopilot.detection import DetectorConfig
+    from tests.events import keyed_metrics_event
 
     tables = {} if tables is None else tables
     index = {} if index is None else index
@@ -288,27 +289,19 @@ def _run_agent(records: list[list[dict[str, Any]]], monkeypatch: pytest.MonkeyPa
     async def run() -> None:
         for n, items in enumerate(records):
             offset = first_offset + n
-            message = SimpleNamespace(
-                topic="autopilot.metrics.keyed", partition=0, offset=offset,
-                headers=[(SOURCE_HEADER, format_source("autopilot.metrics", 0, offset))])
-            await agent.process(SimpleNamespace(value=json.dumps(items).encode(),
-                                                message=message), config, limits)
+            event = keyed_metrics_event(json.dumps(items).encode(), offset)
+            await agent.process(event, config, limits)
 
     asyncio.run(run())
     return tables, index
-
-
-def _metric(name: str, value: float, ts: float) -> dict[str, Any]:
-    return {"timestamp": ts, "metric_name": name, "value": value,
-            "labels": {"service": "svc"}}
 
 
 def test_one_sample_from_2100_does_not_expire_the_services_other_series(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = time.time()
-    history = [[_metric("a", 100.0 + i % 3, now - 600 + 15 * i) for i in range(20)]]
-    future = [[_metric("b", 1.0, YEAR_2100_S)]]
+    history = [[metric("svc", 100.0 + i % 3, now - 600 + 15 * i, name="a") for i in range(20)]]
+    future = [[metric("svc", 1.0, YEAR_2100_S, name="b")]]
     limits = SeriesLimits(max_future_s=3600.0)
 
     tables, index = _run_agent(history + future, monkeypatch, limits)
@@ -321,13 +314,13 @@ def test_one_sample_from_2100_does_not_expire_the_services_other_series(
 def test_replayed_and_out_of_order_samples_do_not_move_the_baseline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    samples = [_metric("lat", 100.0 + (i % 5), T0 + 15 * i) for i in range(30)]
+    samples = [metric("svc", 100.0 + (i % 5), T0 + 15 * i, name="lat") for i in range(30)]
     tables, index = _run_agent([samples], monkeypatch, SeriesLimits())
     once = dict(tables[b"svc|lat|"])
 
     # A WAL replay or the HA pair's second copy: the same samples again, and some
     # older ones with other values, under new input offsets.
-    late = [_metric("lat", 5000.0, T0 + 15 * i + 7) for i in range(10)]
+    late = [metric("svc", 5000.0, T0 + 15 * i + 7, name="lat") for i in range(10)]
     _run_agent([samples, late], monkeypatch, SeriesLimits(), first_offset=1,
                tables=tables, index=index)
 

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from autopilot import blockkit
 from autopilot.analysis import fallback_analysis
-from autopilot.models import Alert, Anomaly, Incident, LogEntry, Severity
-
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+from autopilot.models import Alert, Severity
+from tests.factories import incident, log_entry
 
 
 def _alert() -> Alert:
-    incident = Incident(
-        id="inc-checkout-1", service="checkout", status="opened", revision=1, notify=True,
-        severity=Severity.CRITICAL, trigger_reason="latency anomaly", opened_at=T0,
-        updated_at=T0 + timedelta(minutes=1),
-        anomalies=[Anomaly(metric_name="http_latency_p99_ms", service="checkout",
-                           current_value=950.0, baseline_mean=200.0, baseline_std_dev=20.0,
-                           z_score=37.5, deviation_percent=375.0,
-                           severity=Severity.CRITICAL, detected_at=T0)],
-        recent_errors=[LogEntry(timestamp=T0, level="ERROR", service="checkout",
-                                message="timeout acquiring connection from pool")],
-    )
-    return Alert(incident=incident, analysis=fallback_analysis(incident))
+    inc = incident(severity=Severity.CRITICAL, trigger_reason="latency anomaly",
+                   errors=[log_entry("timeout acquiring connection from pool")])
+    return Alert(incident=inc, analysis=fallback_analysis(inc))
 
 
 def test_plain_text_keeps_the_words_of_every_block_and_attachment() -> None:

@@ -11,7 +11,6 @@ import random
 import struct
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 import pytest
 
@@ -19,6 +18,7 @@ from autopilot.backtest import InputRow, run_backtest
 from autopilot.detection import (
     Baseline,
     DetectorConfig,
+    SeriesResult,
     Verdict,
     detect_series,
     step,
@@ -26,8 +26,9 @@ from autopilot.detection import (
 )
 from autopilot.errorrate import ErrorRateConfig, ErrorRateState, step_records
 from autopilot.errorrate import step as error_step
-from autopilot.models import LogEntry, MetricPoint, Severity
+from autopilot.models import Anomaly, LogEntry, Severity
 from autopilot.settings import load_settings
+from tests.factories import log_entry, metric, metric_point
 
 T0 = 1_700_000_000.0
 STEP_S = 15.0
@@ -56,6 +57,12 @@ def feed(
 
 def alerts(verdicts: list[Verdict]) -> list[int]:
     return [i for i, v in enumerate(verdicts) if v.anomalous]
+
+
+def anomaly_of(result: SeriesResult) -> Anomaly:
+    """The record ``result`` carries (it must carry one)."""
+    assert result.anomaly is not None
+    return result.anomaly
 
 
 def signals(verdicts: list[Verdict]) -> list[tuple[int, str]]:
@@ -267,15 +274,14 @@ def test_a_return_to_normal_after_a_relearned_level_is_no_repeat_failure() -> No
 
 def test_detect_series_builds_the_resend_and_the_resolved_records() -> None:
     values = noise(150) + [400.0] * 21 + noise(5, seed=10)
-    points = [MetricPoint(timestamp=T0 + i * STEP_S, metric_name="cpu_ratio", value=v,
-                          labels={"service": "checkout", "env": "prod"})
+    points = [metric_point(v, at=T0 + i * STEP_S, name="cpu_ratio", env="prod")
               for i, v in enumerate(values)]
     _, results = detect_series(Baseline(), points, 0, DetectorConfig())
 
     records = [r for r in results if r.anomaly is not None]
-    assert [(r.anomaly.state, r.verdict.anomalous) for r in records] == [
+    assert [(anomaly_of(r).state, r.verdict.anomalous) for r in records] == [
         ("firing", True), ("firing", False), ("resolved", False)]
-    alert, resend, resolved = (r.anomaly for r in records)
+    alert, resend, resolved = (anomaly_of(r) for r in records)
     assert resend.detected_at == points[170].timestamp
     assert resolved.detected_at == points[175].timestamp
     for record in (resend, resolved):
@@ -370,7 +376,7 @@ def test_the_backtest_alert_column_counts_alerts_only_and_records_hold_every_rec
 
     assert [i for i, r in enumerate(result.rows) if r.alert] == [150]
     assert len(result.alerts) == 1 and result.summary()["alerts"] == 1
-    assert [r.anomaly.state for r in result.records] == ["firing", "firing", "resolved"]
+    assert [anomaly_of(r).state for r in result.records] == ["firing", "firing", "resolved"]
     assert result.rows[175].severity is None
 
 
@@ -378,10 +384,11 @@ def test_the_backtest_alert_column_counts_alerts_only_and_records_hold_every_rec
 def test_the_live_agent_sends_what_the_backtest_records(
     mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agents import metrics as agent
+    from autopilot.agents import metrics as agent
+
     from autopilot import telemetry
-    from autopilot.replay import SOURCE_HEADER, format_source
     from autopilot.series import SeriesLimits
+    from tests.events import keyed_metrics_event
 
     values = noise(150) + [400.0] * 45 + noise(12, seed=12) + [400.0, 100.0, 100.0]
     rows = [InputRow(str(i), T0 + i * STEP_S, v) for i, v in enumerate(values)]
@@ -406,18 +413,13 @@ def test_the_live_agent_sends_what_the_backtest_records(
     async def run() -> None:
         for offset, start in enumerate(range(0, len(rows), 7)):
             chunk = rows[start:start + 7]
-            value = json.dumps([{"timestamp": r.epoch_s, "metric_name": "cpu_ratio",
-                                 "value": r.value, "labels": {"service": "checkout"}}
+            value = json.dumps([metric("checkout", r.value, r.epoch_s, name="cpu_ratio")
                                 for r in chunk]).encode()
-            message = SimpleNamespace(
-                topic="autopilot.metrics.keyed", partition=0, offset=offset,
-                headers=[(SOURCE_HEADER, format_source("autopilot.metrics", 0, offset))])
-            await agent.process(SimpleNamespace(value=value, message=message), config,
-                                SeriesLimits())
+            await agent.process(keyed_metrics_event(value, offset), config, SeriesLimits())
 
     asyncio.run(run())
     live = [json.loads(v) for v in sent]
-    offline = [json.loads(r.anomaly.model_dump_json()) for r in backtest.records]
+    offline = [json.loads(anomaly_of(r).model_dump_json()) for r in backtest.records]
     assert live == offline
     states = [a["state"] for a in live]
     assert "resolved" in states and states.count("firing") > len(backtest.alerts)
@@ -434,7 +436,7 @@ def minute(m: float, s: float = 0.0) -> datetime:
 
 
 def line(at: datetime, level: str = "INFO") -> LogEntry:
-    return LogEntry(timestamp=at, level=level, message="db timeout", service="checkout")
+    return log_entry("db timeout", at=at, level=level)
 
 
 ERRORS = ErrorRateConfig()

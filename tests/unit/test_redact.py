@@ -7,14 +7,15 @@ RFCs describe) but is a published example or made up.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from autopilot import blockkit, redact
 from autopilot.analysis import build_messages, fallback_analysis
-from autopilot.models import Alert, Analysis, Incident, LogEntry, RootCause, Severity
+from autopilot.models import Alert, Analysis, Incident, RootCause
 from autopilot.redact import KINDS, Redactor
+from tests.factories import T0, incident, log_entry
 
 AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"  # AWS documentation's example
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # AWS documentation's example
@@ -142,19 +143,11 @@ def test_a_broken_counter_hook_does_not_leak_the_text() -> None:
 
 # --- where it is applied ------------------------------------------------------------------
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
 def _incident(messages: list[str]) -> Incident:
-    return Incident(
-        id="inc-checkout-1", service="checkout", status="opened", revision=1, notify=True,
-        severity=Severity.HIGH, trigger_reason="error rate spike", opened_at=T0,
-        updated_at=T0 + timedelta(minutes=1),
-        recent_errors=[
-            LogEntry(timestamp=T0 + timedelta(seconds=i), level="ERROR", message=m,
-                     service="checkout")
-            for i, m in enumerate(messages)
-        ],
+    """An incident whose only evidence is ``messages``, logged a second apart."""
+    return incident(
+        trigger_reason="error rate spike", anomalies=[],
+        errors=[log_entry(m, at=T0 + timedelta(seconds=i)) for i, m in enumerate(messages)],
     )
 
 
