@@ -1,10 +1,10 @@
-# The README's commands. CI runs `.ci/run`, which calls `make test` and `make test-kafka`.
+# The README's commands. CI runs `.ci/run`, which calls `make test`.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-kafka kafka-deps test-unit test-integration test-deps lint clean
+.PHONY: install demo test kafka-deps kafka test-unit test-integration test-deps check settings-doc clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,12 @@ debian = @missing=""; \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-## install: create .venv and install the project (gives .venv/bin/autopilot)
-install: $(STAMP)
+## install: create .venv and install the project (gives .venv/bin/autopilot), a JDK and
+## Maven when missing, and the Apache Kafka jars (fetched once into a cache outside the
+## clone) that `autopilot broker`, the demo and the tests run
+install: $(STAMP) kafka
 
-## demo: replay a real failure through the whole pipeline (embedded broker)
+## demo: replay a real failure through the whole pipeline (starts its own Apache Kafka)
 demo: install
 	$(VENV)/bin/autopilot demo
 
@@ -36,32 +38,43 @@ demo: install
 test-deps:
 	$(call debian,redis-server:redis-server kcat:kcat prometheus:prometheus curl:curl openssl:openssl)
 
-## test: install, provide what the tests need, run every test on the embedded broker
-## (the fault tests, marked `kafka`, need Apache Kafka: `make test-kafka`)
+## test: install, provide what the tests need, start a fresh single-node Apache Kafka
+## (KRaft, port TEST_KAFKA_PORT), run every test on it, then stop Kafka
+TEST_KAFKA_PORT ?= 29092
 test: install test-deps
-	$(PY) -m pytest -m "not kafka"
+	KAFKA_PORT=$(TEST_KAFKA_PORT) scripts/apache-kafka.sh clean
+	KAFKA_PORT=$(TEST_KAFKA_PORT) scripts/apache-kafka.sh start
+	KAFKA_PORT=$(TEST_KAFKA_PORT) $(PY) -m pytest; \
+	  rc=$$?; KAFKA_PORT=$(TEST_KAFKA_PORT) scripts/apache-kafka.sh stop; exit $$rc
 
 ## kafka-deps: a JDK and Maven for scripts/apache-kafka.sh (Debian packages when missing)
 kafka-deps:
 	$(call debian,java:default-jdk-headless mvn:maven)
 
-## test-kafka: a fresh single-node Apache Kafka (KRaft, KAFKA_PORT, default 9092), the
-## integration suite and the fault tests on it, then Kafka is stopped
-test-kafka: install test-deps kafka-deps
-	scripts/apache-kafka.sh clean
-	scripts/apache-kafka.sh start
-	AUTOPILOT_TEST_BROKER=kafka $(PY) -m pytest -m "not no_broker" tests/integration; \
-	  rc=$$?; scripts/apache-kafka.sh stop; exit $$rc
+## kafka: the Apache Kafka jars (scripts/apache-kafka.sh fetch; once per version)
+kafka: kafka-deps
+	scripts/apache-kafka.sh fetch
 
 test-unit: install
 	$(PY) -m pytest tests/unit
 
+## test-integration: the integration tests (they start Kafka on KAFKA_PORT, default 9092,
+## when none answers there)
 test-integration: install test-deps
 	$(PY) -m pytest tests/integration
 
-lint: install
-	$(VENV)/bin/ruff check autopilot agents tables tests
+## check: the linter and the type checker, by name (mypy is strict on the pure core;
+## pyproject.toml [tool.mypy])
+check: $(STAMP)
+	$(VENV)/bin/ruff check autopilot agents tables tests bench scripts
+	$(VENV)/bin/mypy
+
+## settings-doc: regenerate docs/settings.md from the Settings class (a unit test fails
+## when it is stale)
+settings-doc: install
+	$(PY) scripts/settings_doc.py
 
 clean:
 	-scripts/apache-kafka.sh clean
+	-KAFKA_PORT=$(TEST_KAFKA_PORT) scripts/apache-kafka.sh clean
 	rm -rf $(VENV) build *.egg-info autopilot-data demo-summary.json
