@@ -7,7 +7,6 @@
 ``exposition``                    Prometheus text exposition format (prometheus_client parser)
 ``remote_write``                  Prometheus remote write 1.0 (snappy + protobuf WriteRequest)
 ``deployments``                   seed DeploymentEvent, GitHub ``deployment_status``, Argo CD
-``counters``                      counter → per-second rate step (reset-safe, replay-safe)
 ================================  ===========================================================
 
 Each module turns bytes or dicts into the records of :mod:`autopilot.models`, item by

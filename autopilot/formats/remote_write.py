@@ -34,7 +34,7 @@ body gets a message saying so; a body over the limit once inflated is 413.
 Counters: a family typed COUNTER in the request's ``metadata`` (and the
 ``_bucket``/``_count``/``_sum`` series of HISTOGRAM and SUMMARY families) is typed
 ``counter``; GAUGE families ``gauge``; untyped names ending ``_total`` are counters
-by convention (see :mod:`autopilot.formats.counters`).
+by convention (the counter → rate step is in :mod:`autopilot.detection`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ line instead of a traceback.
 
 The secure Kafka is one extra broker for this module (on a port above 55535, which also
 proves the controller port no longer overflows), so these tests carry the ``kafka``
-marker and run in ``make test-kafka``.
+marker and run in ``make test``.
 """
 
 from __future__ import annotations
