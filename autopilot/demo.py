@@ -382,17 +382,64 @@ async def _consume(
         await consumer.stop()
 
 
-async def _produce(bootstrap: str, samples: list[Sample], prefix: str = DEFAULT_PREFIX) -> int:
+#: Metric samples produced before the demo waits for the worker to catch up (one hour
+#: of the series' event time). Metrics and logs are separate topics that the worker
+#: reads concurrently; produced all at once, one ran hours or days of event time
+#: ahead of the other and evidence of one failure met the other's incident. Pacing
+#: keeps the two within this step, as they are in live traffic.
+PACE_SAMPLES = 12
+#: Seconds to wait for the worker to catch up with one step before going on anyway.
+PACE_TIMEOUT_S = 30.0
+
+
+async def _processed(port: int) -> tuple[int, int]:
+    """``(metric samples applied, log records applied)`` by the worker on ``port``."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = await _samples_seen(port)
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        r = await client.get(f"http://127.0.0.1:{port}/metrics")
+    logs = 0
+    if r.status_code == 200:
+        for family in text_string_to_metric_families(r.text):
+            for sample in family.samples:
+                if (sample.name == "autopilot_records_processed_total"
+                        and sample.labels.get("stage") == "logs"):
+                    logs = int(sample.value)
+    return samples, logs
+
+
+async def _caught_up(port: int, metrics: int, logs: int) -> None:
+    """Wait (at most :data:`PACE_TIMEOUT_S`) until the worker applied what was sent."""
+    deadline = time.monotonic() + PACE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        seen, logged = await _processed(port)
+        if seen >= metrics and logged >= logs:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _produce(
+    bootstrap: str, samples: list[Sample], prefix: str = DEFAULT_PREFIX,
+    port: int | None = None,
+) -> int:
+    """Produce the demo's records; with the worker's ``port``, paced (:data:`PACE_SAMPLES`)."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
-    sent = 0
+    sent = metrics = logs = 0
     try:
         names = _names(prefix, METRICS, LOGS, DEPLOYMENTS)
         for topic, key, value in generate_traffic(samples):
             await producer.send(names[topic], value, key=key)
             sent += 1
+            metrics += topic == METRICS
+            logs += topic == LOGS
+            if port is not None and topic == LOGS and metrics % PACE_SAMPLES == 0:
+                await producer.flush()
+                await _caught_up(port, metrics, logs)
         await producer.flush()
     finally:
         await producer.stop()
@@ -491,7 +538,7 @@ async def run_demo(*, timeout_s: float = 600.0, summary_path: Path | None = None
         watcher = _Watcher()
         stop = asyncio.Event()
         consumer = asyncio.create_task(_consume(bootstrap, watcher, stop, prefix))
-        sent = await _produce(bootstrap, samples, prefix)
+        sent = await _produce(bootstrap, samples, prefix, port)
         _say(f"Produced {sent} records; waiting for the pipeline to finish …")
         deadline = started + timeout_s
         seen = 0
