@@ -34,9 +34,9 @@ demo: install
 	$(VENV)/bin/autopilot demo
 
 ## test-deps: the programs the integration tests run (Debian packages redis-server, kcat,
-## prometheus, curl and openssl)
+## prometheus, prometheus-alertmanager for amtool, curl and openssl)
 test-deps:
-	$(call debian,redis-server:redis-server kcat:kcat prometheus:prometheus curl:curl openssl:openssl)
+	$(call debian,redis-server:redis-server kcat:kcat prometheus:prometheus amtool:prometheus-alertmanager curl:curl openssl:openssl)
 
 ## test: install, provide what the tests need, start a fresh single-node Apache Kafka
 ## (KRaft, port TEST_KAFKA_PORT), run every test on it, then stop Kafka

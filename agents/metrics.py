@@ -17,6 +17,13 @@ applied (``Baseline.last_timestamp``), or at that time with the same value (an H
 pair's second copy, a WAL replay, a retried request) is dropped
 (:func:`autopilot.series.newer_only`). Both move
 ``autopilot_samples_dropped_total{reason}``.
+
+Feedback ("Not an incident", :mod:`autopilot.feedback`): the service's records in the
+``feedback`` table (same partition) are applied after the detector, which still scores
+and learns every sample: an alert they match is not sent and moves
+``autopilot_anomalies_suppressed_total{reason="feedback"}``, and the re-sends and the
+recovery of its firing episode are not sent either (the baselines value remembers
+that under :data:`MUTED_KEY`).
 """
 
 from __future__ import annotations
@@ -29,11 +36,13 @@ from math import inf
 from typing import Any
 
 from autopilot.tables import baselines, series_index
+from autopilot.tables.feedback import feedback
 from faust.types import EventT, StreamT
 
 from autopilot import replay, telemetry
 from autopilot.app import app, settings
 from autopilot.detection import Baseline, DetectorConfig, detect_series
+from autopilot.feedback import FeedbackState, screen
 from autopilot.models import MetricPoint, decode_records
 from autopilot.series import SeriesIndex, SeriesLimits, newer_only, split_future
 from autopilot.streams import anomalies_topic, metrics_keyed_topic
@@ -52,6 +61,10 @@ _OUT_OF_ORDER = telemetry.SAMPLES_DROPPED.labels(reason="out_of_order")
 #: value of the sample at ``last_timestamp``, so a repeat of it is recognised.
 LAST_VALUE_KEY = "last_value"
 _FUTURE = telemetry.SAMPLES_DROPPED.labels(reason="future_timestamp")
+_SUPPRESSED = telemetry.ANOMALIES_SUPPRESSED.labels(reason="feedback")
+#: Extra key of a ``baselines`` value: true while the series' firing episode began with
+#: an alert suppressed by feedback (its re-sends and recovery are not sent either).
+MUTED_KEY = "feedback_muted"
 
 
 async def process(event: EventT[bytes], config: DetectorConfig, limits: SeriesLimits) -> None:
@@ -96,7 +109,8 @@ async def process(event: EventT[bytes], config: DetectorConfig, limits: SeriesLi
                     len(expired), points[0].service, limits.ttl_s)
     if new_index is not index:
         series_index[service_key] = new_index.to_dict()
-    updates: list[tuple[bytes, Baseline, float]] = []
+    told = FeedbackState.from_dict(feedback.get(service_key))
+    updates: list[tuple[bytes, Baseline, float, bool]] = []
     sent = []
     for series, pts in by_series.items():
         if series not in admitted:
@@ -117,7 +131,15 @@ async def process(event: EventT[bytes], config: DetectorConfig, limits: SeriesLi
         new, results = detect_series(base, pts, offset, config, stream=stream)
         if not results:
             continue  # replay of an applied record
-        updates.append((key, new, pts[-1].value))
+        muted = bool(stored.get(MUTED_KEY)) if stored else False
+        mine = told.for_series(series) if told.records else []
+        if mine or muted:
+            results, suppressed, muted = screen(results, mine, muted, time.time())
+            if suppressed:
+                _SUPPRESSED.inc(suppressed)
+                logger.info("%s: %s: %d alert(s) not sent: \"Not an incident\" feedback "
+                            "matches the departure", where(event), series, suppressed)
+        updates.append((key, new, pts[-1].value, muted))
         remember_samples(key, pts)  # the recent samples charts draw (bounded)
         for result in results:
             if result.anomaly is not None:
@@ -135,9 +157,11 @@ async def process(event: EventT[bytes], config: DetectorConfig, limits: SeriesLi
     # agent applies a re-sent anomaly once); the other order could lose them.
     for fut in sent:
         await fut
-    for key, new, last_value in updates:
+    for key, new, last_value, muted in updates:
         value = new.to_dict()
         value[LAST_VALUE_KEY] = last_value  # with last_timestamp: what a repeat looks like
+        if muted:
+            value[MUTED_KEY] = True
         baselines[key] = value
     _SAMPLES.inc(len(points))
 

@@ -47,6 +47,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -64,10 +65,12 @@ from autopilot.integrations.history import AlertHistory
 from autopilot.integrations.slack import build_notifier
 from autopilot.models import Alert, Analysis, Incident, TimelineEntry, decode_records
 from autopilot.notify import Notice, NotifyConfig, NotifyState, Routes
+from autopilot.silences import silencing
 from autopilot.streams import notify_control_topic, raw_topic
 from autopilot.topics import ALERTS, INCIDENTS, NOTIFY_CONTROL, topic_name
 
 from .boundary import each_record
+from .silences import all_silences
 
 logger = logging.getLogger(__name__)
 STAGE = "notifier"
@@ -391,6 +394,11 @@ async def execute(d: Delivery, key: bytes, notice: Notice, now: float) -> Notice
     new, actions = notify.plan(notice, now, d.config, digest(payload))
     if not actions:
         return new
+    held = silencing(notice.incident, all_silences(), now)
+    if held:
+        return _silenced(notice, held, incident)
+    if notice.silenced_by:
+        new = replace(new, silenced_by=())
     for action in actions:
         if isinstance(action, notify.PostRoot):
             if d.mode == "bot":
@@ -441,6 +449,18 @@ async def execute(d: Delivery, key: bytes, notice: Notice, now: float) -> Notice
             await _upload_charts(d, new, incident)
     await _record_history(d, alert, new)
     return new
+
+
+def _silenced(notice: Notice, held: list[str], incident: Incident) -> Notice:
+    """Nothing is sent: the notice stays as it was (still due: once the silences end,
+    a still-firing incident is notified), marked with the silences holding it."""
+    fresh = [sid for sid in held if sid not in notice.silenced_by]
+    if fresh:
+        telemetry.NOTIFICATIONS_SILENCED.labels(severity=incident.severity).inc()
+        logger.info("incident %s (%s, %s): notification silenced by %s", incident.id,
+                    incident.service, incident.state, ", ".join(held))
+    ever = notice.silenced_ever + tuple(s for s in held if s not in notice.silenced_ever)
+    return replace(notice, silenced_by=tuple(held), silenced_ever=ever)
 
 
 def _print(text: str) -> None:

@@ -21,6 +21,13 @@ the live agent would emit an Anomaly record; ``z_score``, ``severity`` (empty wi
 an alert), ``baseline_mean`` and ``baseline_std_dev`` are what the record would carry
 (before the sample joined the baseline). No field is NaN or infinite.
 
+Feedback (``--feedback FILE``, :func:`load_feedback`): the JSON lines of
+``autopilot feedback export`` (one :class:`autopilot.feedback.Feedback` per line). The
+records of the backtested series (its service, metric and labels) are applied as the
+metrics agent applies them (:func:`autopilot.feedback.screen`), whatever their period:
+an alert they match is not an alert (``alert`` 0) and is counted in the summary
+(``suppressed_by_feedback``), so the effect of feedback on history can be seen.
+
 Errors: :class:`BacktestError` (bad file, bad row) says which file and line.
 """
 
@@ -32,13 +39,15 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from autopilot import charts
 from autopilot.detection import Baseline, DetectorConfig, SeriesResult, detect_series
-from autopilot.models import MetricPoint, Severity, parse_timestamp
+from autopilot.errors import BadRecord
+from autopilot.feedback import Feedback, screen
+from autopilot.models import MetricPoint, Severity, parse_timestamp, series_key
 
 __all__ = [
     "COLUMNS",
@@ -46,6 +55,7 @@ __all__ = [
     "BacktestResult",
     "InputRow",
     "OutputRow",
+    "load_feedback",
     "load_series",
     "plot",
     "run_backtest",
@@ -124,6 +134,8 @@ class BacktestResult:
     alerts: list[SeriesResult] = field(default_factory=list)
     records: list[SeriesResult] = field(default_factory=list)
     counter: bool = False  # scored as per-second rates (the plot draws those)
+    suppressed: int = 0  # alerts suppressed by feedback (None of them is in ``alerts``)
+    with_feedback: bool = False  # feedback was given (``--feedback``)
 
     def summary(self) -> dict[str, Any]:
         """Samples, alerts by severity, first and last alert (input timestamp text)."""
@@ -139,7 +151,7 @@ class BacktestResult:
             "alerts_by_severity": {s.value: by_severity.get(s.value, 0) for s in Severity},
             "first_alert": alert_rows[0].timestamp if alert_rows else None,
             "last_alert": alert_rows[-1].timestamp if alert_rows else None,
-        }
+        } | ({"suppressed_by_feedback": self.suppressed} if self.with_feedback else {})
 
     def summary_text(self) -> str:
         """Human-readable :meth:`summary`."""
@@ -152,6 +164,9 @@ class BacktestResult:
                else ""),
             f"alerts   {s['alerts']}  ({sev})",
         ]
+        if self.with_feedback:
+            lines.append(f"feedback {s['suppressed_by_feedback']} alert(s) suppressed "
+                         "(\"Not an incident\")")
         if s["alerts"]:
             lines.append(f"first    {s['first_alert']}")
             lines.append(f"last     {s['last_alert']}")
@@ -276,6 +291,32 @@ def _load_prometheus(path: Path, text: str) -> tuple[list[InputRow], int]:
     return rows, skipped
 
 
+def load_feedback(path: Path | str) -> list[Feedback]:
+    """Read the JSON lines of ``autopilot feedback export`` (blank lines skipped).
+
+    Raises:
+        BacktestError: unreadable file or a bad line (names the line).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise BacktestError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise BacktestError(f"{path}: not UTF-8 text: {exc.reason}") from None
+    out = []
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            out.append(Feedback.from_dict(json.loads(raw)))
+        except json.JSONDecodeError as exc:
+            raise BacktestError(f"{path}:{line}: not JSON: {exc}") from None
+        except BadRecord as exc:
+            raise BacktestError(f"{path}:{line}: {exc}") from None
+    return out
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -287,6 +328,7 @@ def run_backtest(
     labels: dict[str, str] | None = None,
     progress: Callable[[Iterable[InputRow]], Iterable[InputRow]] | None = None,
     skipped: int = 0,
+    feedback: Sequence[Feedback] | None = None,
 ) -> BacktestResult:
     """Feed ``rows`` through :func:`detect_series`, one source record per row.
 
@@ -297,6 +339,8 @@ def run_backtest(
             picks direction and counter handling, as live).
         progress: optional wrapper of the row iterator (e.g. ``tqdm``).
         skipped: non-finite samples skipped while reading (reported in the summary).
+        feedback: feedback records (:func:`load_feedback`); those of this series
+            suppress the alerts they match, whatever their period (None: no feedback).
 
     Returns:
         A :class:`BacktestResult` with one output row per input row.
@@ -307,6 +351,12 @@ def run_backtest(
     result = BacktestResult(rows=out, mode=config.mode, service=service, metric=metric,
                             skipped=skipped, counter=config.for_metric(metric).counter)
     iterator: Iterable[InputRow] = progress(rows) if progress else rows
+    mine: list[Feedback] = []
+    if feedback is not None:
+        result.with_feedback = True
+        series = series_key(service, metric, all_labels)
+        mine = [fb for fb in feedback if fb.series == series]
+    muted = False
     for offset, row in enumerate(iterator):
         point = MetricPoint(timestamp=row.epoch_s, metric_name=metric, value=row.value,
                             labels=all_labels)
@@ -315,6 +365,12 @@ def run_backtest(
         # An alert is an anomalous verdict; re-sends and recoveries (v.signal) are
         # records too, but not alerts.
         alert = v.anomalous and found.anomaly is not None
+        if mine and found.anomaly is not None:
+            kept, suppressed, muted = screen([found], mine, muted, None)
+            result.suppressed += suppressed
+            if not kept:
+                alert = False
+                found = replace(found, anomaly=None)
         out.append(OutputRow(
             timestamp=row.text,
             value=row.value,

@@ -5,7 +5,10 @@
   stops it and every child process.
 * ``autopilot demo`` — replay a real failure end to end (see :mod:`autopilot.demo`).
 * ``autopilot backtest FILE`` — run the live detector over a CSV or Prometheus export
-  offline (see :mod:`autopilot.backtest`).
+  offline (see :mod:`autopilot.backtest`); ``--feedback FILE`` applies exported
+  feedback to it.
+* ``autopilot feedback export`` — every "Not an incident" record as JSON lines on
+  stdout, read from the ``feedback`` table's changelog (see :mod:`autopilot.feedback`).
 
 Faust's commands (``worker``, ``agents``, ``tables``, ``send`` …) work as usual.
 :func:`main` is the console script (``python -m autopilot`` runs it too); this module
@@ -96,6 +99,8 @@ async def demo(self: AppCommand, timeout: float) -> Any:
     option("--output", type=str, default=None,
            help="CSV to write ('-' = stdout); default: <stem>.backtest.csv"),
     option("--plot", type=str, default=None, help="Also draw series, band and alerts (PNG)"),
+    option("--feedback", "feedback_file", type=str, default=None,
+           help="Apply this feedback (JSON lines of `autopilot feedback export`)"),
 )
 async def backtest(
     self: AppCommand,
@@ -105,9 +110,33 @@ async def backtest(
     mode: str | None,
     output: str | None,
     plot: str | None,
+    feedback_file: str | None,
 ) -> None:
     """Run the live detector over FILE (CSV timestamp,value or Prometheus JSON) offline."""
-    run_backtest_command(file, service, metric, mode, output, plot)
+    run_backtest_command(file, service, metric, mode, output, plot, feedback_file)
+
+
+@app.command(
+    argument("action", type=click.Choice(["export"])),
+    option("--timeout", type=float, default=30.0, show_default=True,
+           help="Give up when the broker does not answer within this many seconds"),
+)
+async def feedback(self: AppCommand, action: str, timeout: float) -> None:
+    """export: every "Not an incident" record as JSON lines on stdout."""
+    import json
+
+    from autopilot.agents.feedback import export_changelog
+
+    try:
+        records = await export_changelog(timeout_s=timeout)
+    except TimeoutError:
+        click.echo(f"feedback: the broker ({settings().broker}) did not answer within "
+                   f"{timeout:.0f} s", err=True)
+        raise SystemExit(1) from None
+    for record in records:
+        sys.stdout.write(json.dumps(record.to_dict()) + "\n")
+    sys.stdout.flush()
+    click.echo(f"feedback: {len(records)} record(s)", err=True)
 
 
 #: Files with at least this many rows get a progress bar (on stderr).
@@ -140,6 +169,7 @@ def run_backtest_command(
     mode: str | None,
     output: str | None,
     plot_path: str | None,
+    feedback_file: str | None = None,
 ) -> None:
     """``autopilot backtest``: read, detect with the live settings, write, summarise.
 
@@ -150,7 +180,14 @@ def run_backtest_command(
 
     from tqdm import tqdm
 
-    from autopilot.backtest import BacktestError, load_series, plot, run_backtest, write_csv
+    from autopilot.backtest import (
+        BacktestError,
+        load_feedback,
+        load_series,
+        plot,
+        run_backtest,
+        write_csv,
+    )
     from autopilot.detection import DetectorConfig
 
     path = Path(file)
@@ -173,6 +210,7 @@ def run_backtest_command(
         config = replace(config, mode=mode)
     try:
         rows, skipped = load_series(path)
+        given = load_feedback(feedback_file) if feedback_file else None
     except BacktestError as exc:
         click.echo(f"backtest: {exc}", err=True)
         raise SystemExit(2) from None
@@ -189,7 +227,7 @@ def run_backtest_command(
                     disable=len(rows) < PROGRESS_MIN_ROWS)
 
     result = run_backtest(rows, config, service=service, metric=metric or path.stem,
-                          progress=progress, skipped=skipped)
+                          progress=progress, skipped=skipped, feedback=given)
     target = output if output is not None else f"{path.stem}.backtest.csv"
     if target == "-":
         try:

@@ -232,6 +232,9 @@ class Notice:
         charts_done: charts were uploaded (or tried: a failure is not retried).
         messages, edits: messages (posts, replies, webhook messages, printed blocks)
             and root edits planned for this incident so far (what Slack shows).
+        silenced_by: ids of the active silences (:mod:`autopilot.silences`) that held
+            back the last notification due (``()``: not silenced now).
+        silenced_ever: every silence id that ever held one back (the incident view).
     """
 
     incident: dict[str, Any]
@@ -254,6 +257,8 @@ class Notice:
     charts_done: bool = False
     messages: int = 0
     edits: int = 0
+    silenced_by: tuple[str, ...] = ()
+    silenced_ever: tuple[str, ...] = ()
 
     @property
     def incident_id(self) -> str:
@@ -302,6 +307,8 @@ class Notice:
             "charts_done": self.charts_done,
             "messages": self.messages,
             "edits": self.edits,
+            **({"silenced_by": list(self.silenced_by),
+                "silenced_ever": list(self.silenced_ever)} if self.silenced_ever else {}),
         }
 
     @classmethod
@@ -309,8 +316,9 @@ class Notice:
         """Inverse of :meth:`to_dict` (missing keys take their defaults)."""
         names = {f for f in cls.__dataclass_fields__}
         values = {k: v for k, v in data.items() if k in names}
-        if "told" in values:
-            values["told"] = tuple(values["told"])
+        for name in ("told", "silenced_by", "silenced_ever"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
 
 

@@ -21,12 +21,14 @@ from autopilot.topics import (
     DEADLETTER,
     DEPLOYMENTS,
     DEPLOYMENTS_KEYED,
+    FEEDBACK,
     INCIDENTS,
     LOGS,
     LOGS_KEYED,
     METRICS,
     METRICS_KEYED,
     NOTIFY_CONTROL,
+    SILENCES,
     topic_name,
 )
 
@@ -59,4 +61,6 @@ control_topic = raw_topic(CORRELATION_CONTROL)
 incidents_topic = raw_topic(INCIDENTS)
 alerts_topic = raw_topic(ALERTS)
 notify_control_topic = raw_topic(NOTIFY_CONTROL)
+silences_topic = raw_topic(SILENCES)
+feedback_topic = raw_topic(FEEDBACK)
 deadletter_topic = raw_topic(DEADLETTER)

@@ -38,10 +38,30 @@ ANOMALIES = Counter(
     ["kind", "severity"],
     registry=REGISTRY,
 )
+ANOMALIES_SUPPRESSED = Counter(
+    "autopilot_anomalies_suppressed",
+    "Anomaly alerts computed but not sent, by reason (feedback: a \"Not an incident\" "
+    "of the series matched the departure)",
+    ["reason"],
+    registry=REGISTRY,
+)
 INCIDENTS = Counter(
     "autopilot_incidents",
     "Incident records emitted, by status",
     ["status"],
+    registry=REGISTRY,
+)
+NOTIFICATIONS_SILENCED = Counter(
+    "autopilot_notifications_silenced",
+    "Notifications held back because an active silence matched the incident, by "
+    "severity (counted once per incident and silence)",
+    ["severity"],
+    registry=REGISTRY,
+)
+SILENCE_CHANGES = Counter(
+    "autopilot_silence_changes",
+    "Silences created, updated or expired through the API, by action",
+    ["action"],
     registry=REGISTRY,
 )
 LLM_CALLS = Counter(

@@ -32,6 +32,12 @@ autopilot.alerts           service → Alert (incident + its analysis, from the 
                            agent; the notifier folds it into the incident's message)
 autopilot.notify.control   service → {"kind": "tick", "wall": epoch s} (internal; the
                            notifier's timer: group_wait, group_interval, reminders)
+autopilot.silences         silence id (UUID) → autopilot.silences.Silence.to_dict()
+                           (Alertmanager-compatible silences; written by the
+                           HTTP views, applied to the global ``silences`` table)
+autopilot.feedback         service → autopilot.feedback.Feedback.to_dict() or a
+                           list ("Not an incident" per series; applied to the
+                           ``feedback`` table by agents.feedback)
 autopilot.deadletter       original key → original value bytes; headers
                            ``x-autopilot-reason``, ``-topic``, ``-partition``,
                            ``-offset``, ``-stage``
@@ -53,6 +59,8 @@ CORRELATION_CONTROL = "autopilot.correlation.control"
 INCIDENTS = "autopilot.incidents"
 ALERTS = "autopilot.alerts"
 NOTIFY_CONTROL = "autopilot.notify.control"
+SILENCES = "autopilot.silences"
+FEEDBACK = "autopilot.feedback"
 DEADLETTER = "autopilot.deadletter"
 
 #: Topics external producers write to.
@@ -70,6 +78,8 @@ ALL_TOPICS = (
     INCIDENTS,
     ALERTS,
     NOTIFY_CONTROL,
+    SILENCES,
+    FEEDBACK,
     DEADLETTER,
 )
 

@@ -101,3 +101,20 @@ recent_samples: JSONTable = app.Table(
     "times (epoch s), 'v': base64 float64 raw values (a counter's raw counts)}; the newest "
     "samples of the series, written by the metrics agent (agents.charts.remember_samples)",
 )
+
+# --- silences (Alertmanager API v2; every worker needs all of them) ---------------
+SILENCES = "silences"
+#: Silences are few and every worker's notifier checks them all: a GlobalTable (each
+#: worker reads every changelog partition), with ``recovery_buffer_size=1`` as Faust
+#: advises for a GlobalTable shared by several workers. Its partitions are the app's,
+#: like every other changelog (the worker's partition check wants them equal).
+silences: JSONTable = app.GlobalTable(
+    SILENCES,
+    key_type=bytes,
+    default=None,
+    recovery_buffer_size=1,
+    help="silence id (UUID, raw UTF-8) → autopilot.silences.Silence.to_dict(): "
+    "{'id', 'matchers': [{'name', 'value', 'isRegex', 'isEqual'}], 'starts_at', "
+    "'ends_at', 'updated_at' (wall-clock epoch s), 'created_by', 'comment'}; written "
+    "by agents.silences from the autopilot.silences topic, kept after expiry",
+)

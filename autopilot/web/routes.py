@@ -18,14 +18,17 @@ from pydantic import BaseModel
 from autopilot.app import app
 from autopilot.models import DeploymentEvent, LogEntry, MetricPoint
 from autopilot.tables import deployments, open_incidents, series_index
+from autopilot.tables.feedback import feedback
 
 from . import schemas
 from .charts import get_incident_chart
+from .feedback import get_feedback
 from .ingest import IngestDeployment, IngestExposition, IngestLogs, IngestMetrics, RemoteWrite
 from .middleware import PUBLIC_PATHS
 from .openapi import openapi_spec
 from .probes import health_view, metrics, ready_view
 from .route import Body, OneOrList, Param, Reply, Route
+from .silences import SilenceById, Silences
 from .state import get_baselines, get_deployments, get_incidents, routed
 
 __all__ = ["ROUTES", "openapi", "register"]
@@ -143,6 +146,9 @@ ROUTES: list[Route] = [
     _service_state("/incidents/{service}", get_incidents, open_incidents,
                    "the service's incident (state, signals, timeline) and what was notified",
                    schemas.Incidents),
+    _service_state("/feedback/{service}", get_feedback, feedback,
+                   "the service's \"Not an incident\" feedback records (read-only)",
+                   schemas.FeedbackList),
     Route(
         "GET", "/incidents/{service}/chart.png", get_incident_chart,
         "chart of an anomalous series of the service's incident (PNG)",
@@ -153,6 +159,45 @@ ROUTES: list[Route] = [
             503: Reply("routing to the owning worker not known yet", schemas.Error),
         },
         tags=("state",),
+    ),
+    Route(
+        "POST", "/api/v2/silences", Silences,
+        "create a silence, or update the one named by id (Alertmanager API v2, amtool)",
+        body=Body({"application/json": schemas.PostableSilence}),
+        responses={
+            200: Reply("created or updated", schemas.SilenceCreated),
+            400: Reply("invalid silence (Alertmanager's message)", schema=_TEXT),
+            404: Reply("no silence with that id", schema=_TEXT),
+            503: Reply("broker unavailable or no acknowledgement in time", schemas.Error,
+                       headers={"Retry-After": "seconds to wait"}),
+        },
+        tags=("silences",),
+    ),
+    Route(
+        "GET", "/api/v2/silences", Silences,
+        "the silences (gettableSilences), optionally only those matching every filter",
+        params=(Param("filter", "query", {"type": "array", "items": {"type": "string"}},
+                      description='matchers such as service="cart-api" (repeatable)'),),
+        responses={200: Reply("the silences", schemas.GettableSilences),
+                   400: Reply("a filter is not a matcher", schema=_TEXT)},
+        tags=("silences",),
+    ),
+    Route(
+        "GET", "/api/v2/silence/{silence_id}", SilenceById, "one silence (gettableSilence)",
+        responses={200: Reply("the silence", schemas.GettableSilence),
+                   404: Reply("no silence with that id", schema=_TEXT)},
+        tags=("silences",),
+    ),
+    Route(
+        "DELETE", "/api/v2/silence/{silence_id}", SilenceById,
+        "expire a silence (it stays listed, expired)",
+        responses={
+            200: Reply("expired (or already expired)"),
+            404: Reply("no silence with that id", schema=_TEXT),
+            503: Reply("broker unavailable or no acknowledgement in time", schemas.Error,
+                       headers={"Retry-After": "seconds to wait"}),
+        },
+        tags=("silences",),
     ),
 ]
 
@@ -169,6 +214,7 @@ def register(target: Any, routes: Iterable[Route]) -> None:
     public = {r.path for r in routes if r.public}
     if public != PUBLIC_PATHS:
         raise ValueError(f"public routes {sorted(public)} != guard's {sorted(PUBLIC_PATHS)}")
+    registered: set[tuple[str, Any]] = set()
     for route in routes:
         handler = route.handler
         method = route.method.lower()
@@ -179,6 +225,9 @@ def register(target: Any, routes: Iterable[Route]) -> None:
             raise ValueError(f"{route.path}: a function view answers GET only, not {method}")
         if route.routed_by is not None:
             handler = routed(route.routed_by, handler)
+        if (route.path, route.handler) in registered:  # one view class, several methods
+            continue
+        registered.add((route.path, route.handler))
         target.page(route.path)(handler)
 
 

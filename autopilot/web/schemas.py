@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, RootModel
 
 __all__ = [
     "Accepted",
@@ -18,13 +18,21 @@ __all__ = [
     "Components",
     "Deployments",
     "Error",
+    "FeedbackList",
+    "FeedbackRecord",
+    "GettableSilence",
+    "GettableSilences",
     "Incidents",
     "ItemError",
     "Liveness",
     "NotificationSummary",
     "Pong",
+    "PostableSilence",
     "Readiness",
     "RejectedItem",
+    "SilenceCreated",
+    "SilenceMatcherBody",
+    "SilenceStatus",
     "SlackMessage",
     "Unavailable",
     "ValidationErrors",
@@ -145,6 +153,28 @@ class Deployments(_Body):
     deployments: list[dict[str, Any]]
 
 
+class FeedbackRecord(_Body):
+    """One "Not an incident" record of a series (:mod:`autopilot.feedback`)."""
+
+    series: str
+    service: str
+    direction: Literal["up", "down"]
+    z_score: float
+    deviation_percent: float | None
+    time_of_day_s: float | None
+    user: str
+    recorded_at: float
+    until: float | None
+    incident: str
+
+
+class FeedbackList(_Body):
+    """``GET /feedback/{service}``: the service's feedback records, oldest first."""
+
+    service: str
+    feedback: list[FeedbackRecord]
+
+
 class SlackMessage(_Body):
     """The incident's root Slack message (bot mode)."""
 
@@ -169,6 +199,9 @@ class NotificationSummary(_Body):
     messages: int
     edits: int
     pending: bool
+    silenced: bool = False
+    silenced_by: list[str] = []
+    silenced_ever: list[str] = []
 
 
 class Incidents(_Body):
@@ -179,3 +212,56 @@ class Incidents(_Body):
     recent_anomalies: list[dict[str, Any]]
     closed_incidents: int
     notifications: dict[str, NotificationSummary]
+
+
+# --- silences (Alertmanager API v2 shapes, api/v2/openapi.yaml) ---------------------
+
+
+class SilenceMatcherBody(_Body):
+    """An Alertmanager ``matcher``: ``isRegex`` anchors ``^(?:value)$``, ``isEqual=false``
+    negates."""
+
+    name: str
+    value: str
+    isRegex: bool
+    isEqual: bool = True
+
+
+class SilenceStatus(_Body):
+    """``silenceStatus``: the state by wall clock."""
+
+    state: Literal["active", "pending", "expired"]
+
+
+class GettableSilence(_Body):
+    """Alertmanager's ``gettableSilence`` (times RFC 3339, UTC)."""
+
+    id: str
+    status: SilenceStatus
+    updatedAt: str
+    matchers: list[SilenceMatcherBody]
+    startsAt: str
+    endsAt: str
+    createdBy: str
+    comment: str
+
+
+class GettableSilences(RootModel[list[GettableSilence]]):
+    """``GET /api/v2/silences``: a list of :class:`GettableSilence`."""
+
+
+class PostableSilence(_Body):
+    """``POST /api/v2/silences`` body (``id`` to update an existing silence)."""
+
+    id: str | None = None
+    matchers: list[SilenceMatcherBody]
+    startsAt: str
+    endsAt: str
+    createdBy: str
+    comment: str
+
+
+class SilenceCreated(_Body):
+    """``POST /api/v2/silences`` answer."""
+
+    silenceID: str

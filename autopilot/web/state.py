@@ -114,4 +114,7 @@ def notification_summary(notice: Notice) -> dict[str, Any]:
         "messages": notice.messages,
         "edits": notice.edits,
         "pending": notify.due_at(notice, delivery().config, reminders=False) is not None,
+        "silenced": bool(notice.silenced_by),
+        "silenced_by": list(notice.silenced_by),
+        "silenced_ever": list(notice.silenced_ever),
     }

@@ -21,6 +21,8 @@ PURE_MODULES = [
     "autopilot.analysis",
     "autopilot.blockkit",
     "autopilot.notify",
+    "autopilot.silences",
+    "autopilot.feedback",
     "autopilot.redact",
     "autopilot.breaker",
     "autopilot.health",
