@@ -7,8 +7,10 @@ with the service's deployments and recent error lines, stores the state in
 ``open_incidents`` and sends Incident records (``opened``, ``updated``, ``resolved``,
 ``reopened``) to ``autopilot.incidents``. Control records on
 ``autopilot.correlation.control`` are ``{"kind": "deployment", "deployment": {…}}`` (a
-new deployment, from the deployments agent) and ``{"kind": "close_check", "wall":
-epoch s}`` (from the timer).
+new deployment, from the deployments agent), ``{"kind": "close_check", "wall":
+epoch s}`` (from the timer) and ``{"kind": "resolve", "incident_id": …, "by": …}``
+(Slack's Resolve button, from :mod:`autopilot.agents.actions`:
+:func:`autopilot.correlation.resolve_manually`).
 
 Wall-clock side of the lifecycle: a timer looks, every
 ``AUTOPILOT_CLOSE_CHECK_INTERVAL_S``, at the incidents of this worker's partitions:
@@ -77,8 +79,12 @@ def _control(raw: bytes | None) -> dict[str, Any]:
         data = json.loads(raw or b"")
     except ValueError as exc:
         raise BadRecord(f"control record is not JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("kind") not in ("deployment", "close_check"):
-        raise BadRecord("control record needs kind 'deployment' or 'close_check'")
+    if not isinstance(data, dict) or data.get("kind") not in (
+            "deployment", "close_check", "resolve"):
+        raise BadRecord("control record needs kind 'deployment', 'close_check' or 'resolve'")
+    if data["kind"] == "resolve" and not (
+            isinstance(data.get("incident_id"), str) and isinstance(data.get("by"), str)):
+        raise BadRecord("resolve control record needs incident_id and by (strings)")
     return data
 
 
@@ -101,6 +107,12 @@ async def process(event: EventT[bytes], config: CorrelationConfig) -> None:
             new, incidents = correlation.on_deployment(
                 state, deployment, source=(msg.topic, msg.offset), deployments=history,
                 errors=errors, wall_now=now, config=config,
+            )
+        elif control.get("kind") == "resolve":
+            new, incidents = correlation.resolve_manually(
+                state, service=key.decode(), incident_id=control["incident_id"],
+                by=control["by"], wall_now=now, deployments=history, errors=errors,
+                config=config,
             )
         else:
             new, incidents = correlation.close_if_quiet(

@@ -2,7 +2,10 @@
 
 Consumes ``autopilot.incidents`` (every lifecycle change from the correlation agent),
 ``autopilot.alerts`` (analyses from the analysis agent) and the internal
-``autopilot.notify.control`` (ticks from :func:`notify_timer`), all keyed by service.
+``autopilot.notify.control`` (ticks from :func:`notify_timer`, and Slack button
+actions applied by :mod:`autopilot.agents.actions`: the root message is edited and
+the thread told at once, an acknowledged incident gets no more reminders, and a
+Silence "until resolved" is expired when the incident resolves), all keyed by service.
 Each record is folded into the service's :class:`autopilot.notify.NotifyState` (the
 ``notifications`` table); then :func:`autopilot.notify.plan` says, per incident, what
 is due now under ``group_wait`` / ``group_interval`` / ``repeat_interval`` /
@@ -69,6 +72,7 @@ from autopilot.silences import silencing
 from autopilot.streams import notify_control_topic, raw_topic
 from autopilot.topics import ALERTS, INCIDENTS, NOTIFY_CONTROL, topic_name
 
+from .actions import expire_until_resolved
 from .boundary import each_record
 from .silences import all_silences
 
@@ -390,11 +394,32 @@ async def execute(d: Delivery, key: bytes, notice: Notice, now: float) -> Notice
     """Plan and send what is due for one incident; returns the notice to store."""
     alert, pending = current_alert(key, notice, d.deployment_window_s)
     incident = alert.incident
-    payload = blockkit.render_incident(alert, analysis_pending=pending)
+    payload = blockkit.render_incident(alert, analysis_pending=pending,
+                                       buttons=d.config.buttons, acted=notice.acted)
+    notice, acted = notify.plan_acted(notice, d.config, digest(payload))
+    for action in acted:  # button clicks are answered at once, silenced or not
+        if isinstance(action, notify.UpdateRoot):
+            await _update_root(d, notice, payload, incident)
+        elif isinstance(action, notify.ActionReply):
+            await _reply(d, notice, action.notes[-1]["identity"],
+                         blockkit.render_action_reply(incident, action.notes), incident,
+                         "action")
+            _log(incident, "button action told: " + ", ".join(
+                str(n.get("kind")) for n in action.notes), pending)
     new, actions = notify.plan(notice, now, d.config, digest(payload))
     if not actions:
         return new
-    held = silencing(notice.incident, all_silences(), now)
+    stored = all_silences()
+    if incident.is_resolved:
+        ended = [str(n["silence_id"]) for n in notice.acted
+                 if n.get("until_resolved") and n.get("silence_id")]
+        if ended:
+            expired = await expire_until_resolved(ended, stored)
+            stored = [s for s in stored if s.id not in ended]
+            if expired:
+                logger.info("incident %s resolved: silence(s) %s (until resolved) expired",
+                            incident.id, ", ".join(expired))
+    held = silencing(notice.incident, stored, now)
     if held:
         return _silenced(notice, held, incident)
     if notice.silenced_by:
@@ -496,8 +521,13 @@ def _fold(state: NotifyState, event: EventT[bytes], now: float) -> NotifyState:
         control = json.loads(event.value or b"")
     except ValueError as exc:
         raise BadRecord(f"control record is not JSON: {exc}") from None
-    if not isinstance(control, dict) or control.get("kind") != "tick":
-        raise BadRecord("notify control record needs kind 'tick'")
+    if not isinstance(control, dict) or control.get("kind") not in ("tick", "action"):
+        raise BadRecord("notify control record needs kind 'tick' or 'action'")
+    if control["kind"] == "action":
+        note, incident_id = control.get("note"), control.get("incident_id")
+        if not isinstance(note, dict) or not isinstance(incident_id, str):
+            raise BadRecord("action control record needs incident_id and note")
+        return state.with_action(incident_id, note, now)
     return state
 
 

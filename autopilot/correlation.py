@@ -101,6 +101,7 @@ __all__ = [
     "incident_id",
     "is_quiet",
     "on_deployment",
+    "resolve_manually",
     "series_of",
     "step",
 ]
@@ -168,7 +169,8 @@ class OpenIncident:
             it resolved (the wall-clock stale close and forgetting count from it).
         state: ``firing`` while any signal fires, else ``resolved``.
         closed_at: event time of the resolution (``None`` while firing).
-        resolution: ``recovered`` or ``stale`` (``None`` while firing).
+        resolution: ``recovered``, ``stale`` or ``manual`` (:func:`resolve_manually`;
+            ``None`` while firing).
         reopened: how often it was re-opened.
         signals: its signals, in the order they joined.
         timeline: its meaningful changes, in the order they were applied.
@@ -184,7 +186,7 @@ class OpenIncident:
     wall_updated: float
     state: Literal["firing", "resolved"] = "firing"
     closed_at: datetime | None = None
-    resolution: Literal["recovered", "stale"] | None = None
+    resolution: Literal["recovered", "stale", "manual"] | None = None
     reopened: int = 0
     signals: tuple[Signal, ...] = ()
     timeline: tuple[TimelineEntry, ...] = ()
@@ -976,6 +978,46 @@ def close_if_quiet(
     if quiet >= config.reopen_window_s:
         return replace(state, incident=None, closed=state.closed + 1), []
     return state, []
+
+
+def resolve_manually(
+    state: CorrelationState,
+    *,
+    service: str,
+    incident_id: str,
+    by: str,
+    wall_now: float,
+    deployments: DeploymentHistory,
+    errors: list[LogEntry],
+    config: CorrelationConfig,
+) -> tuple[CorrelationState, list[Incident]]:
+    """Resolve the firing incident ``incident_id`` by hand (Slack's Resolve button).
+
+    The incident becomes ``resolved`` with resolution ``manual``; ``closed_at`` is its
+    newest evidence (event time), so any later evidence re-opens it by the lifecycle
+    rules (within ``reopen_window_s``; after that a new incident opens). Its signals
+    keep their state. A ``resolved`` timeline entry names ``by``.
+
+    Returns:
+        ``(new_state, [resolved record])``; ``(state, [])`` when the service's current
+        incident is another one or is resolved already (a repeated or late click).
+    """
+    inc = state.incident
+    if inc is None or inc.id != incident_id or inc.state != "firing":
+        return state, []
+    ctx = _Ctx(service, deployments, errors, wall_now, config)
+    closed_at = inc.updated_at
+    entry = _entry(closed_at, "resolved", _cut(f"resolved manually by {by}"))
+    inc = replace(
+        inc,
+        state="resolved",
+        resolution="manual",
+        closed_at=closed_at,
+        revision=inc.revision + 1,
+        timeline=_add(inc.timeline, [entry], config.max_timeline),
+        wall_updated=wall_now,
+    )
+    return replace(state, incident=inc), [_record(inc, "resolved", True, ctx)]
 
 
 def is_quiet(state: CorrelationState, wall_now: float, config: CorrelationConfig) -> bool:

@@ -376,7 +376,7 @@ class Incident(_Record):
     opened_at: Timestamp
     updated_at: Timestamp
     closed_at: Timestamp | None = None
-    resolution: Literal["recovered", "stale"] | None = None
+    resolution: Literal["recovered", "stale", "manual"] | None = None
     reopened: int = Field(default=0, ge=0)
     anomalies: list[Anomaly] = Field(default_factory=list)
     signals: list[Signal] = Field(default_factory=list)

@@ -57,6 +57,7 @@ from autopilot.models import Incident, Severity
 
 __all__ = [
     "Action",
+    "ActionReply",
     "Matcher",
     "Mode",
     "Notice",
@@ -74,6 +75,7 @@ __all__ = [
     "due_at",
     "entry_key",
     "plan",
+    "plan_acted",
 ]
 
 Mode = Literal["bot", "webhook", "console"]
@@ -82,6 +84,8 @@ Mode = Literal["bot", "webhook", "console"]
 MAX_NOTICES = 20
 #: Timeline entries remembered as told, per incident.
 MAX_TOLD = 200
+#: Button actions (Slack) remembered per incident (the newest).
+MAX_ACTED = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,8 @@ class NotifyConfig:
         forget_after_s: a resolved, fully told incident is forgotten this long after
             its last notification (the re-open window, ``AUTOPILOT_REOPEN_WINDOW_S``,
             plus an hour).
+        buttons: bot mode with ``SLACK_SIGNING_SECRET``: the root message carries the
+            Acknowledge, Silence, Resolve and Not an incident buttons.
     """
 
     mode: Mode = "console"
@@ -109,6 +115,7 @@ class NotifyConfig:
     max_webhook_messages: int = 4
     charts: bool = True
     forget_after_s: float = 2 * 3600.0
+    buttons: bool = False
 
     @classmethod
     def from_settings(cls, settings: Any, mode: Mode) -> NotifyConfig:
@@ -122,6 +129,7 @@ class NotifyConfig:
             max_webhook_messages=settings.max_webhook_messages,
             charts=settings.slack_charts,
             forget_after_s=settings.reopen_window_s + 3600.0,
+            buttons=mode == "bot" and settings.slack_signing_secret is not None,
         )
 
 
@@ -189,7 +197,19 @@ class UploadCharts:
     """Bot mode: upload a chart of each anomalous series into the thread (once)."""
 
 
-Action = PostRoot | UpdateRoot | Reply | ReplyAnalysis | Reminder | Webhook | UploadCharts
+@dataclass(frozen=True, slots=True)
+class ActionReply:
+    """Bot mode: a thread reply saying who clicked which button, and when.
+
+    Attributes:
+        notes: the action notes (:attr:`Notice.acted`), oldest first.
+    """
+
+    notes: tuple[dict[str, Any], ...]
+
+
+Action = (PostRoot | UpdateRoot | Reply | ReplyAnalysis | Reminder | Webhook | UploadCharts
+          | ActionReply)
 
 
 # --- state --------------------------------------------------------------------------
@@ -235,6 +255,11 @@ class Notice:
         silenced_by: ids of the active silences (:mod:`autopilot.silences`) that held
             back the last notification due (``()``: not silenced now).
         silenced_ever: every silence id that ever held one back (the incident view).
+        acted: the Slack button actions applied to the incident (newest
+            :data:`MAX_ACTED`): ``{"identity", "kind", "user_id", "user_name", "at"
+            (wall s), "detail"}``; shown in the root message.
+        acted_told: identities of the actions already replied in the thread.
+        acknowledged_by: the Slack user id that acknowledged it (reminders stop).
     """
 
     incident: dict[str, Any]
@@ -259,6 +284,9 @@ class Notice:
     edits: int = 0
     silenced_by: tuple[str, ...] = ()
     silenced_ever: tuple[str, ...] = ()
+    acted: tuple[dict[str, Any], ...] = ()
+    acted_told: tuple[str, ...] = ()
+    acknowledged_by: str | None = None
 
     @property
     def incident_id(self) -> str:
@@ -309,6 +337,8 @@ class Notice:
             "edits": self.edits,
             **({"silenced_by": list(self.silenced_by),
                 "silenced_ever": list(self.silenced_ever)} if self.silenced_ever else {}),
+            **({"acted": list(self.acted), "acted_told": list(self.acted_told),
+                "acknowledged_by": self.acknowledged_by} if self.acted else {}),
         }
 
     @classmethod
@@ -316,7 +346,7 @@ class Notice:
         """Inverse of :meth:`to_dict` (missing keys take their defaults)."""
         names = {f for f in cls.__dataclass_fields__}
         values = {k: v for k, v in data.items() if k in names}
-        for name in ("told", "silenced_by", "silenced_ever"):
+        for name in ("told", "silenced_by", "silenced_ever", "acted", "acted_told"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -359,6 +389,21 @@ class NotifyState:
         base = self.with_incident(incident, now)
         notice = base.notices[incident.id]
         return base._put(replace(notice, analysis=dict(analysis)), now)
+
+    def with_action(self, incident_id: str, note: Mapping[str, Any], now: float) -> NotifyState:
+        """Fold a Slack button action in (``note``: see :attr:`Notice.acted`).
+
+        Unchanged when the incident is unknown here or the action (``identity``) was
+        folded in already. An ``acknowledge`` sets ``acknowledged_by``.
+        """
+        notice = self.notices.get(incident_id)
+        if notice is None or any(n.get("identity") == note.get("identity")
+                                 for n in notice.acted):
+            return self
+        notice = replace(notice, acted=(*notice.acted, dict(note))[-MAX_ACTED:])
+        if note.get("kind") == "acknowledge" and notice.acknowledged_by is None:
+            notice = replace(notice, acknowledged_by=str(note.get("user_id")))
+        return self._put(notice, now)
 
     def _put(self, notice: Notice, now: float) -> NotifyState:
         notices = {**self.notices, notice.incident_id: notice}
@@ -430,6 +475,31 @@ def plan(
     posts = sum(1 for a in actions if not isinstance(a, UpdateRoot | UploadCharts))
     edits = sum(1 for a in actions if isinstance(a, UpdateRoot))
     return replace(new, messages=new.messages + posts, edits=new.edits + edits), actions
+
+
+def plan_acted(
+    notice: Notice, config: NotifyConfig, digest: str
+) -> tuple[Notice, list[Action]]:
+    """Button actions not yet told: edit the root message (when its rendering changed)
+    and reply in the thread, at once (no ``group_interval``, and before any silence:
+    whoever clicked sees the answer). Bot mode with a posted root message only.
+
+    Returns:
+        ``(new_notice, actions)``; ``(notice, [])`` when nothing is owed.
+    """
+    told = set(notice.acted_told)
+    untold = tuple(n for n in notice.acted if n.get("identity") not in told)
+    if not untold or config.mode != "bot" or notice.root_ts is None:
+        return notice, []
+    actions: list[Action] = []
+    edits = notice.edits
+    if digest != notice.rendered:
+        actions.append(UpdateRoot())
+        edits += 1
+    actions.append(ActionReply(untold))
+    acted_told = (*notice.acted_told, *(str(n.get("identity")) for n in untold))
+    return replace(notice, acted_told=acted_told[-MAX_ACTED:], rendered=digest, edits=edits,
+                   messages=notice.messages + 1), actions
 
 
 def _plan(
@@ -504,7 +574,8 @@ def _plan_thread(
                 reopened_told=int(notice.incident.get("reopened", 0)),
                 resolved_told=resolved,
             )
-    if (not resolved and now >= (notice.last_reminder or notice.posted_at or now)
+    if (not resolved and notice.acknowledged_by is None
+            and now >= (notice.last_reminder or notice.posted_at or now)
             + config.repeat_interval_s):
         number = notice.reminders + 1
         actions.append(Reminder(number))
@@ -582,7 +653,7 @@ def due_at(
         if _untold(notice, config) or llm_new or (
                 digest is not None and config.mode == "bot" and digest != notice.rendered):
             times.append(flush)
-        if not resolved and reminders:
+        if not resolved and reminders and notice.acknowledged_by is None:
             times.append((notice.last_reminder or notice.posted_at) + config.repeat_interval_s)
     return min(times) if times else None
 

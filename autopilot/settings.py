@@ -181,6 +181,11 @@ class Settings(BaseSettings):
         "preferred over the webhook"
     )
     slack_channel: str | None = _env("SLACK_CHANNEL", None, "Channel for the bot token")
+    slack_signing_secret: SecretStr | None = _env(
+        "SLACK_SIGNING_SECRET", None, "Slack app signing secret (secret); set with the bot "
+        "token: the root message carries Acknowledge, Silence, Resolve and Not an incident "
+        "buttons"
+    )
     slack_api_url: str = _env(
         "SLACK_API_URL", "https://slack.com/api/", "Slack Web API base URL (bot token)"
     )
@@ -556,6 +561,7 @@ class Settings(BaseSettings):
         for secret in (
             self.slack_webhook_url,
             self.slack_bot_token,
+            self.slack_signing_secret,
             self.kafka_sasl_password,
             self.kafka_ssl_key_password,
             self.github_webhook_secret,

@@ -22,6 +22,7 @@ from autopilot.topics import (
     DEPLOYMENTS,
     DEPLOYMENTS_KEYED,
     FEEDBACK,
+    INCIDENT_ACTIONS,
     INCIDENTS,
     LOGS,
     LOGS_KEYED,
@@ -63,4 +64,5 @@ alerts_topic = raw_topic(ALERTS)
 notify_control_topic = raw_topic(NOTIFY_CONTROL)
 silences_topic = raw_topic(SILENCES)
 feedback_topic = raw_topic(FEEDBACK)
+incident_actions_topic = raw_topic(INCIDENT_ACTIONS)
 deadletter_topic = raw_topic(DEADLETTER)

@@ -64,6 +64,27 @@ SILENCE_CHANGES = Counter(
     ["action"],
     registry=REGISTRY,
 )
+SLACK_INTERACTIONS = Counter(
+    "autopilot_slack_interactions",
+    "Slack button clicks received at POST /slack/interactions and produced to "
+    "autopilot.incident.actions, by action",
+    ["action"],
+    registry=REGISTRY,
+)
+SLACK_INTERACTIONS_REFUSED = Counter(
+    "autopilot_slack_interactions_refused",
+    "Requests to POST /slack/interactions refused with 401 (nothing changed), by reason: "
+    "unsigned, stale (timestamp not within 5 minutes) or bad_signature",
+    ["reason"],
+    registry=REGISTRY,
+)
+INCIDENT_ACTIONS = Counter(
+    "autopilot_incident_actions",
+    "Slack button actions handled by the service's owner, by action and outcome "
+    "(applied, duplicate: applied already, unknown_incident: not a known root message)",
+    ["action", "outcome"],
+    registry=REGISTRY,
+)
 LLM_CALLS = Counter(
     "autopilot_llm_calls",
     "Ollama analysis calls, by outcome (ok or fallback)",

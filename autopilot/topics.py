@@ -26,18 +26,24 @@ autopilot.logs.keyed       service → list of LogEntry (internal)
 autopilot.deployments.keyed  service → list of DeploymentEvent (internal)
 autopilot.anomalies        service → Anomaly
 autopilot.correlation.control  service → {"kind": "close_check", "wall": epoch s}
-                           (internal; wall-clock closing of quiet incidents)
+                           (internal; wall-clock closing of quiet incidents), or
+                           {"kind": "resolve", "incident_id", "by"} (Slack's Resolve)
 autopilot.incidents        service → Incident (every lifecycle change)
 autopilot.alerts           service → Alert (incident + its analysis, from the analysis
                            agent; the notifier folds it into the incident's message)
 autopilot.notify.control   service → {"kind": "tick", "wall": epoch s} (internal; the
                            notifier's timer: group_wait, group_interval, reminders)
+                           or {"kind": "action", "incident_id", "note"} (a Slack
+                           button action applied, from agents.actions)
 autopilot.silences         silence id (UUID) → autopilot.silences.Silence.to_dict()
                            (Alertmanager-compatible silences; written by the
                            HTTP views, applied to the global ``silences`` table)
 autopilot.feedback         service → autopilot.feedback.Feedback.to_dict() or a
                            list ("Not an incident" per series; applied to the
                            ``feedback`` table by agents.feedback)
+autopilot.incident.actions  service → autopilot.interactions.IncidentAction.to_dict()
+                           (a click on an incident's Slack buttons, from
+                           ``POST /slack/interactions``)
 autopilot.deadletter       original key → original value bytes; headers
                            ``x-autopilot-reason``, ``-topic``, ``-partition``,
                            ``-offset``, ``-stage``
@@ -61,6 +67,7 @@ ALERTS = "autopilot.alerts"
 NOTIFY_CONTROL = "autopilot.notify.control"
 SILENCES = "autopilot.silences"
 FEEDBACK = "autopilot.feedback"
+INCIDENT_ACTIONS = "autopilot.incident.actions"
 DEADLETTER = "autopilot.deadletter"
 
 #: Topics external producers write to.
@@ -80,6 +87,7 @@ ALL_TOPICS = (
     NOTIFY_CONTROL,
     SILENCES,
     FEEDBACK,
+    INCIDENT_ACTIONS,
     DEADLETTER,
 )
 

@@ -118,3 +118,15 @@ silences: JSONTable = app.GlobalTable(
     "'ends_at', 'updated_at' (wall-clock epoch s), 'created_by', 'comment'}; written "
     "by agents.silences from the autopilot.silences topic, kept after expiry",
 )
+
+# --- Slack button actions (issue 14) ------------------------------------------------
+INCIDENT_ACTIONS = "incident_actions"
+incident_actions: JSONTable = app.Table(
+    INCIDENT_ACTIONS,
+    key_type=bytes,
+    default=None,
+    options=rocksdb_options(),
+    help="service → {'applied': [identity, …]}: the newest Slack button actions applied "
+    "(autopilot.interactions.IncidentAction.identity, 'message_ts:action_ts:action_id'), "
+    "so a double click, a Slack retry or a replay is applied once (agents.actions)",
+)

@@ -8,7 +8,8 @@ is checked again by the owner). Order of checks:
 
 1. body larger than ``AUTOPILOT_MAX_BODY_BYTES`` → 413 (by ``Content-Length``;
    chunked bodies are cut by aiohttp's ``client_max_size``, also 413);
-2. ``/health``, ``/ready`` and ``/openapi.json`` are public (the routes marked
+2. ``/health``, ``/ready``, ``/openapi.json`` and ``/slack/interactions`` (whose
+   requests carry Slack's signature instead) are public (the routes marked
    ``public`` in :data:`autopilot.web.routes.ROUTES`; a test keeps both equal); every
    other path needs, when ``AUTOPILOT_API_KEYS`` is set, a key (``Authorization:
    Bearer`` or ``X-API-Key``) → else 401 with ``WWW-Authenticate: Bearer``; a GitHub
@@ -42,8 +43,9 @@ __all__ = ["PUBLIC_PATHS", "make_guard", "web_application_options"]
 
 logger = logging.getLogger(__name__)
 
-#: Paths served without a key (no state in them).
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
+#: Paths served without a key: no state in them, or (``/slack/interactions``)
+#: authenticated by Slack's request signature instead (``SLACK_SIGNING_SECRET``).
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/slack/interactions"})
 GITHUB_SIGNATURE = "X-Hub-Signature-256"
 
 

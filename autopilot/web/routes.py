@@ -29,6 +29,7 @@ from .openapi import openapi_spec
 from .probes import health_view, metrics, ready_view
 from .route import Body, OneOrList, Param, Reply, Route
 from .silences import SilenceById, Silences
+from .slack import SlackInteractions
 from .state import get_baselines, get_deployments, get_incidents, routed
 
 __all__ = ["ROUTES", "openapi", "register"]
@@ -198,6 +199,28 @@ ROUTES: list[Route] = [
                        headers={"Retry-After": "seconds to wait"}),
         },
         tags=("silences",),
+    ),
+    Route(
+        "POST", "/slack/interactions", SlackInteractions,
+        "Slack interaction payloads (the incident buttons); authenticated by Slack's "
+        "request signature (SLACK_SIGNING_SECRET), not by API keys",
+        params=(
+            Param("X-Slack-Signature", "header", {"type": "string"}),
+            Param("X-Slack-Request-Timestamp", "header", {"type": "string"}),
+        ),
+        body=Body({"application/x-www-form-urlencoded": {
+            "type": "object", "properties": {"payload": {"type": "string"}}}}),
+        responses={
+            200: Reply("verified and recorded (Slack's acknowledgement)"),
+            400: Reply("signed, but the payload is not JSON", schemas.Error),
+            401: Reply("unsigned, badly signed or stale (timestamp not within 5 minutes); "
+                       "nothing changed", schemas.Error),
+            404: Reply("interactivity off (no SLACK_SIGNING_SECRET or SLACK_BOT_TOKEN)",
+                       schemas.Error),
+            503: Reply("broker did not acknowledge the action", schemas.Error,
+                       headers={"Retry-After": "seconds to wait"}),
+        },
+        tags=("slack",), public=True,
     ),
 ]
 

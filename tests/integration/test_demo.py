@@ -39,7 +39,11 @@ def test_demo_finds_an_incident_inside_a_labelled_window_and_alerts_slack(
         assert any(w["hit"] for w in summary["windows"]), summary["windows"]
         assert {"id", "service", "opened_at", "severity"} <= set(summary["incidents"][0])
 
-        assert len(slack.requests) == summary["alerts"] >= 1
+        # What Slack got is what the notifier says it sent, per incident (an analysis
+        # of a re-opened incident may ride on a message already sent: the webhook cap).
+        sent = sum(row["slack_messages"] for row in summary["incidents"])
+        assert len(slack.requests) == sent >= len(summary["incidents"]), summary["incidents"]
+        assert summary["alerts"] >= 1
         payloads = [json.dumps(r) for r in slack.requests]
         assert all("checkout-api" in p for p in payloads)
         assert all(r["blocks"][0]["type"] == "header" for r in slack.requests)

@@ -38,6 +38,7 @@ PURE_MODULES = [
     "autopilot.formats.deployments",
     "autopilot.security",
     "autopilot.topics",
+    "autopilot.interactions",
     "autopilot.web.route",
     "autopilot.web.schemas",
     "autopilot.web.openapi",

@@ -277,7 +277,7 @@ def test_the_documented_file_variables_exist() -> None:
     assert {"SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL", "AUTOPILOT_KAFKA_SASL_PASSWORD",
             "AUTOPILOT_API_KEYS", "AUTOPILOT_GITHUB_WEBHOOK_SECRET",
             "AUTOPILOT_KAFKA_SSL_KEY_PASSWORD", "AUTOPILOT_WEB_SSL_KEY_PASSWORD",
-            "REDIS_URL"} <= names
+            "REDIS_URL", "SLACK_SIGNING_SECRET"} <= names
 
 
 def test_api_keys_file_holds_one_key_a_line(tmp_path: Path) -> None:

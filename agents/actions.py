@@ -1,0 +1,213 @@
+"""Actions agent: Slack button clicks (``autopilot.incident.actions``) → their effects.
+
+``POST /slack/interactions`` (:mod:`autopilot.web.slack`) produces each verified
+click, an :class:`autopilot.interactions.IncidentAction`, keyed by the incident's
+service, so the worker owning the service applies it here, once: the identities
+applied (``message_ts:action_ts:action_id``) are kept in the ``incident_actions``
+table (the newest :data:`MAX_APPLIED` per service), so a double click on one button
+(a second ``action_ts``) is a second action but a Slack retry, a replayed request or
+a replayed record is not. A click on a message that is not the incident's root
+message on this worker (an old or foreign message) is ignored.
+
+- **Acknowledge**: nothing but the note below (the notifier stops the reminders).
+- **Silence**: a silence matching ``service=<the service>`` from now for 1 h or 4 h,
+  or "until resolved" (:data:`UNTIL_RESOLVED_S` at most, expired by the notifier when
+  the incident resolves), produced to ``autopilot.silences`` like ``POST
+  /api/v2/silences`` (its id is derived from the action's identity, so a replay
+  writes the same silence).
+- **Resolve**: a ``resolve`` control record to ``autopilot.correlation.control``
+  (:func:`autopilot.correlation.resolve_manually`; new evidence re-opens it).
+- **Not an incident**: :func:`autopilot.agents.feedback.record_feedback` for the
+  newest alert of every series of the incident, with the user, for good.
+
+Then a note (who, what, when) goes to the notifier as an ``action`` control record
+on ``autopilot.notify.control``; the notifier keeps it with the incident
+(:meth:`autopilot.notify.NotifyState.with_action`), edits the root message and
+replies in the thread at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from autopilot.tables import incident_actions, notifications
+from faust.types import EventT, StreamT
+
+from autopilot import telemetry
+from autopilot.app import app, settings
+from autopilot.blockkit import SILENCE_CHOICES
+from autopilot.errors import BadRecord
+from autopilot.feedback import Feedback, routine_applies
+from autopilot.interactions import IncidentAction, InvalidInteraction
+from autopilot.models import Incident
+from autopilot.notify import NotifyState
+from autopilot.silences import InvalidSilence, Silence, expire, format_time, parse_postable
+from autopilot.streams import (
+    control_topic,
+    incident_actions_topic,
+    notify_control_topic,
+    silences_topic,
+)
+
+from .boundary import each_record
+from .feedback import record_feedback
+
+logger = logging.getLogger(__name__)
+STAGE = "actions"
+
+#: Action identities remembered per service.
+MAX_APPLIED = 500
+#: A Silence "until resolved" ends at the latest this long after the click (s); the
+#: notifier expires it as soon as the incident resolves.
+UNTIL_RESOLVED_S = 7 * 24 * 3600.0
+#: Namespace of the silence ids derived from action identities.
+_SILENCE_NS = uuid.UUID("5d1b0f0e-4b1e-4c55-9d6a-6a1f1c0f5e14")
+
+
+def decode_action(value: bytes | None) -> IncidentAction:
+    """A record of ``autopilot.incident.actions`` → :class:`IncidentAction`.
+
+    Raises:
+        BadRecord: not JSON or not an action (the record is dead-lettered).
+    """
+    try:
+        data = json.loads(value or b"")
+    except ValueError as exc:
+        raise BadRecord(f"action record is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRecord("action record is not a JSON object")
+    try:
+        return IncidentAction.from_dict(data)
+    except InvalidInteraction as exc:
+        raise BadRecord(str(exc)) from None
+
+
+def button_silence(action: IncidentAction, now: float) -> Silence:
+    """The silence of a Silence click: ``service="<service>"``, from now, for the
+    chosen time (:data:`autopilot.blockkit.SILENCE_CHOICES`); its id is a UUID derived
+    from the action's identity.
+
+    Raises:
+        InvalidSilence: the service cannot be matched (never for a valid service).
+    """
+    label, seconds = SILENCE_CHOICES[action.silence or "1h"]
+    duration = UNTIL_RESOLVED_S if seconds is None else seconds
+    body = {
+        "matchers": [{"name": "service", "value": action.service, "isRegex": False,
+                      "isEqual": True}],
+        "startsAt": format_time(now),
+        "endsAt": format_time(now + duration),
+        "createdBy": f"slack:{action.user_name}"[:200],
+        "comment": f"{label} from Slack on incident {action.incident_id}"
+                   + (" (expires when it resolves)" if seconds is None else ""),
+    }
+    silence = parse_postable(body, now)
+    return replace(silence, id=str(uuid.uuid5(_SILENCE_NS, action.identity)))
+
+
+def feedback_records(incident: Incident, user: str, now: float) -> list[Feedback]:
+    """One "Not an incident" per series of ``incident``: its newest alert's departure
+    (alerts without a direction, z = 0, are skipped), for good."""
+    s = settings()
+    with_tod = routine_applies(s.detector_mode, s.season_days)
+    newest: dict[str, Any] = {}
+    for anomaly in incident.anomalies:
+        if anomaly.state != "firing" or not anomaly.z_score:
+            continue
+        key = anomaly.series or f"{anomaly.service}|{anomaly.metric_name}"
+        if key not in newest or anomaly.detected_at >= newest[key].detected_at:
+            newest[key] = anomaly
+    return [Feedback.from_anomaly(a, user=user, recorded_at=now, until=None,
+                                  with_time_of_day=with_tod, incident=incident.id)
+            for a in newest.values()]
+
+
+async def _send(topic: Any, key: bytes, value: dict[str, Any]) -> None:
+    await (await topic.send(key=key, value=json.dumps(value).encode()))
+
+
+async def _apply(action: IncidentAction, incident: Incident, now: float) -> str | None:
+    """The action's effect; returns the note's detail."""
+    key = action.service.encode()
+    if action.kind == "silence":
+        silence = button_silence(action, now)
+        await _send(silences_topic, silence.id.encode(), silence.to_dict())
+        telemetry.SILENCE_CHANGES.labels(action="created").inc()
+        label, seconds = SILENCE_CHOICES[action.silence or "1h"]
+        span = "until resolved" if seconds is None else f"for {label}"
+        return f"{span} (silence {silence.id})"
+    if action.kind == "resolve":
+        await _send(control_topic, key, {"kind": "resolve", "incident_id": incident.id,
+                                         "by": f"@{action.user_name}"})
+        return None
+    if action.kind == "not_an_incident":
+        records = feedback_records(incident, action.user_id, now)
+        if records:
+            await record_feedback(records)
+        return f"{len(records)} series will not page again for the same departure"
+    return None
+
+
+async def process(event: EventT[bytes]) -> None:
+    """Apply one action record once (see module docstring)."""
+    action = decode_action(event.value)
+    key = action.service.encode()
+    if event.message.key != key:
+        raise BadRecord("action record key is not its service")
+    stored = incident_actions.get(key) or {}
+    applied = list(stored.get("applied", ()))
+    if action.identity in applied:
+        telemetry.INCIDENT_ACTIONS.labels(action=action.kind, outcome="duplicate").inc()
+        logger.info("Slack %s %s on incident %s: applied already", action.kind,
+                    action.identity, action.incident_id)
+        return
+    notice = NotifyState.from_dict(notifications.get(key)).notices.get(action.incident_id)
+    now = time.time()
+    if notice is None or notice.root_ts != action.message_ts:
+        outcome = "unknown_incident"
+        logger.warning("Slack %s on incident %s (%s) ignored: not the root message of a "
+                       "known incident", action.kind, action.incident_id, action.service)
+    else:
+        detail = await _apply(action, notice.model(), now)
+        note = {"identity": action.identity, "kind": action.kind, "user_id": action.user_id,
+                "user_name": action.user_name, "at": now, "detail": detail,
+                "silence_id": str(uuid.uuid5(_SILENCE_NS, action.identity))
+                if action.kind == "silence" else None,
+                "until_resolved": action.kind == "silence" and action.silence == "resolved"}
+        await _send(notify_control_topic, key, {"kind": "action",
+                                                "incident_id": action.incident_id,
+                                                "note": note})
+        outcome = "applied"
+        logger.info("Slack %s on incident %s (%s) by %s applied%s", action.kind,
+                    action.incident_id, action.service, action.user_id,
+                    f": {detail}" if detail else "")
+    telemetry.INCIDENT_ACTIONS.labels(action=action.kind, outcome=outcome).inc()
+    incident_actions[key] = {"applied": [*applied, action.identity][-MAX_APPLIED:]}
+
+
+async def expire_until_resolved(silence_ids: list[str], stored: list[Silence]) -> list[str]:
+    """Expire the "until resolved" silences ``silence_ids`` that are not expired yet
+    (the notifier calls this when their incident resolves); returns those expired."""
+    now = time.time()
+    done = []
+    for silence in stored:
+        if silence.id in silence_ids and silence.state(now) != "expired":
+            try:
+                expired = expire(silence, now)
+            except InvalidSilence:  # pragma: no cover - expire never refuses
+                continue
+            await _send(silences_topic, expired.id.encode(), expired.to_dict())
+            telemetry.SILENCE_CHANGES.labels(action="expired").inc()
+            done.append(silence.id)
+    return done
+
+
+@app.agent(incident_actions_topic, name="actions")
+async def apply_actions(stream: StreamT[bytes]) -> None:
+    """Apply Slack button actions (see module docstring)."""
+    await each_record(stream, STAGE, process)
