@@ -40,7 +40,7 @@ from faust.types import EventT, StreamT
 
 from autopilot import telemetry
 from autopilot.app import app, settings
-from autopilot.blockkit import SILENCE_CHOICES
+from autopilot.blockkit import FEEDBACK_CHOICES, SILENCE_CHOICES
 from autopilot.errors import BadRecord
 from autopilot.feedback import Feedback, routine_applies
 from autopilot.interactions import IncidentAction, InvalidInteraction
@@ -110,9 +110,12 @@ def button_silence(action: IncidentAction, now: float) -> Silence:
     return replace(silence, id=str(uuid.uuid5(_SILENCE_NS, action.identity)))
 
 
-def feedback_records(incident: Incident, user: str, now: float) -> list[Feedback]:
+def feedback_records(
+    incident: Incident, user: str, now: float, until: float | None = None
+) -> list[Feedback]:
     """One "Not an incident" per series of ``incident``: its newest alert's departure
-    (alerts without a direction, z = 0, are skipped), for good."""
+    (alerts without a direction, z = 0, are skipped), until ``until`` (wall-clock
+    epoch s; ``None``: for good)."""
     s = settings()
     with_tod = routine_applies(s.detector_mode, s.season_days)
     newest: dict[str, Any] = {}
@@ -122,7 +125,7 @@ def feedback_records(incident: Incident, user: str, now: float) -> list[Feedback
         key = anomaly.series or f"{anomaly.service}|{anomaly.metric_name}"
         if key not in newest or anomaly.detected_at >= newest[key].detected_at:
             newest[key] = anomaly
-    return [Feedback.from_anomaly(a, user=user, recorded_at=now, until=None,
+    return [Feedback.from_anomaly(a, user=user, recorded_at=now, until=until,
                                   with_time_of_day=with_tod, incident=incident.id)
             for a in newest.values()]
 
@@ -146,10 +149,13 @@ async def _apply(action: IncidentAction, incident: Incident, now: float) -> str 
                                          "by": f"@{action.user_name}"})
         return None
     if action.kind == "not_an_incident":
-        records = feedback_records(incident, action.user_id, now)
+        label, seconds = FEEDBACK_CHOICES[action.feedback or "forever"]
+        until = None if seconds is None else now + seconds
+        records = feedback_records(incident, action.user_id, now, until)
         if records:
             await record_feedback(records)
-        return f"{len(records)} series will not page again for the same departure"
+        return (f"{len(records)} series will not page again for the same departure, "
+                f"{label.lower()}")
     return None
 
 

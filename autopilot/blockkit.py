@@ -84,6 +84,7 @@ __all__ = [
     "INCIDENT_ACTIONS",
     "OPTION_VALUE_MAX",
     "SILENCE_CHOICES",
+    "FEEDBACK_CHOICES",
     "action_value",
     "action_text",
     "parse_action_value",
@@ -554,6 +555,13 @@ SILENCE_CHOICES: dict[str, tuple[str, float | None]] = {
     "4h": ("4 hours", 4 * 3600.0),
     "resolved": ("Until resolved", None),
 }
+#: The Not an incident menu: option value → (label, seconds the feedback applies;
+#: ``None`` = for good). The user chooses the period with the click.
+FEEDBACK_CHOICES: dict[str, tuple[str, float | None]] = {
+    "7d": ("For 7 days", 7 * 86400.0),
+    "30d": ("For 30 days", 30 * 86400.0),
+    "forever": ("For good", None),
+}
 
 _SIGNAL_EMOJI = {"firing": "🔴", "resolved": "✅", "silent": "⚪"}
 #: Emoji per timeline entry kind (:data:`autopilot.models.TimelineKind`).
@@ -873,18 +881,23 @@ def _incident_message(
     }
 
 
-def action_value(incident: Incident, silence: str | None = None) -> str:
+def action_value(
+    incident: Incident, silence: str | None = None, feedback: str | None = None
+) -> str:
     """The ``value`` of an interactive element: compact JSON ``{"incident_id",
     "service"}`` plus ``"silence"`` (a :data:`SILENCE_CHOICES` key) for a Silence
+    option or ``"feedback"`` (a :data:`FEEDBACK_CHOICES` key) for a Not an incident
     option. Parsed back by :func:`parse_action_value`."""
     data: dict[str, str] = {"incident_id": incident.id, "service": incident.service}
     if silence is not None:
         data["silence"] = silence
+    if feedback is not None:
+        data["feedback"] = feedback
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 def parse_action_value(value: Any) -> dict[str, str]:
-    """An element ``value`` → ``{"incident_id", "service"[, "silence"]}``.
+    """An element ``value`` → ``{"incident_id", "service"[, "silence" | "feedback"]}``.
 
     Raises:
         ValueError: not JSON of that shape (a forged or foreign payload).
@@ -893,15 +906,19 @@ def parse_action_value(value: Any) -> dict[str, str]:
     if not isinstance(data, dict):
         raise ValueError("action value is not a JSON object")
     out: dict[str, str] = {}
-    for name in ("incident_id", "service", "silence"):
+    for name in ("incident_id", "service", "silence", "feedback"):
         item = data.get(name)
-        if item is None and name == "silence":
+        if item is None and name in ("silence", "feedback"):
             continue
         if not isinstance(item, str) or not item:
             raise ValueError(f"action value lacks {name}")
         out[name] = item
     if "silence" in out and out["silence"] not in SILENCE_CHOICES:
         raise ValueError(f"unknown silence choice {out['silence']!r}")
+    if "feedback" in out and out["feedback"] not in FEEDBACK_CHOICES:
+        raise ValueError(f"unknown feedback choice {out['feedback']!r}")
+    if "silence" in out and "feedback" in out:
+        raise ValueError("action value holds two choices")
     return out
 
 
@@ -918,11 +935,13 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 
 
 def _actions_block(incident: Incident) -> dict[str, Any] | None:
-    """Acknowledge, Silence (1 h, 4 h, until resolved), Resolve, Not an incident.
+    """Acknowledge, Silence (1 h, 4 h, until resolved), Resolve, Not an incident (for
+    7 days, 30 days or for good).
 
-    ``None`` when even the button value is over Slack's limit. The Silence menu is left
-    out when an option's value (incident id, service and choice) is over
-    :data:`OPTION_VALUE_MAX` (a service name of about 100 characters or more).
+    ``None`` when even the button value is over Slack's limit. When an option's value
+    (incident id, service and choice) is over :data:`OPTION_VALUE_MAX` (a service name
+    of about 100 characters or more), the Silence menu is left out and Not an incident
+    is a plain button (for good).
     """
     value = action_value(incident)
     if len(value) > BUTTON_VALUE_MAX:
@@ -942,10 +961,18 @@ def _actions_block(incident: Incident) -> dict[str, Any] | None:
             "placeholder": {"type": "plain_text", "text": "Silence…"},
             "options": options,
         })
-    elements += [
-        _button("Resolve", ACTION_RESOLVE, value),
-        _button("Not an incident", ACTION_NOT_AN_INCIDENT, value, "danger"),
-    ]
+    elements.append(_button("Resolve", ACTION_RESOLVE, value))
+    kept = {key: action_value(incident, feedback=key) for key in FEEDBACK_CHOICES}
+    if all(_units(v) <= OPTION_VALUE_MAX for v in kept.values()):
+        elements.append({
+            "type": "static_select",
+            "action_id": ACTION_NOT_AN_INCIDENT,
+            "placeholder": {"type": "plain_text", "text": "Not an incident…"},
+            "options": [{"text": {"type": "plain_text", "text": label}, "value": kept[key]}
+                        for key, (label, _) in FEEDBACK_CHOICES.items()],
+        })
+    else:
+        elements.append(_button("Not an incident", ACTION_NOT_AN_INCIDENT, value, "danger"))
     return {"type": "actions", "block_id": ACTIONS_BLOCK_ID, "elements": elements}
 
 

@@ -70,6 +70,7 @@ class IncidentAction:
     action_ts: str
     received_at: float
     silence: str | None = None
+    feedback: str | None = None
 
     @property
     def identity(self) -> str:
@@ -96,11 +97,11 @@ class IncidentAction:
                 "message_ts", "action_id", "action_ts")}
             if not all(isinstance(v, str) for v in strings.values()):
                 raise InvalidInteraction("action fields must be strings")
-            silence = data.get("silence")
-            if silence is not None and not isinstance(silence, str):
-                raise InvalidInteraction("silence must be a string")
+            silence, feedback = data.get("silence"), data.get("feedback")
+            if any(v is not None and not isinstance(v, str) for v in (silence, feedback)):
+                raise InvalidInteraction("silence and feedback must be strings")
             return cls(kind=kind, received_at=float(data["received_at"]), silence=silence,
-                       **strings)
+                       feedback=feedback, **strings)
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InvalidInteraction):
                 raise
@@ -135,6 +136,8 @@ def from_block_action(
         raise InvalidInteraction(str(exc)) from None
     if (kind == "silence") != ("silence" in value):
         raise InvalidInteraction("a silence choice belongs to the Silence menu only")
+    if "feedback" in value and kind != "not_an_incident":
+        raise InvalidInteraction("a feedback choice belongs to the Not an incident menu only")
     user, container = body.get("user"), body.get("container")
     user_id = _text(user, "id")
     name = user.get("username") or user.get("name") if isinstance(user, Mapping) else None
@@ -143,6 +146,7 @@ def from_block_action(
         incident_id=value["incident_id"],
         service=value["service"],
         silence=value.get("silence"),
+        feedback=value.get("feedback"),
         user_id=user_id,
         user_name=name if isinstance(name, str) and name else user_id,
         channel_id=_text(container, "channel_id"),

@@ -62,7 +62,9 @@ def block_actions(root: dict[str, Any], action_id: str, action_ts: str,
     if element["type"] == "button":
         action |= {"value": element["value"], "text": element["text"]}
     else:
-        (chosen,) = [o for o in element["options"] if json.loads(o["value"])["silence"] == option]
+        (chosen,) = [o for o in element["options"]
+                     if option in (json.loads(o["value"]).get("silence"),
+                                   json.loads(o["value"]).get("feedback"))]
         action |= {"selected_option": chosen, "placeholder": element["placeholder"]}
     payload: dict[str, Any] = {
         "type": "block_actions",
@@ -213,8 +215,9 @@ def test_each_button_edits_the_message_replies_and_acts_once(
 
         # --- Not an incident ----------------------------------------------------------------
         dis = roots["btn-dismiss"]
-        assert click(worker, block_actions(dis, ACTION_NOT_AN_INCIDENT, "1796000000.000500")
-                     ).status_code == 200
+        clicked = time.time()
+        assert click(worker, block_actions(dis, ACTION_NOT_AN_INCIDENT, "1796000000.000500",
+                                           "30d")).status_code == 200
         wait_for(lambda: replies_saying(slack, dis["ts"], "not an incident"), 30,
                  "the feedback in the thread")
         records = wait_for(lambda: httpx.get(f"{worker.url}/feedback/btn-dismiss",
@@ -222,4 +225,6 @@ def test_each_button_edits_the_message_replies_and_acts_once(
                            30, "the feedback recorded")
         assert [(f["series"], f["user"], f["direction"]) for f in records] == [
             ("btn-dismiss|latency_ms|", "U0ALICE42", "up")]
+        # "For 30 days": the feedback stops applying 30 days after the click.
+        assert abs(records[0]["until"] - (clicked + 30 * 86400)) < 120, records[0]
         assert "Marked *not an incident* by <@U0ALICE42>" in text(slack.messages[dis["ts"]])

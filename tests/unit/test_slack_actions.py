@@ -12,6 +12,7 @@ import pytest
 
 from autopilot.blockkit import (
     ACTION_ACKNOWLEDGE,
+    ACTION_NOT_AN_INCIDENT,
     ACTION_RESOLVE,
     ACTION_SILENCE,
     action_text,
@@ -61,6 +62,15 @@ def test_a_silence_option_carries_its_choice() -> None:
     assert from_block_action(body(), action, 0.0).silence == "4h"
 
 
+def test_a_not_an_incident_option_carries_how_long_the_feedback_applies() -> None:
+    value = json.dumps({"incident_id": "inc-1", "service": "checkout", "feedback": "7d"})
+    action = {"action_id": ACTION_NOT_AN_INCIDENT, "selected_option": {"value": value},
+              "action_ts": "1.3"}
+    got = from_block_action(body(), action, 0.0)
+    assert (got.kind, got.feedback, got.silence) == ("not_an_incident", "7d", None)
+    assert IncidentAction.from_dict(json.loads(json.dumps(got.to_dict()))) == got
+
+
 @pytest.mark.parametrize("action", [
     {"action_id": "someone_elses_button", "value": VALUE, "action_ts": "1"},
     {"action_id": ACTION_RESOLVE, "value": "not json", "action_ts": "1"},
@@ -68,6 +78,10 @@ def test_a_silence_option_carries_its_choice() -> None:
     {"action_id": ACTION_SILENCE, "value": VALUE, "action_ts": "1"},  # no choice
     {"action_id": ACTION_RESOLVE, "action_ts": "1", "value": json.dumps(
         {"incident_id": "i", "service": "s", "silence": "1h"})},
+    {"action_id": ACTION_SILENCE, "action_ts": "1", "selected_option": {"value": json.dumps(
+        {"incident_id": "i", "service": "s", "feedback": "7d"})}},  # the wrong menu
+    {"action_id": ACTION_NOT_AN_INCIDENT, "action_ts": "1", "selected_option": {
+        "value": json.dumps({"incident_id": "i", "service": "s", "feedback": "1y"})}},
 ])
 def test_foreign_or_broken_actions_are_refused(action: dict[str, Any]) -> None:
     with pytest.raises(InvalidInteraction):

@@ -14,6 +14,7 @@ from autopilot.blockkit import (
     ACTION_SILENCE,
     ACTIONS_BLOCK_ID,
     BLOCKS_MAX,
+    FEEDBACK_CHOICES,
     OPTION_VALUE_MAX,
     SILENCE_CHOICES,
     parse_action_value,
@@ -45,7 +46,7 @@ def test_firing_incident_has_the_four_actions_with_incident_and_service() -> Non
             assert parse_action_value(element["value"]) == {
                 "incident_id": "inc-0123456789ab", "service": "checkout"}
             assert len(element["value"]) <= 2000
-        else:
+        elif element["action_id"] == ACTION_SILENCE:
             assert element["type"] == "static_select"
             choices = [parse_action_value(o["value"]) for o in element["options"]]
             assert [c["silence"] for c in choices] == list(SILENCE_CHOICES)
@@ -53,6 +54,15 @@ def test_firing_incident_has_the_four_actions_with_incident_and_service() -> Non
                 "1 hour", "4 hours", "Until resolved"]
             assert all(c["service"] == "checkout" for c in choices)
             assert all(len(o["value"]) <= OPTION_VALUE_MAX for o in element["options"])
+        else:  # Not an incident: the user chooses how long the feedback applies
+            assert element["type"] == "static_select"
+            assert element["action_id"] == ACTION_NOT_AN_INCIDENT
+            choices = [parse_action_value(o["value"]) for o in element["options"]]
+            assert [c["feedback"] for c in choices] == list(FEEDBACK_CHOICES) == [
+                "7d", "30d", "forever"]
+            assert [o["text"]["text"] for o in element["options"]] == [
+                "For 7 days", "For 30 days", "For good"]
+            assert all("silence" not in c for c in choices)
 
 
 def test_resolved_incident_has_no_buttons() -> None:
