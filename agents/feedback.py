@@ -17,7 +17,7 @@ import json
 import logging
 import time
 
-from autopilot.tables.feedback import feedback
+from autopilot.tables import feedback
 from faust.types import EventT, StreamT
 
 from autopilot.app import app

@@ -35,8 +35,7 @@ from functools import partial
 from math import inf
 from typing import Any
 
-from autopilot.tables import baselines, series_index
-from autopilot.tables.feedback import feedback
+from autopilot.tables import baselines, feedback, series_index
 from faust.types import EventT, StreamT
 
 from autopilot import replay, telemetry

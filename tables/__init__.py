@@ -102,6 +102,20 @@ recent_samples: JSONTable = app.Table(
     "samples of the series, written by the metrics agent (agents.charts.remember_samples)",
 )
 
+# --- feedback ("Not an incident" per series; autopilot.feedback) -----------------
+FEEDBACK = "feedback"
+
+feedback: JSONTable = app.Table(
+    FEEDBACK,
+    key_type=bytes,
+    default=None,
+    options=rocksdb_options(),
+    help="service → autopilot.feedback.FeedbackState.to_dict(): {'records': [{'series', "
+    "'service', 'direction' (up/down), 'z_score' (|z|), 'deviation_percent' (|%| or null), "
+    "'time_of_day_s' (s since midnight UTC or null), 'user', 'recorded_at' and 'until' "
+    "(wall-clock epoch s; until null: for good), 'incident'}], 'offsets': {stream: offset}}",
+)
+
 # --- silences (Alertmanager API v2; every worker needs all of them) ---------------
 SILENCES = "silences"
 #: Silences are few and every worker's notifier checks them all: a GlobalTable (each

@@ -17,8 +17,7 @@ from pydantic import BaseModel
 
 from autopilot.app import app
 from autopilot.models import DeploymentEvent, LogEntry, MetricPoint
-from autopilot.tables import deployments, open_incidents, series_index
-from autopilot.tables.feedback import feedback
+from autopilot.tables import deployments, feedback, open_incidents, series_index
 
 from . import schemas
 from .charts import get_incident_chart
