@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test kafka-deps kafka test-unit test-integration test-deps check settings-doc clean
+.PHONY: install demo test kafka-deps kafka test-unit test-integration test-deps check settings-doc helm clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,11 +41,17 @@ test-deps:
 ## test: install, provide what the tests need, start a fresh single-node Apache Kafka
 ## (KRaft, port TEST_KAFKA_PORT), run every test on it, then stop Kafka
 TEST_KAFKA_PORT ?= 29092
-test: install test-deps
+test: install test-deps helm
 	KAFKA_PORT=$(TEST_KAFKA_PORT) scripts/apache-kafka.sh clean
 	KAFKA_PORT=$(TEST_KAFKA_PORT) scripts/apache-kafka.sh start
 	KAFKA_PORT=$(TEST_KAFKA_PORT) $(PY) -m pytest; \
 	  rc=$$?; KAFKA_PORT=$(TEST_KAFKA_PORT) scripts/apache-kafka.sh stop; exit $$rc
+
+## helm: the pinned Helm (v4.3.2) for the chart tests (tests/integration/test_helm.py),
+## built once with Go from the Go module proxy into a cache outside the clone
+## (~/.cache/autopilot/helm-v4.3.2) and linked to .venv/bin/helm; needs Go only then
+helm: $(STAMP)
+	scripts/helm.sh
 
 ## kafka-deps: a JDK and Maven for scripts/apache-kafka.sh (Debian packages when missing)
 kafka-deps:
