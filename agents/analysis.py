@@ -3,12 +3,15 @@
 Consumes ``autopilot.incidents``. A record that opens or re-opens an incident is
 analysed by Ollama (``/api/chat``, JSON-schema output, bounded by
 ``OLLAMA_TIMEOUT_S``) as soon as it arrives, so the analysis runs during the
-notifier's ``group_wait``; on timeout, connection error, HTTP error or invalid output
-the rule-based analysis is used instead. The result (incident + analysis) goes to
+notifier's ``group_wait``; on timeout, connection error, HTTP error, invalid output or
+an answer cut at the token limit (``done_reason`` ``length``, counted as
+``autopilot_llm_fallbacks_total{reason="truncated"}``) the rule-based analysis is used
+instead. The result (incident + analysis) goes to
 ``autopilot.alerts``, where the notifier folds it into the incident's message: the
 first notification never waits for it (it shows the rule-based analysis, marked "LLM
 analysis pending", until this one arrives). Other incident records need no analysis
-and are only counted.
+and are only counted. Each analysis is recorded on the audit trail (source, model,
+latency, prompt hash: :func:`autopilot.audit.analysis_event`; docs/audit.md).
 
 The actors share one :class:`autopilot.integrations.ollama.LLMGuard`: the circuit
 breaker that skips Ollama after repeated timeouts, connection errors or a missing
@@ -32,11 +35,15 @@ from functools import partial
 from faust.types import EventT, StreamT
 
 from autopilot import telemetry
+from autopilot.analysis import build_messages, fallback_analysis
 from autopilot.app import app, settings
+from autopilot.audit import analysis_event, prompt_sha256
+from autopilot.grounding import apply_grounding, check_grounding
 from autopilot.integrations.ollama import LLMGuard, OllamaClient, analyze_or_fallback
-from autopilot.models import Alert, Incident, decode_records
+from autopilot.models import Alert, Analysis, Incident, decode_records
 from autopilot.streams import alerts_topic, incidents_topic
 
+from .audit import emit
 from .boundary import each_record
 from .deadletter import where
 
@@ -45,16 +52,43 @@ STAGE = "analysis"
 
 
 async def analyse(client: OllamaClient, incident: Incident) -> Alert:
-    """Analyse one incident; counts LLM calls, fallbacks and latency."""
+    """Analyse one incident; counts LLM calls, fallbacks and latency, and records the
+    analysis in the audit trail (:func:`autopilot.audit.analysis_event`)."""
     started = time.monotonic()
     analysis, reason = await analyze_or_fallback(client, incident)
-    telemetry.LLM_LATENCY.observe(time.monotonic() - started)
+    latency = time.monotonic() - started
+    telemetry.LLM_LATENCY.observe(latency)
     if reason is None:
         telemetry.LLM_CALLS.labels(outcome="ok").inc()
+        analysis = ground(analysis, incident)
     else:
         telemetry.LLM_CALLS.labels(outcome="fallback").inc()
         telemetry.LLM_FALLBACKS.labels(reason=reason.kind).inc()
+    await emit(analysis_event(
+        incident, analysis, latency_s=latency,
+        prompt_hash=prompt_sha256(build_messages(incident)), model=client.model,
+        fallback_reason=None if reason is None else str(reason), used=True,
+        at=time.time(),
+    ))
     return Alert(incident=incident, analysis=analysis)
+
+
+def ground(analysis: Analysis, incident: Incident) -> Analysis:
+    """Check an LLM analysis against the incident's evidence (:mod:`autopilot.grounding`)
+    and apply the verdict: the text stays verbatim, unsupported actions are dropped, an
+    unverified answer carries the rule-based root cause; counted by outcome."""
+    result = check_grounding(analysis, incident)
+    telemetry.LLM_GROUNDING.labels(
+        outcome="grounded" if result.grounded else "unverified").inc()
+    if result.dropped_actions:
+        telemetry.LLM_GROUNDING_DROPPED_ACTIONS.inc(len(result.dropped_actions))
+    if not result.grounded:
+        logger.warning(
+            "incident %s: the LLM analysis is unverified: names not in the evidence %s, "
+            "%d action(s) dropped; shown marked unverified next to the rule-based analysis",
+            incident.id, list(result.unknown_names), len(result.dropped_actions))
+    rules = fallback_analysis(incident, deployment_window_s=settings().deployment_window_s)
+    return apply_grounding(analysis, result, rules)
 
 
 _CONCURRENCY = settings().analysis_concurrency

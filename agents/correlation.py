@@ -5,7 +5,9 @@ the internal ``autopilot.correlation.control`` topic (both keyed by service,
 co-partitioned with the tables it reads), applies :func:`autopilot.correlation.step`
 with the service's deployments and recent error lines, stores the state in
 ``open_incidents`` and sends Incident records (``opened``, ``updated``, ``resolved``,
-``reopened``) to ``autopilot.incidents``. Control records on
+``reopened``) to ``autopilot.incidents``, each also recorded on the audit trail
+(:func:`autopilot.audit.incident_event`: the rule and evidence, derived from the
+timeline entries the record adds; docs/audit.md). Control records on
 ``autopilot.correlation.control`` are ``{"kind": "deployment", "deployment": {…}}`` (a
 new deployment, from the deployments agent), ``{"kind": "close_check", "wall":
 epoch s}`` (from the timer) and ``{"kind": "resolve", "incident_id": …, "by": …}``
@@ -35,14 +37,23 @@ from pydantic import ValidationError
 
 from autopilot import correlation, telemetry
 from autopilot.app import app, settings
+from autopilot.audit import AUTOPILOT, incident_event
 from autopilot.correlation import CorrelationConfig, CorrelationState
 from autopilot.deployments import DeploymentHistory
 from autopilot.errorrate import ErrorRateState
 from autopilot.errors import BadRecord
-from autopilot.models import Anomaly, DeploymentEvent, Incident, LogEntry, decode_records
+from autopilot.models import (
+    Anomaly,
+    DeploymentEvent,
+    Incident,
+    LogEntry,
+    TimelineEntry,
+    decode_records,
+)
 from autopilot.streams import control_topic, incidents_topic, raw_topic
 from autopilot.topics import ANOMALIES, CORRELATION_CONTROL
 
+from .audit import emit
 from .boundary import each_record
 from .deadletter import where
 
@@ -58,7 +69,10 @@ def _context(key: bytes) -> tuple[DeploymentHistory, list[LogEntry]]:
     return history, errors
 
 
-async def _publish(key: bytes, incidents: list[Incident], event: EventT[bytes]) -> None:
+async def _publish(
+    key: bytes, incidents: list[Incident], event: EventT[bytes],
+    previous: tuple[TimelineEntry, ...] = (), actor: str = AUTOPILOT,
+) -> None:
     for inc in incidents:
         telemetry.INCIDENTS.labels(status=inc.status).inc()
         change = inc.timeline[-1].text if inc.timeline else inc.trigger_reason
@@ -72,6 +86,8 @@ async def _publish(key: bytes, incidents: list[Incident], event: EventT[bytes]) 
         )
         sent = await incidents_topic.send(key=key, value=inc.model_dump_json().encode())
         await sent  # acknowledged by the broker
+        await emit(incident_event(inc, previous, at=time.time(), actor=actor))
+        previous = tuple(inc.timeline)
 
 
 def _control(raw: bytes | None) -> dict[str, Any]:
@@ -97,6 +113,8 @@ async def process(event: EventT[bytes], config: CorrelationConfig) -> None:
     state = CorrelationState.from_dict(open_incidents.get(key))
     history, errors = _context(key)
     now = time.time()
+    previous = state.incident.timeline if state.incident else ()
+    actor = AUTOPILOT
     if msg.topic == control_topic.get_topic_name():
         control = _control(event.value)
         if control.get("kind") == "deployment":
@@ -109,6 +127,7 @@ async def process(event: EventT[bytes], config: CorrelationConfig) -> None:
                 errors=errors, wall_now=now, config=config,
             )
         elif control.get("kind") == "resolve":
+            actor = control["by"]
             new, incidents = correlation.resolve_manually(
                 state, service=key.decode(), incident_id=control["incident_id"],
                 by=control["by"], wall_now=now, deployments=history, errors=errors,
@@ -129,7 +148,7 @@ async def process(event: EventT[bytes], config: CorrelationConfig) -> None:
     # between replays the record, which re-sends the same incident (same id and
     # revision; the notifier folds the resend in once). The other
     # order could persist the state while the incident record was lost.
-    await _publish(key, incidents, event)
+    await _publish(key, incidents, event, previous, actor)
     if new is not state:
         open_incidents[key] = new.to_dict()
 

@@ -7,12 +7,12 @@ and adds them to the service's :class:`autopilot.feedback.FeedbackState` in the
 The metrics agent reads that table on the same worker (co-partitioned) and suppresses
 the alerts the feedback matches (:func:`autopilot.feedback.screen`). Whoever records
 feedback (the Slack button, a script) only produces a record to the topic:
-:func:`feedback_record` builds it.
+:func:`feedback_record` builds it. Feedback given on an incident is recorded on the
+audit trail when applied (:func:`autopilot.audit.feedback_event`, docs/audit.md).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -21,10 +21,12 @@ from autopilot.tables import feedback
 from faust.types import EventT, StreamT
 
 from autopilot.app import app
+from autopilot.audit import feedback_event
 from autopilot.errors import BadRecord
 from autopilot.feedback import Feedback, FeedbackState, decode_feedback
-from autopilot.streams import feedback_topic
+from autopilot.streams import feedback_topic, read_to_end
 
+from .audit import emit
 from .boundary import each_record
 from .deadletter import where
 from .ingest import source_of
@@ -68,6 +70,8 @@ async def process(event: EventT[bytes]) -> None:
             logger.info("%s: feedback on %s (%s, |z| %.1f) by %s recorded, until %s",
                         where(event), fb.series, fb.direction, fb.z_score, fb.user or "?",
                         "for good" if fb.until is None else f"{fb.until:.0f}")
+            if fb.incident:
+                await emit(feedback_event(fb, at=time.time()))
 
 
 @app.agent(feedback_topic, name="feedback")
@@ -95,51 +99,10 @@ async def export_changelog(timeout_s: float = EXPORT_TIMEOUT_S) -> list[Feedback
     Raises:
         TimeoutError: the broker did not answer within ``timeout_s``.
     """
-    from aiokafka import AIOKafkaConsumer
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-
-    from autopilot.app import _bootstrap_hosts, broker_credentials, settings
-
-    s = settings()
-    topic = feedback.changelog_topic.get_topic_name()
-    hosts = [f"{h}:{p}" for h, p in _bootstrap_hosts(s.broker)]
-    auth = credentials_to_aiokafka_auth(broker_credentials(s))
-    consumer = AIOKafkaConsumer(bootstrap_servers=hosts, enable_auto_commit=False,
-                                group_id=None, request_timeout_ms=int(timeout_s * 1000),
-                                **auth)
     latest: dict[bytes, bytes | None] = {}
-
-    async def read() -> None:
-        from aiokafka import TopicPartition
-
-        await consumer.start()
-        ids = consumer.partitions_for_topic(topic)
-        if not ids:  # the first metadata answer may not name the topic yet
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            ids = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(ids)]
-        if not tps:
-            return
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if end[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, messages in batch.items():
-                for m in messages:
-                    if m.key is not None:
-                        latest[m.key] = m.value
-                    if m.offset + 1 >= end[tp]:
-                        remaining.discard(tp)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-
-    try:
-        await asyncio.wait_for(read(), timeout_s)
-    finally:
-        await consumer.stop()
+    for key, value in await read_to_end(feedback.changelog_topic.get_topic_name(), timeout_s):
+        if key is not None:
+            latest[key] = value
     out: list[Feedback] = []
     for value in latest.values():
         if value:

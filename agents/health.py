@@ -43,7 +43,7 @@ from autopilot import telemetry
 from autopilot.app import app, settings
 from autopilot.errors import DataDirInUse, PartitionsMismatchError
 from autopilot.health import BrokerState, CounterWindow
-from autopilot.topics import ALL_TOPICS, DEADLETTER, INPUT_TOPICS, topic_name
+from autopilot.topics import ALL_TOPICS, AUDIT, DEADLETTER, INPUT_TOPICS, topic_name
 
 __all__ = [
     "BROKER",
@@ -169,8 +169,9 @@ app.sensors.add(WorkerGuard())
 
 
 def copartitioned_topics() -> list[str]:
-    """Internal topics whose records update tables (every topic but input and dead letters)."""
-    skip = {*INPUT_TOPICS, DEADLETTER}
+    """Internal topics whose records update tables (every topic but input, dead letters and
+    the audit trail, which is keyed by incident id and feeds no table)."""
+    skip = {*INPUT_TOPICS, DEADLETTER, AUDIT}
     return [topic_name(t) for t in ALL_TOPICS if t not in skip]
 
 

@@ -41,6 +41,12 @@ from autopilot.formats import Decoded
 from autopilot.formats.deployments import decode_deployments
 from autopilot.formats.logs import decode_logs
 from autopilot.formats.metrics_json import decode_metrics
+from autopilot.formats.otlp import (
+    decode_logs_request,
+    decode_metrics_request,
+    sniff_logs,
+    sniff_metrics,
+)
 from autopilot.models import DeploymentEvent, LogEntry, MetricPoint
 from autopilot.streams import (
     deadletter_topic,
@@ -149,24 +155,43 @@ def _decode_event(event: EventT[bytes], decode: Callable[[bytes], Decoded]) -> D
 
 
 def decode_metrics_items(event: EventT[bytes]) -> Decoded:
-    """The items of an ``autopilot.metrics`` record (seed, adapter, Telegraf JSON).
+    """The items of an ``autopilot.metrics`` record (seed, adapter, Telegraf JSON, or
+    an OTLP ``ExportMetricsServiceRequest`` as protobuf or OTLP/JSON, as the
+    OpenTelemetry Collector's Kafka exporter writes it: :func:`sniff_metrics`).
 
     Raises:
         BadRecord: an empty value or one that is not JSON.
     """
-    labels = settings().service_label_list()
-    return _decode_event(event, lambda raw: decode_metrics(raw, labels))
+    s = settings()
+    labels, q = s.service_label_list(), s.otlp_histogram_quantile
+
+    def decode(raw: bytes) -> Decoded:
+        request = sniff_metrics(raw)  # OTLP first: told apart from the bytes
+        if request is not None:
+            return decode_metrics_request(request, labels, q)
+        return decode_metrics(raw, labels)
+
+    return _decode_event(event, decode)
 
 
 def decode_logs_items(event: EventT[bytes]) -> Decoded:
-    """The items of an ``autopilot.logs`` record (JSON, JSON lines, text lines; the
-    record key is the service of lines that do not name one).
+    """The items of an ``autopilot.logs`` record (JSON, JSON lines, text lines, or an
+    OTLP ``ExportLogsServiceRequest`` as protobuf or OTLP/JSON: :func:`sniff_logs`;
+    the record key is the service of lines or resources that do not name one).
 
     Raises:
         BadRecord: an empty value, or a JSON list that does not parse.
     """
     service = _key_text(event)
-    return _decode_event(event, lambda raw: decode_logs(raw, service))
+    labels = settings().service_label_list()
+
+    def decode(raw: bytes) -> Decoded:
+        request = sniff_logs(raw)  # OTLP first: told apart from the bytes
+        if request is not None:
+            return decode_logs_request(request, service, labels)
+        return decode_logs(raw, service)
+
+    return _decode_event(event, decode)
 
 
 def decode_deployments_items(event: EventT[bytes]) -> Decoded:

@@ -17,6 +17,10 @@ is due now under ``group_wait`` / ``group_interval`` / ``repeat_interval`` /
 - webhook mode: the first message and at most ``AUTOPILOT_MAX_WEBHOOK_MESSAGES`` in
   all; console mode: printed.
 
+Each message posted, edited or replied (channel and ts), each "until resolved" silence
+expired and each silence that holds a notification back is recorded on the audit trail
+(:mod:`autopilot.agents.audit`, docs/audit.md).
+
 The root message is rendered when it is sent, from the newest incident record, the
 service's error lines and deployments *now* (tables ``error_rates`` and
 ``deployments``: evidence that arrived during ``group_wait`` is in the first message)
@@ -58,9 +62,11 @@ from typing import Any, TypeVar
 from autopilot.tables import deployments, error_rates, notifications
 from faust.types import EventT, StreamT
 
+from autopilot import actions as approved_actions
 from autopilot import blockkit, notify, telemetry
 from autopilot.analysis import fallback_analysis
 from autopilot.app import app, settings
+from autopilot.audit import AUTOPILOT, silence_event, slack_event
 from autopilot.deployments import DeploymentHistory
 from autopilot.errorrate import ErrorRateState
 from autopilot.errors import AlertDeliveryError, BadRecord, DeliveryError
@@ -72,7 +78,8 @@ from autopilot.silences import silencing
 from autopilot.streams import notify_control_topic, raw_topic
 from autopilot.topics import ALERTS, INCIDENTS, NOTIFY_CONTROL, topic_name
 
-from .actions import expire_until_resolved
+from .actions import actions_config, expire_until_resolved
+from .audit import emit
 from .boundary import each_record
 from .silences import all_silences
 
@@ -326,6 +333,9 @@ async def _post_root(d: Delivery, notice: Notice, payload: dict[str, Any],
         telemetry.REDIS_ERRORS.inc()
     await _done(d, key)
     telemetry.SLACK_SENDS.labels(outcome="sent").inc()
+    await emit(slack_event(incident, "slack.posted",
+                           f"posted the incident's message ({incident.severity.value})",
+                           channel=channel_id, ts=ts, at=time.time()))
     return _with_root(notice, channel_id, ts, channel)
 
 
@@ -346,6 +356,11 @@ async def _update_root(d: Delivery, notice: Notice, payload: dict[str, Any],
         telemetry.SLACK_SENDS.labels(outcome="updated").inc()
     except AlertDeliveryError as exc:
         _refused("update", incident.id, exc)
+        return
+    await emit(slack_event(
+        incident, "slack.edited",
+        f"edited the incident's message (revision {incident.revision}, {incident.state})",
+        channel=channel_id, ts=ts, at=time.time()))
 
 
 async def _reply(d: Delivery, notice: Notice, key: str, payload: dict[str, Any],
@@ -353,8 +368,16 @@ async def _reply(d: Delivery, notice: Notice, key: str, payload: dict[str, Any],
     if not notice.channel_id or not notice.root_ts:
         return
     channel_id, ts = notice.channel_id, notice.root_ts
-    await _once(d, f"{incident.id}:{what}:{key}", what, incident.id,
-                lambda: d.client.post_message(payload, channel=channel_id, thread_ts=ts))
+    posted: list[tuple[str, str]] = []
+
+    async def send() -> None:
+        posted.append(await d.client.post_message(payload, channel=channel_id, thread_ts=ts))
+
+    if await _once(d, f"{incident.id}:{what}:{key}", what, incident.id, send):
+        reply_ts = posted[-1][1] if posted else None
+        await emit(slack_event(incident, "slack.replied", f"replied in the thread ({what})",
+                               channel=channel_id, ts=reply_ts, thread_ts=ts, at=time.time(),
+                               reply=what))
 
 
 async def _upload_charts(d: Delivery, notice: Notice, incident: Incident) -> None:
@@ -394,8 +417,13 @@ async def execute(d: Delivery, key: bytes, notice: Notice, now: float) -> Notice
     """Plan and send what is due for one incident; returns the notice to store."""
     alert, pending = current_alert(key, notice, d.deployment_window_s)
     incident = alert.incident
+    offers = approved_actions.offers(
+        actions_config(), incident.service, incident.recent_deployments,
+        DeploymentHistory.from_dict(deployments.get(key)).deployments(),
+    ) if d.config.buttons else []
     payload = blockkit.render_incident(alert, analysis_pending=pending,
-                                       buttons=d.config.buttons, acted=notice.acted)
+                                       buttons=d.config.buttons, acted=notice.acted,
+                                       offers=offers)
     notice, acted = notify.plan_acted(notice, d.config, digest(payload))
     for action in acted:  # button clicks are answered at once, silenced or not
         if isinstance(action, notify.UpdateRoot):
@@ -415,12 +443,22 @@ async def execute(d: Delivery, key: bytes, notice: Notice, now: float) -> Notice
                  if n.get("until_resolved") and n.get("silence_id")]
         if ended:
             expired = await expire_until_resolved(ended, stored)
+            for silence in stored:
+                if silence.id in expired:
+                    await emit(silence_event(
+                        silence, incident_id=incident.id, service=incident.service,
+                        change="expired", actor=AUTOPILOT, at=time.time()))
             stored = [s for s in stored if s.id not in ended]
             if expired:
                 logger.info("incident %s resolved: silence(s) %s (until resolved) expired",
                             incident.id, ", ".join(expired))
     held = silencing(notice.incident, stored, now)
     if held:
+        for silence in stored:
+            if silence.id in held and silence.id not in notice.silenced_by:
+                await emit(silence_event(
+                    silence, incident_id=incident.id, service=incident.service,
+                    change="held", actor=silence.created_by or AUTOPILOT, at=time.time()))
         return _silenced(notice, held, incident)
     if notice.silenced_by:
         new = replace(new, silenced_by=())
@@ -432,8 +470,11 @@ async def execute(d: Delivery, key: bytes, notice: Notice, now: float) -> Notice
                                  posted.channel)
             elif d.mode == "webhook":
                 body = blockkit.render_webhook(alert, "opened", analysis_pending=pending)
-                await _once(d, f"{incident.id}:webhook:1", "sent", incident.id,
-                            partial(d.client.send_webhook, body))
+                if await _once(d, f"{incident.id}:webhook:1", "sent", incident.id,
+                               partial(d.client.send_webhook, body)):
+                    await emit(slack_event(incident, "slack.posted",
+                                           "posted the incident's message (incoming webhook)",
+                                           channel="webhook", ts=None, at=time.time()))
             else:
                 _print(blockkit.render_console_event(alert, "opened", analysis_pending=pending))
             _log(incident, "notified (first message)", pending)
@@ -466,8 +507,12 @@ async def execute(d: Delivery, key: bytes, notice: Notice, now: float) -> Notice
                              incident, "reminder")
         elif isinstance(action, notify.Webhook):
             body = blockkit.render_webhook(alert, action.kind, analysis_pending=pending)
-            await _once(d, f"{incident.id}:webhook:{action.number}", action.kind, incident.id,
-                        partial(d.client.send_webhook, body))
+            if await _once(d, f"{incident.id}:webhook:{action.number}", action.kind,
+                           incident.id, partial(d.client.send_webhook, body)):
+                await emit(slack_event(
+                    incident, "slack.replied",
+                    f"sent webhook message {action.number} ({action.kind})",
+                    channel="webhook", ts=None, at=time.time()))
             _log(incident, f"webhook {action.kind} ({action.number} of at most "
                  f"{d.config.max_webhook_messages})", pending)
         elif isinstance(action, notify.UploadCharts):

@@ -73,8 +73,18 @@ MAX_PROMPT_ANOMALIES = 25
 #: At most this many deployments (most recent) go into the prompt.
 MAX_PROMPT_DEPLOYMENTS = 10
 #: Actions the LLM is asked for (schema ``maxItems``); answers with more are cut to
-#: the model's own maximum of 10, not refused.
+#: the first 5, not refused.
 MAX_LLM_ACTIONS = 5
+#: ``maxLength`` (characters) of each string of the schema sent to Ollama, and the
+#: length :func:`parse_llm_analysis` cuts longer strings to (ending in "…"). Small
+#: models otherwise repeat themselves until the token limit and their JSON is cut off.
+LLM_STRING_MAX = {
+    "description": 500,  # root_cause.description
+    "reasoning": 1000,  # root_cause.reasoning
+    "action": 300,  # recommended_actions[].action
+    "action_reasoning": 500,  # recommended_actions[].reasoning
+    "estimated_customer_impact": 300,
+}
 #: Default deployment window of the fallback (s): AUTOPILOT_DEPLOYMENT_WINDOW_S's default.
 DEFAULT_DEPLOYMENT_WINDOW_S = DEPLOYMENT_WINDOW_S
 
@@ -107,9 +117,11 @@ def analysis_json_schema() -> dict[str, Any]:
 
     Sent as the ``format`` field of Ollama's ``/api/chat`` request (structured
     outputs). Everything is inlined (no ``$ref``/``$defs``) and limited to
-    ``type``/``properties``/``required``/``enum``/``items`` plus numeric and array
-    bounds, which Ollama's schema-to-grammar conversion supports. ``source`` and
-    ``model`` are not in it: the autopilot sets them.
+    ``type``/``properties``/``required``/``enum``/``items`` plus numeric, string
+    (``maxLength``: :data:`LLM_STRING_MAX`) and array (``maxItems``:
+    :data:`MAX_LLM_ACTIONS`) bounds, which Ollama's schema-to-grammar conversion
+    supports; every string and list is bounded. ``source`` and ``model`` are not in
+    it: the autopilot sets them.
 
     Returns:
         A fresh dict (callers may mutate it) of the shape::
@@ -125,9 +137,9 @@ def analysis_json_schema() -> dict[str, Any]:
             "root_cause": {
                 "type": "object",
                 "properties": {
-                    "description": {"type": "string"},
+                    "description": _bounded_string("description"),
                     "confidence": {"type": "integer", "minimum": 0, "maximum": 100},
-                    "reasoning": {"type": "string"},
+                    "reasoning": _bounded_string("reasoning"),
                 },
                 "required": ["description", "confidence", "reasoning"],
             },
@@ -138,8 +150,8 @@ def analysis_json_schema() -> dict[str, Any]:
                 "items": {
                     "type": "object",
                     "properties": {
-                        "action": {"type": "string"},
-                        "reasoning": {"type": "string"},
+                        "action": _bounded_string("action"),
+                        "reasoning": _bounded_string("action_reasoning"),
                         "risk": {"type": "string", "enum": ["low", "medium", "high"]},
                         "priority": {"type": "integer", "minimum": 1, "maximum": 10},
                     },
@@ -147,7 +159,7 @@ def analysis_json_schema() -> dict[str, Any]:
                 },
             },
             "severity": {"type": "string", "enum": [s.value for s in Severity]},
-            "estimated_customer_impact": {"type": "string"},
+            "estimated_customer_impact": _bounded_string("estimated_customer_impact"),
         },
         "required": [
             "root_cause",
@@ -156,6 +168,10 @@ def analysis_json_schema() -> dict[str, Any]:
             "estimated_customer_impact",
         ],
     }
+
+
+def _bounded_string(name: str) -> dict[str, Any]:
+    return {"type": "string", "maxLength": LLM_STRING_MAX[name]}
 
 
 # --------------------------------------------------------------------------- prompt
@@ -245,6 +261,9 @@ def _evidence_lines(incident: Incident) -> list[str]:
     if not anomalies:
         lines.append("- none")
     for a in anomalies[:MAX_PROMPT_ANOMALIES]:
+        if a.kind == "alert":
+            lines.append(_alert_line(a))
+            continue
         lines.append(
             f"- {_one_line(a.metric_name, 120)} ({a.kind}): value {_num(a.current_value)}, "
             f"baseline {_num(a.baseline_mean)} ± {_num(a.baseline_std_dev)}, "
@@ -267,6 +286,25 @@ def _evidence_lines(incident: Incident) -> list[str]:
     return lines
 
 
+def _alert_line(a: Anomaly) -> str:
+    """A prompt line for an Alertmanager/Prometheus alert: its name, state, severity
+    label and annotations (summary, description, the others; redacted, one line)."""
+    details = a.alert
+    text = (
+        f"- alert {_one_line(a.metric_name, 120)} (alert, {a.state}): severity "
+        f"{a.severity.value}, at {_ts(a.detected_at)}"
+    )
+    if details is not None:
+        if details.severity:
+            text += f", severity label {_one_line(details.severity, 40)}"
+        for name in ("summary", "description", *sorted(
+                k for k in details.annotations if k not in ("summary", "description"))):
+            value = details.annotations.get(name) or getattr(details, name, "")
+            if value:
+                text += f"; {_one_line(name, 40)}: {_one_line(redact(value), 300)}"
+    return text
+
+
 def _recent_errors(incident: Incident) -> list[LogEntry]:
     """Error lines within RECENT_ERRORS_WINDOW_S before ``updated_at``, newest N, in order."""
     since = incident.updated_at - timedelta(seconds=RECENT_ERRORS_WINDOW_S)
@@ -286,9 +324,10 @@ def parse_llm_analysis(content: str, model: str) -> Analysis:
 
     Accepted: one JSON object matching :func:`analysis_json_schema`, optionally wrapped
     in a Markdown code fence (```` ```json … ``` ````) and surrounding whitespace.
-    Only two repairs are made: strings longer than the model allows are cut (with
-    "…") to the :class:`~autopilot.models.RootCause`/``RecommendedAction``/``Analysis``
-    maximum lengths, and more than 10 recommended actions are cut to the first 10.
+    Only two repairs are made, enforcing the bounds of the schema sent: strings longer
+    than its ``maxLength`` (:data:`LLM_STRING_MAX`) are cut to it (ending in "…"),
+    and more than :data:`MAX_LLM_ACTIONS` recommended actions are cut to the first 5
+    (truncated, not refused: the rest of the answer is still usable).
     Anything else out of range (confidence 120, risk "extreme", priority 0, a missing
     field, an unknown severity) is refused. ``source``/``model`` in the answer are
     ignored; the result always has ``source="llm"`` and ``model=model``.
@@ -326,6 +365,8 @@ def parse_llm_analysis(content: str, model: str) -> Analysis:
             "object; using the rule-based analysis"
         )
     payload = _trim_llm_payload(data)
+    for verdict in _VERDICT_FIELDS:  # the grounding check's, never the model's
+        payload.pop(verdict, None)
     payload["source"] = "llm"
     payload["model"] = model
     try:
@@ -339,6 +380,10 @@ def parse_llm_analysis(content: str, model: str) -> Analysis:
             f"Ollama model {model!r} answered outside the analysis schema ({problems}); "
             "using the rule-based analysis"
         ) from None
+
+
+#: Analysis fields only the grounding check sets (autopilot.grounding).
+_VERDICT_FIELDS = ("grounded", "unverified_names", "dropped_actions", "rules_root_cause")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -359,31 +404,34 @@ def _trim_str(value: Any, limit: int) -> Any:
 
 
 def _trim_llm_payload(data: dict[str, Any]) -> dict[str, Any]:
-    """Copy ``data`` with over-long strings cut and actions cut to the model maximum."""
+    """Copy ``data`` with strings and actions cut to the schema's bounds (which are
+    within the models' own maximum lengths)."""
     out = dict(data)
     root = out.get("root_cause")
     if isinstance(root, dict):
         root = dict(root)
         for field in ("description", "reasoning"):
             if field in root:
-                root[field] = _trim_str(root[field], _max_len(RootCause, field))
+                limit = min(LLM_STRING_MAX[field], _max_len(RootCause, field))
+                root[field] = _trim_str(root[field], limit)
         out["root_cause"] = root
     actions = out.get("recommended_actions")
     if isinstance(actions, list):
-        max_actions = _max_len(Analysis, "recommended_actions")
+        max_actions = min(MAX_LLM_ACTIONS, _max_len(Analysis, "recommended_actions"))
         trimmed = []
         for item in actions[:max_actions]:
             if isinstance(item, dict):
                 item = dict(item)
-                for field in ("action", "reasoning"):
+                for field, bound in (("action", "action"), ("reasoning", "action_reasoning")):
                     if field in item:
-                        item[field] = _trim_str(item[field], _max_len(RecommendedAction, field))
+                        limit = min(LLM_STRING_MAX[bound], _max_len(RecommendedAction, field))
+                        item[field] = _trim_str(item[field], limit)
             trimmed.append(item)
         out["recommended_actions"] = trimmed
     if "estimated_customer_impact" in out:
-        out["estimated_customer_impact"] = _trim_str(
-            out["estimated_customer_impact"], _max_len(Analysis, "estimated_customer_impact")
-        )
+        limit = min(LLM_STRING_MAX["estimated_customer_impact"],
+                    _max_len(Analysis, "estimated_customer_impact"))
+        out["estimated_customer_impact"] = _trim_str(out["estimated_customer_impact"], limit)
     return out
 
 
@@ -456,7 +504,10 @@ def fallback_analysis(
        no error evidence → confidence 45.
     6. **Application errors**: an error-rate spike (or error metric) with no other
        evidence → confidence 40.
-    7. Otherwise **unknown** → confidence 10, investigate.
+    7. **Alerts** (Alertmanager or Prometheus, kind ``alert``): "Alert <alertname>
+       fired for <service>: <summary>" → confidence 35; action: its runbook
+       (``runbook_url`` annotation when set).
+    8. Otherwise **unknown** → confidence 10, investigate.
 
     The description starts with ``Rule-based:`` and the reasoning with
     ``Rule-based analysis (LLM unavailable):`` so readers know no model wrote it.
@@ -727,7 +778,32 @@ def _findings(incident: Incident, deployment_window_s: float) -> list[_Finding]:
             )
         )
 
-    # 7. Unknown.
+    # 7. Alerts from Alertmanager or Prometheus: their own words.
+    alert_anoms = [a for a in incident.anomalies if a.kind == "alert"]
+    if alert_anoms:
+        first = _ranked_anomalies(alert_anoms)[0]
+        summary = first.alert.summary if first.alert is not None else ""
+        runbook = first.alert.annotations.get("runbook_url", "") if first.alert else ""
+        findings.append(
+            _Finding(
+                description=(
+                    f"Alert {_one_line(first.metric_name, 80)} fired for {service}"
+                    + (f": {_one_line(redact(summary), 300)}" if summary else ".")
+                ),
+                confidence=35,
+                evidence=f"alerts from Prometheus/Alertmanager: {_metric_list(alert_anoms)}.",
+                actions=(
+                    (
+                        f"Follow the runbook of alert {_one_line(first.metric_name, 80)}"
+                        + (f" ({_one_line(runbook, 200)})" if runbook else ""),
+                        "The alert rule's authors wrote down what it means and what to do.",
+                        "low",
+                    ),
+                ),
+            )
+        )
+
+    # 8. Unknown.
     if not findings:
         findings.append(
             _Finding(

@@ -19,6 +19,7 @@ from typing import Any
 
 import faust
 
+from autopilot.actions import load_actions
 from autopilot.errors import ConfigError
 from autopilot.notify import Routes
 from autopilot.settings import Settings, load_settings
@@ -398,9 +399,11 @@ def check_startup(s: Settings, *, worker: bool) -> None:
 
     Raises:
         ConfigError: a file cannot be loaded or the broker refuses the credentials.
-        ValueError: the routes file is invalid.
+        ValueError: the routes file or the ``AUTOPILOT_ACTIONS_FILE`` is invalid.
     """
     Routes.load(s.slack_routes, s.slack_channel)
+    if s.actions_file:
+        load_actions(s.actions_file)  # ActionsFileError (a ValueError): file, line, what
     web_ssl_context(s)
     _http_client(s)
     broker_credentials(s)

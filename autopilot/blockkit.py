@@ -49,6 +49,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from autopilot.actions import Offer
 from autopilot.models import (
     Alert,
     Analysis,
@@ -130,6 +131,12 @@ BLOCKS_MAX = 50
 #: https://api.slack.com/reference/block-kit/block-elements#button and
 #: https://api.slack.com/reference/block-kit/composition-objects#option
 BUTTON_VALUE_MAX = 2000
+#: Slack's limits of a button's text and of a ``confirm`` dialog's title and text.
+BUTTON_TEXT_MAX = 75
+CONFIRM_TITLE_MAX = 100
+CONFIRM_TEXT_MAX = 300
+#: Slack's limit of elements in one actions block.
+ACTION_ELEMENTS_MAX = 25
 OPTION_VALUE_MAX = 150
 #: chat.postMessage truncates ``text`` longer than 40,000 characters.
 #: https://api.slack.com/methods/chat.postMessage#truncating
@@ -251,9 +258,41 @@ def _actions(analysis: Analysis) -> list[RecommendedAction]:
 
 
 def _source(analysis: Analysis) -> str:
+    """``LLM (model)``, ``LLM (model), unverified`` (failed the grounding check) or
+    ``rule-based fallback``."""
     if analysis.source == "llm":
-        return f"LLM ({analysis.model})" if analysis.model else "LLM"
+        name = f"LLM ({analysis.model})" if analysis.model else "LLM"
+        return f"{name}, unverified" if analysis.grounded is False else name
     return "rule-based fallback"
+
+
+def _unverified_text(analysis: Analysis) -> str | None:
+    """Plain text of what the grounding check found (``None``: nothing to say): the
+    names not in the evidence, the dropped actions, and the rule-based root cause."""
+    if analysis.grounded is not False:
+        return None
+    parts = ["Unverified: the LLM's answer"]
+    if analysis.unverified_names:
+        parts.append(" names " + ", ".join(analysis.unverified_names[:10])
+                     + " (not in the evidence)")
+    if analysis.dropped_actions:
+        parts.append(f"{';' if analysis.unverified_names else ''} had "
+                     f"{len(analysis.dropped_actions)} action(s) dropped")
+    text = "".join(parts) + "."
+    if analysis.rules_root_cause is not None:
+        rules = analysis.rules_root_cause
+        text += (f" Rule-based analysis ({rules.confidence}% confidence): "
+                 f"{rules.description}")
+    return text
+
+
+def _unverified_block(analysis: Analysis) -> dict[str, Any] | None:
+    """The "⚠️ unverified" section shown under an LLM root cause that failed the
+    grounding check (:mod:`autopilot.grounding`), with the rule-based root cause."""
+    text = _unverified_text(analysis)
+    if text is None:
+        return None
+    return _section("⚠️ " + _md(_one_line(text), SECTION_TEXT_MAX - 10))
 
 
 # --------------------------------------------------------------------------- Block Kit
@@ -285,6 +324,9 @@ def render_alert(alert: Alert) -> dict[str, Any]:
     incident, analysis = alert.incident, alert.analysis
     severity = alert_severity(alert)
     top = [_header_block(incident, severity), _root_cause_block(analysis)]
+    unverified = _unverified_block(analysis)
+    if unverified is not None:
+        top.append(unverified)
     details: list[dict[str, Any]] = []
     if incident.anomalies:
         details.append(_anomalies_block(incident.anomalies))
@@ -345,6 +387,14 @@ def _root_cause_block(analysis: Analysis, source: str | None = None) -> dict[str
 
 
 def _anomaly_field(a: Anomaly) -> str:
+    if a.kind == "alert":
+        summary = a.alert.summary if a.alert is not None else ""
+        return truncate(
+            f"*alert {_md(_one_line(a.metric_name), 200)}* · {a.severity.value}\n"
+            f"{_md(_one_line(summary or 'no summary annotation'), 600)}\n"
+            f"{a.state} · {_slack_date(a.detected_at)}",
+            FIELD_TEXT_MAX,
+        )
     text = (
         f"*{_md(_one_line(a.metric_name), 200)}* · {a.severity.value}\n"
         f"value {_num(a.current_value)} vs baseline {_num(a.baseline_mean)} "
@@ -490,6 +540,9 @@ def render_console(alert: Alert) -> str:
     ]
     if root.reasoning.strip():
         lines.append(f"  Why: {truncate(_one_line(root.reasoning), 2000)}")
+    unverified_text = _unverified_text(analysis)
+    if unverified_text is not None:
+        lines.append(f"  {truncate(_one_line(unverified_text), 2000)}")
 
     ranked = _ranked(incident.anomalies)
     lines += ["", f"Anomalies ({len(ranked)}):"]
@@ -547,6 +600,9 @@ ACTION_SILENCE = "incident_silence"
 ACTION_RESOLVE = "incident_resolve"
 ACTION_NOT_AN_INCIDENT = "incident_not_an_incident"
 INCIDENT_ACTIONS = (ACTION_ACKNOWLEDGE, ACTION_SILENCE, ACTION_RESOLVE, ACTION_NOT_AN_INCIDENT)
+#: ``action_id`` prefix of the approved-action buttons (``incident_hook_<name>``,
+#: docs/actions.md).
+ACTION_HOOK_PREFIX = "incident_hook_"
 #: ``block_id`` of the actions block.
 ACTIONS_BLOCK_ID = "autopilot_incident_actions"
 #: The Silence menu: option value → (label, seconds; ``None`` = until resolved).
@@ -663,6 +719,8 @@ def _signal_name(signal: Signal) -> str:
     """Shown name: the metric (``error rate`` for error rates) and its labels, if any."""
     if signal.kind == "error_rate":
         return "error rate"
+    if signal.kind == "alert":
+        return f"alert {signal.metric_name}"  # labels.alertname
     parts = signal.series.split("|", 2)
     if len(parts) == 3 and parts[2]:
         return f"{signal.metric_name}{{{parts[2]}}}"
@@ -778,11 +836,15 @@ def _signal_field(signal: Signal, incident_resolved: bool) -> str:
         when = f"no data since {_slack_when(signal.last_at)}"
     else:
         when = f"recovered {_slack_when(signal.resolved_at or signal.last_at)}"
+    detail = (
+        _md(_one_line(signal.summary or "no summary annotation"), 600)
+        if signal.kind == "alert"
+        else f"last {_num(signal.last_value)} vs baseline {_num(signal.baseline_mean)} · "
+        f"z {signal.z_score:+.2f}"
+    )
     text = (
         f"{_SIGNAL_EMOJI[state]} *{_md(_one_line(_signal_name(signal)), 300)}* · "
-        f"{signal.severity.value}\n"
-        f"last {_num(signal.last_value)} vs baseline {_num(signal.baseline_mean)} · "
-        f"z {signal.z_score:+.2f}\n{when}"
+        f"{signal.severity.value}\n{detail}\n{when}"
     )
     return truncate(text, FIELD_TEXT_MAX)
 
@@ -859,6 +921,7 @@ def _incident_message(
         _section(status),
         *([acted] if acted else []),
         _analysis_block(analysis, analysis_pending),
+        *([u] if (u := _unverified_block(analysis)) else []),
         *([actions] if actions else []),
     ]
     details: list[dict[str, Any]] = []
@@ -934,7 +997,65 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
     return button
 
 
-def _actions_block(incident: Incident) -> dict[str, Any] | None:
+def hook_value(incident: Incident, offer: Offer) -> str:
+    """The ``value`` of an approved-action button: compact JSON ``{"incident_id",
+    "service", "action", "from_version", "to_version"}`` (versions may be null).
+    Parsed back by :func:`parse_hook_value`."""
+    return json.dumps({"incident_id": incident.id, "service": incident.service,
+                       "action": offer.name, "from_version": offer.from_version,
+                       "to_version": offer.to_version}, separators=(",", ":"),
+                      ensure_ascii=False)
+
+
+def parse_hook_value(value: Any) -> dict[str, str | None]:
+    """An approved-action button ``value`` → ``{"incident_id", "service", "action",
+    "from_version", "to_version"}``.
+
+    Raises:
+        ValueError: not JSON of that shape.
+    """
+    data = json.loads(value) if isinstance(value, str) else None
+    if not isinstance(data, dict):
+        raise ValueError("action value is not a JSON object")
+    out: dict[str, str | None] = {}
+    for name in ("incident_id", "service", "action"):
+        item = data.get(name)
+        if not isinstance(item, str) or not item:
+            raise ValueError(f"action value lacks {name}")
+        out[name] = item
+    for name in ("from_version", "to_version"):
+        item = data.get(name)
+        if item is not None and not isinstance(item, str):
+            raise ValueError(f"action value: {name} is not a string")
+        out[name] = item
+    return out
+
+
+def _hook_button(incident: Incident, offer: Offer) -> dict[str, Any] | None:
+    """A button with a ``confirm`` dialog; ``None`` when its value is over the limit."""
+    value = hook_value(incident, offer)
+    if len(value) > BUTTON_VALUE_MAX:
+        return None
+    label = _one_line(offer.label)
+    what = f"*{_md(label, 200)}* on `{_md(_one_line(incident.service), 80)}`"
+    if offer.to_version and offer.from_version:
+        what += f" ({_md(_one_line(offer.from_version), 40)} → " \
+                f"{_md(_one_line(offer.to_version), 40)})"
+    button = _button(truncate(label, BUTTON_TEXT_MAX), ACTION_HOOK_PREFIX + offer.name, value,
+                     "danger" if offer.name == "rollback" else None)
+    button["confirm"] = {
+        "title": {"type": "plain_text", "text": truncate(f"{label}?", CONFIRM_TITLE_MAX)},
+        "text": {"type": "mrkdwn", "text": truncate(
+            f"Run {what} for incident {_md(_one_line(incident.id), 60)}? It runs once, "
+            "and only for an approver.", CONFIRM_TEXT_MAX)},
+        "confirm": {"type": "plain_text", "text": "Run it"},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+        "style": "danger",
+    }
+    return button
+
+
+def _actions_block(incident: Incident, offers: Sequence[Offer] = ()) -> dict[str, Any] | None:
     """Acknowledge, Silence (1 h, 4 h, until resolved), Resolve, Not an incident (for
     7 days, 30 days or for good).
 
@@ -973,6 +1094,10 @@ def _actions_block(incident: Incident) -> dict[str, Any] | None:
         })
     else:
         elements.append(_button("Not an incident", ACTION_NOT_AN_INCIDENT, value, "danger"))
+    for offer in offers:  # approved actions (docs/actions.md), as many as Slack allows
+        button = _hook_button(incident, offer)
+        if button is not None and len(elements) < ACTION_ELEMENTS_MAX:
+            elements.append(button)
     return {"type": "actions", "block_id": ACTIONS_BLOCK_ID, "elements": elements}
 
 
@@ -981,6 +1106,7 @@ _ACTION_WORDS = {
     "silence": ("🔕", "Silenced"),
     "resolve": ("✅", "Resolved"),
     "not_an_incident": ("🙅", "Marked *not an incident*"),
+    "hook": ("🛠️", "Action"),
 }
 _SLACK_ID = re.compile(r"^[A-Z0-9]{2,32}$")
 
@@ -1033,6 +1159,7 @@ def render_incident(
     analysis_pending: bool,
     buttons: bool = False,
     acted: Sequence[Mapping[str, Any]] = (),
+    offers: Sequence[Offer] = (),
 ) -> dict[str, Any]:
     """Render the ROOT message of an incident's Slack conversation (its current state).
 
@@ -1058,6 +1185,9 @@ def render_incident(
         acted: button actions applied so far (:attr:`autopilot.notify.Notice.acted`):
             a context block after the status says who acknowledged, silenced,
             resolved or dismissed it, and when (:func:`action_text`).
+        offers: approved actions for this incident (:func:`autopilot.actions.offers`),
+            one button each (``incident_hook_<name>``, value :func:`hook_value`, a
+            ``confirm`` dialog) after the four above, when ``buttons`` is set.
 
     Returns:
         ``{"text": fallback, "blocks": [header, status, root cause(, actions)], "attachments":
@@ -1094,7 +1224,7 @@ def render_incident(
         lead=None,
         fallback=fallback,
         acted=_acted_block(acted) if acted else None,
-        actions=_actions_block(incident) if buttons and not resolved else None,
+        actions=_actions_block(incident, offers) if buttons and not resolved else None,
     )
 
 
@@ -1199,6 +1329,9 @@ def _analysis_reply_blocks(analysis: Analysis, title: str) -> list[dict[str, Any
     reasoning = _md(root.reasoning.strip(), max(reasoning_budget, 0))
     body = f"*Root cause:* {description}" + (f"\n*Why:* {reasoning}" if reasoning else "")
     blocks = [_section(truncate(head, SECTION_TEXT_MAX)), _section(body)]
+    unverified = _unverified_block(analysis)
+    if unverified is not None:
+        blocks.append(unverified)
     blocks += _actions_and_impact(analysis)
     blocks.append(
         {
@@ -1226,6 +1359,8 @@ def render_analysis_reply(incident: Incident, analysis: Analysis) -> dict[str, A
     is_llm = analysis.source == "llm"
     title = "🧠 *LLM analysis*" if is_llm else "📋 *Rule-based analysis*"
     word = "LLM analysis" if is_llm else "Rule-based analysis"
+    if is_llm and analysis.grounded is False:
+        word = "LLM analysis (unverified)"
     fallback = (
         f"{word} for incident {_one_line(incident.id)} on {_one_line(incident.service)}: "
         f"{_one_line(analysis.root_cause.description)}"

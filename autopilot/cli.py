@@ -9,6 +9,8 @@
   feedback to it.
 * ``autopilot feedback export`` — every "Not an incident" record as JSON lines on
   stdout, read from the ``feedback`` table's changelog (see :mod:`autopilot.feedback`).
+* ``autopilot audit INCIDENT_ID`` — one incident's story in time order, from the
+  ``autopilot.audit`` topic (see :mod:`autopilot.audit`, docs/audit.md).
 
 Faust's commands (``worker``, ``agents``, ``tables``, ``send`` …) work as usual.
 :func:`main` is the console script (``python -m autopilot`` runs it too); this module
@@ -137,6 +139,56 @@ async def feedback(self: AppCommand, action: str, timeout: float) -> None:
         sys.stdout.write(json.dumps(record.to_dict()) + "\n")
     sys.stdout.flush()
     click.echo(f"feedback: {len(records)} record(s)", err=True)
+
+
+@app.command(
+    argument("incident_id", type=str),
+    option("--timeout", type=float, default=30.0, show_default=True,
+           help="Give up when the broker does not answer within this many seconds"),
+)
+async def audit(self: AppCommand, incident_id: str, timeout: float) -> None:
+    """INCIDENT_ID's story: one line per decision (time UTC, kind, actor, summary)."""
+    await run_audit_command(incident_id, timeout)
+
+
+async def run_audit_command(incident_id: str, timeout: float) -> None:
+    """``autopilot audit``: read ``autopilot.audit`` from its start to its end offsets
+    (``AUTOPILOT_BROKER``, ``AUTOPILOT_TOPIC_PREFIX`` honoured) and print the story of
+    ``incident_id`` (:func:`autopilot.audit.format_story`) on stdout.
+
+    Exits 0; 1 with one line on stderr when no event names the incident, or when the
+    broker cannot be reached or does not answer within ``timeout`` seconds.
+    """
+    import logging
+
+    from aiokafka.errors import KafkaError
+
+    from autopilot.agents.audit import read_events
+    from autopilot.audit import format_story
+
+    broker = settings().broker
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the one line below says it
+    try:
+        events, bad = await read_events(incident_id, timeout_s=timeout)
+    except TimeoutError:
+        click.echo(f"audit: the broker ({broker}) did not answer within {timeout:.0f} s",
+                   err=True)
+        raise SystemExit(1) from None
+    except (KafkaError, OSError) as exc:
+        click.echo(f"audit: cannot reach the broker ({broker}): {type(exc).__name__} "
+                   "(check AUTOPILOT_BROKER and that Kafka is up)", err=True)
+        raise SystemExit(1) from None
+    lines = format_story(incident_id, events)
+    if not lines:
+        click.echo(f"audit: unknown incident {incident_id!r}: no audit events name it",
+                   err=True)
+        raise SystemExit(1)
+    for line in lines:
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    if bad:
+        click.echo(f"audit: {bad} record(s) of incident {incident_id} skipped (not audit "
+                   "events)", err=True)
 
 
 #: Files with at least this many rows get a progress bar (on stderr).

@@ -16,6 +16,11 @@ no new anomaly for the rules and publishes no record, unless it is more severe t
 the signal (an *escalation*). A *new alert* is a firing record of a series that does
 not fire (never seen, or recovered).
 
+Alerts from Alertmanager or Prometheus (:mod:`autopilot.alertmanager`, kind
+``alert``, series ``<service>|alert|<fingerprint>``) are signals like any other: they
+count as anomalies of their severity in every rule, a re-send is a refresh and a
+resolved notification is the recovery (their sender's own hysteresis applies).
+
 **Opening (rules 1–4, on new alerts).** An incident opens for a service when, around
 a new alert at time t,
 
@@ -374,6 +379,10 @@ def _entry(at: datetime, kind: Any, text: str, severity: Severity | None = None)
 
 
 def _signal_text(a: Anomaly, verb: str) -> str:
+    if a.kind == "alert":  # no baseline: the alert's own words
+        summary = a.alert.summary if a.alert is not None else ""
+        return f"alert {_cut(a.metric_name, 80)} {verb} ({a.severity.value})" + (
+            f": {summary}" if summary else "")
     return (
         f"{_name(a.kind, a.metric_name)} {verb} ({a.severity.value}, z={a.z_score:.3g}, "
         f"{_num(a.current_value)} vs baseline {_num(a.baseline_mean)})"
@@ -393,6 +402,7 @@ def _signal_from(a: Anomaly) -> Signal:
         last_value=a.current_value,
         baseline_mean=a.baseline_mean,
         z_score=a.z_score,
+        summary=a.alert.summary if a.alert is not None else None,
     )
 
 
@@ -525,7 +535,9 @@ def _rules(
     if {"metric", "error_rate"} <= kinds:
         reasons.append(f"metric anomaly and error-rate spike within {window_min} min")
     if new.severity is Severity.CRITICAL:
-        reasons.append(f"critical anomaly on {new.metric_name} (z={new.z_score:.1f})")
+        reasons.append(
+            f"critical alert {new.metric_name}" if new.kind == "alert"
+            else f"critical anomaly on {new.metric_name} (z={new.z_score:.1f})")
     if len(nearby) >= 2:
         reasons.append(f"{len(nearby)} anomalies within {window_min} min")
     return reasons
@@ -752,6 +764,7 @@ def _on_recovery(
         _entry(
             t,
             "signal_resolved",
+            f"alert {_cut(a.metric_name, 80)} resolved" if a.kind == "alert" else
             f"{_name(a.kind, a.metric_name)} recovered ({_num(a.current_value)} vs baseline "
             f"{_num(a.baseline_mean)})",
         )

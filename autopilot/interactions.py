@@ -20,15 +20,17 @@ from typing import Any, Literal
 
 from autopilot.blockkit import (
     ACTION_ACKNOWLEDGE,
+    ACTION_HOOK_PREFIX,
     ACTION_NOT_AN_INCIDENT,
     ACTION_RESOLVE,
     ACTION_SILENCE,
     parse_action_value,
+    parse_hook_value,
 )
 
 __all__ = ["ActionKind", "IncidentAction", "InvalidInteraction", "from_block_action"]
 
-ActionKind = Literal["acknowledge", "silence", "resolve", "not_an_incident"]
+ActionKind = Literal["acknowledge", "silence", "resolve", "not_an_incident", "hook"]
 
 _KINDS: dict[str, ActionKind] = {
     ACTION_ACKNOWLEDGE: "acknowledge",
@@ -57,6 +59,9 @@ class IncidentAction:
         channel_id, message_ts: the root message (``container``).
         action_id, action_ts: the element and Slack's time of the click.
         received_at: wall-clock epoch s when a worker received it.
+        hook, from_version, to_version: for ``kind == "hook"`` (an approved-action
+            button, ``incident_hook_<name>``, docs/actions.md): the action's name and
+            the versions of a rollback; ``None`` otherwise.
     """
 
     kind: ActionKind
@@ -71,6 +76,9 @@ class IncidentAction:
     received_at: float
     silence: str | None = None
     feedback: str | None = None
+    hook: str | None = None
+    from_version: str | None = None
+    to_version: str | None = None
 
     @property
     def identity(self) -> str:
@@ -90,7 +98,7 @@ class IncidentAction:
         """
         try:
             kind = data["kind"]
-            if kind not in _KINDS.values():
+            if kind not in (*_KINDS.values(), "hook"):
                 raise InvalidInteraction(f"unknown action kind {kind!r}")
             strings = {name: data[name] for name in (
                 "incident_id", "service", "user_id", "user_name", "channel_id",
@@ -98,10 +106,16 @@ class IncidentAction:
             if not all(isinstance(v, str) for v in strings.values()):
                 raise InvalidInteraction("action fields must be strings")
             silence, feedback = data.get("silence"), data.get("feedback")
-            if any(v is not None and not isinstance(v, str) for v in (silence, feedback)):
-                raise InvalidInteraction("silence and feedback must be strings")
+            extra = {name: data.get(name) for name in ("hook", "from_version", "to_version")}
+            if any(v is not None and not isinstance(v, str)
+                   for v in (silence, feedback, *extra.values())):
+                raise InvalidInteraction("silence, feedback, hook and versions must be strings")
+            if (kind == "hook") != (extra["hook"] is not None):
+                raise InvalidInteraction("a hook action names its hook, others do not")
             return cls(kind=kind, received_at=float(data["received_at"]), silence=silence,
-                       feedback=feedback, **strings)
+                       feedback=feedback, hook=extra["hook"],
+                       from_version=extra["from_version"], to_version=extra["to_version"],
+                       **strings)
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InvalidInteraction):
                 raise
@@ -125,6 +139,8 @@ def from_block_action(
             missing ``user``/``container`` fields.
     """
     action_id = _text(action, "action_id")
+    if action_id.startswith(ACTION_HOOK_PREFIX):
+        return _hook_action(body, action, action_id, now)
     kind = _KINDS.get(action_id)
     if kind is None:
         raise InvalidInteraction(f"unknown action_id {action_id!r}")
@@ -154,4 +170,37 @@ def from_block_action(
         action_id=action_id,
         action_ts=_text(action, "action_ts"),
         received_at=now,
+    )
+
+
+def _hook_action(
+    body: Mapping[str, Any], action: Mapping[str, Any], action_id: str, now: float
+) -> IncidentAction:
+    try:
+        value = parse_hook_value(action.get("value"))
+    except ValueError as exc:
+        raise InvalidInteraction(str(exc)) from None
+    name = value["action"]
+    if action_id != ACTION_HOOK_PREFIX + str(name):
+        raise InvalidInteraction("the button's action_id and value disagree")
+    user, container = body.get("user"), body.get("container")
+    user_id = _text(user, "id")
+    user_name = user.get("username") or user.get("name") if isinstance(user, Mapping) else None
+    for version in (value["from_version"], value["to_version"]):
+        if version is not None and len(version) > _MAX_FIELD:
+            raise InvalidInteraction("a version is too long")
+    return IncidentAction(
+        kind="hook",
+        incident_id=str(value["incident_id"]),
+        service=str(value["service"]),
+        user_id=user_id,
+        user_name=user_name if isinstance(user_name, str) and user_name else user_id,
+        channel_id=_text(container, "channel_id"),
+        message_ts=_text(container, "message_ts"),
+        action_id=action_id,
+        action_ts=_text(action, "action_ts"),
+        received_at=now,
+        hook=name,
+        from_version=value["from_version"],
+        to_version=value["to_version"],
     )

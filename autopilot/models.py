@@ -34,6 +34,7 @@ from autopilot.formats.levels import normalize_level
 
 __all__ = [
     "Alert",
+    "AlertDetails",
     "Analysis",
     "Anomaly",
     "DeploymentEvent",
@@ -275,16 +276,41 @@ class DeploymentEvent(_Record):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class AlertDetails(_Record):
+    """What an Alertmanager or Prometheus alert says (the ``alert`` of an Anomaly of
+    kind ``alert``; :mod:`autopilot.alertmanager`).
+
+    ``alertname`` is ``labels.alertname``; ``severity`` the ``severity`` label as sent
+    (empty when absent); ``summary`` and ``description`` the annotations of those
+    names; ``fingerprint`` Alertmanager's (16 hex digits, FNV-1a 64 of the sorted
+    labels); ``starts_at``/``ends_at`` the alert's own times (``None`` when unset);
+    ``generator_url`` the rule's link in Prometheus.
+    """
+
+    alertname: str = Field(min_length=1, max_length=256)
+    severity: str = Field(default="", max_length=64)
+    summary: str = Field(default="", max_length=4000)
+    description: str = Field(default="", max_length=8000)
+    fingerprint: str = Field(min_length=1, max_length=64)
+    annotations: Labels = Field(default_factory=dict)
+    starts_at: Timestamp | None = None
+    ends_at: Timestamp | None = None
+    generator_url: str = Field(default="", max_length=2000)
+
+
 class Anomaly(_Record):
-    """A sample that left its baseline (seed fields plus ``kind`` and ``series``).
+    """A sample that left its baseline (seed fields plus ``kind`` and ``series``),
+    or an alert from Alertmanager or Prometheus (kind ``alert``).
 
     Units: ``current_value``, ``baseline_mean`` and ``baseline_std_dev`` are in the
     metric's own unit (errors per window for ``error_rate``); ``z_score`` is
     dimensionless; ``deviation_percent`` is 100 × (value − mean) / |mean| (0 when
-    the mean is 0).
+    the mean is 0). An ``alert`` has no baseline: ``current_value`` is 1 while it
+    fires and 0 when resolved (as Prometheus' ``ALERTS`` series), the other numbers
+    are 0, ``metric_name`` is its alertname and ``alert`` holds what it says.
     """
 
-    kind: Literal["metric", "error_rate"] = "metric"
+    kind: Literal["metric", "error_rate", "alert"] = "metric"
     #: ``firing``: the series left its band (a new alert, an escalation, or a re-send
     #: while it still fires, every ``AUTOPILOT_SIGNAL_RESEND_S`` of event time, as
     #: Prometheus re-sends firing alerts); ``resolved``: it is back inside the band of
@@ -302,6 +328,8 @@ class Anomaly(_Record):
     severity: Severity
     detected_at: Timestamp
     labels: Labels = Field(default_factory=dict)
+    #: Only for kind ``alert`` (left out of the JSON otherwise).
+    alert: AlertDetails | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class Signal(_Record):
@@ -313,7 +341,7 @@ class Signal(_Record):
     """
 
     series: str
-    kind: Literal["metric", "error_rate"] = "metric"
+    kind: Literal["metric", "error_rate", "alert"] = "metric"
     metric_name: str
     state: Literal["firing", "resolved"] = "firing"
     severity: Severity
@@ -323,6 +351,8 @@ class Signal(_Record):
     last_value: float = 0.0
     baseline_mean: float = 0.0
     z_score: float = 0.0
+    #: An ``alert`` signal's summary annotation (left out of the JSON otherwise).
+    summary: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 #: What a timeline entry records (one thread reply per meaningful change).
@@ -412,6 +442,13 @@ class Analysis(_Record):
 
     ``source`` is ``llm`` when Ollama answered with valid JSON, ``rules`` when the
     rule-based fallback wrote it; ``model`` names the Ollama model (or ``None``).
+
+    The last four fields are the grounding check's (:mod:`autopilot.grounding`), set
+    by the analysis agent on an LLM answer and never taken from the model's JSON:
+    ``grounded`` (``None``: not checked), ``unverified_names`` (versions, services,
+    metrics, hosts the answer names that the evidence lacks), ``dropped_actions``
+    (each dropped action and why) and ``rules_root_cause`` (the rule-based root cause,
+    shown next to an unverified LLM one). Left out of the JSON when unset.
     """
 
     root_cause: RootCause
@@ -420,6 +457,12 @@ class Analysis(_Record):
     estimated_customer_impact: str = Field(max_length=2000)
     source: Literal["llm", "rules"] = "llm"
     model: str | None = None
+    grounded: bool | None = Field(default=None, exclude_if=lambda v: v is None)
+    unverified_names: list[str] = Field(
+        default_factory=list, max_length=50, exclude_if=lambda v: not v)
+    dropped_actions: list[str] = Field(
+        default_factory=list, max_length=10, exclude_if=lambda v: not v)
+    rules_root_cause: RootCause | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class Alert(_Record):

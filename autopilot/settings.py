@@ -28,8 +28,13 @@ from typing import Any, Literal, get_args
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from autopilot.analysis import MAX_PROMPT_CHARS
 from autopilot.deployments import DEPLOYMENT_WINDOW_S
 from autopilot.errors import ConfigError
+
+#: Upper bound (tokens) of the largest prompt: MAX_PROMPT_CHARS at 2 characters a token
+#: (dense log text with ids and numbers; English prose is about 4).
+PROMPT_TOKENS_MAX = MAX_PROMPT_CHARS // 2
 
 __all__ = ["FILE_SUFFIX", "Settings", "load_settings"]
 
@@ -102,6 +107,11 @@ class Settings(BaseSettings):
     commit_interval_s: float = _env(
         "AUTOPILOT_COMMIT_INTERVAL_S", 2.0, "How often consumed offsets are committed (s)", gt=0
     )
+    audit_retention_days: float = _env(
+        "AUTOPILOT_AUDIT_RETENTION_DAYS", 90.0,
+        "Retention of the autopilot.audit topic (days; its retention.ms when the worker "
+        "creates it; an existing topic keeps its own; docs/audit.md)", gt=0
+    )
 
     # --- Kafka security (passed to aiokafka through Faust's broker_credentials) ------
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = _env(
@@ -154,9 +164,15 @@ class Settings(BaseSettings):
     )
     service_labels: str = _env(
         "AUTOPILOT_SERVICE_LABELS", "service,app,app_kubernetes_io_name,job",
-        "Labels tried in order for a sample's service (remote_write, exposition, "
-        "prometheus-kafka-adapter, Telegraf)",
+        "Labels tried in order for a sample's or an alert's service (remote_write, "
+        "exposition, prometheus-kafka-adapter, Telegraf, Alertmanager alerts)",
         min_length=1,
+    )
+    otlp_histogram_quantile: float = _env(
+        "AUTOPILOT_OTLP_HISTOGRAM_QUANTILE", 0.99,
+        "Quantile estimated from the buckets of each OTLP histogram point, kept as the "
+        "sample <name>_p<q> (0.99: <name>_p99; docs/otlp.md)", gt=0, lt=1,
+        json_schema_extra={"unit": "fraction"},
     )
 
     # --- Redis, Ollama, Slack ----------------------------------------------------
@@ -173,6 +189,24 @@ class Settings(BaseSettings):
     analysis_concurrency: int = _env(
         "AUTOPILOT_ANALYSIS_CONCURRENCY", 4, "Analyses (Ollama calls) run at once", ge=1
     )
+    ollama_num_ctx: int = _env(
+        "AUTOPILOT_OLLAMA_NUM_CTX", 8192,
+        "Context window asked of Ollama (options.num_ctx); must hold the largest prompt "
+        "(MAX_PROMPT_CHARS / 2 tokens) plus AUTOPILOT_OLLAMA_NUM_PREDICT",
+        ge=512, le=131072, json_schema_extra={"unit": "tokens"},
+    )
+    ollama_num_predict: int = _env(
+        "AUTOPILOT_OLLAMA_NUM_PREDICT", 1024,
+        "Most tokens Ollama may generate for one analysis (options.num_predict); an answer "
+        "cut there (done_reason length) is not used: the rules answer",
+        ge=16, le=32768, json_schema_extra={"unit": "tokens"},
+    )
+    ollama_keep_alive: str = _env(
+        "AUTOPILOT_OLLAMA_KEEP_ALIVE", "30m",
+        "How long Ollama keeps the model loaded after an analysis (keep_alive: a Go "
+        "duration such as 30m or 1h, 0 unloads at once, -1 keeps it forever)",
+        pattern=r"^(-1|0|[0-9]+(\.[0-9]+)?(ms|s|m|h)([0-9]+(\.[0-9]+)?(ms|s|m|h))*)$",
+    )
     slack_webhook_url: SecretStr | None = _env(
         "SLACK_WEBHOOK_URL", None, "Slack incoming-webhook URL (secret)"
     )
@@ -188,6 +222,12 @@ class Settings(BaseSettings):
     )
     slack_api_url: str = _env(
         "SLACK_API_URL", "https://slack.com/api/", "Slack Web API base URL (bot token)"
+    )
+    actions_file: str | None = _env(
+        "AUTOPILOT_ACTIONS_FILE", None, "YAML file of approved actions (rollback, restart …) "
+        "offered as buttons on incidents (docs/actions.md); unset: no actions. A file that "
+        "does not validate stops the worker at start",
+        json_schema_extra={"unit": "path"},
     )
     slack_max_retries: int = _env(
         "SLACK_MAX_RETRIES", 5, "Retries of one Slack send on 429, 5xx and connection errors", ge=0
@@ -513,6 +553,13 @@ class Settings(BaseSettings):
             raise ValueError("AUTOPILOT_SERVICE_LABELS holds no label name")
         if self.slack_bot_token is not None and not self.slack_channel:
             raise ValueError("SLACK_BOT_TOKEN needs SLACK_CHANNEL")
+        if self.ollama_num_ctx < PROMPT_TOKENS_MAX + self.ollama_num_predict:
+            raise ValueError(
+                f"AUTOPILOT_OLLAMA_NUM_CTX={self.ollama_num_ctx} cannot hold the largest "
+                f"prompt ({PROMPT_TOKENS_MAX} tokens) plus AUTOPILOT_OLLAMA_NUM_PREDICT="
+                f"{self.ollama_num_predict}: raise it to at least "
+                f"{PROMPT_TOKENS_MAX + self.ollama_num_predict}"
+            )
         if bool(self.web_ssl_certfile) != bool(self.web_ssl_keyfile):
             raise ValueError("AUTOPILOT_WEB_SSL_CERTFILE and AUTOPILOT_WEB_SSL_KEYFILE go together")
         if self.web_ssl_client_auth != "none" and not (

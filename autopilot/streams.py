@@ -17,6 +17,7 @@ from autopilot.app import app, settings
 from autopilot.topics import (
     ALERTS,
     ANOMALIES,
+    AUDIT,
     CORRELATION_CONTROL,
     DEADLETTER,
     DEPLOYMENTS,
@@ -66,3 +67,69 @@ silences_topic = raw_topic(SILENCES)
 feedback_topic = raw_topic(FEEDBACK)
 incident_actions_topic = raw_topic(INCIDENT_ACTIONS)
 deadletter_topic = raw_topic(DEADLETTER)
+#: Keyed by incident id; retention ``AUTOPILOT_AUDIT_RETENTION_DAYS`` (its ``retention.ms``
+#: when the worker creates it, see :mod:`autopilot.agents.audit`; docs/audit.md).
+audit_topic = raw_topic(AUDIT, retention=settings().audit_retention_days * 86400.0, deleting=True)
+
+
+async def read_to_end(topic: str, timeout_s: float) -> list[tuple[bytes | None, bytes | None]]:
+    """Every record of ``topic`` (its name in force), from the start of each partition
+    to that partition's end offset at the time of the call: ``[(key, value), …]`` in
+    partition order, then offset order. For the CLI's readers of a topic (``autopilot
+    audit``, ``autopilot feedback export``): no worker needs to run, no consumer group
+    is joined. Uses ``AUTOPILOT_BROKER`` and the ``AUTOPILOT_KAFKA_*`` security
+    settings. A topic that does not exist yet reads as empty.
+
+    Raises:
+        TimeoutError: the broker did not answer, or the records were not all read,
+            within ``timeout_s``.
+        aiokafka.errors.KafkaConnectionError: the broker cannot be reached.
+    """
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    from autopilot.app import _bootstrap_hosts, broker_credentials
+
+    s = settings()
+    hosts = [f"{h}:{p}" for h, p in _bootstrap_hosts(s.broker)]
+    auth = credentials_to_aiokafka_auth(broker_credentials(s))
+    consumer = AIOKafkaConsumer(bootstrap_servers=hosts, enable_auto_commit=False,
+                                group_id=None, request_timeout_ms=int(timeout_s * 1000),
+                                **auth)
+    records: list[tuple[bytes | None, bytes | None]] = []
+
+    async def read() -> None:
+        await consumer.start()
+        ids = consumer.partitions_for_topic(topic)
+        if not ids:  # the first metadata answer may not name the topic yet
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            ids = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(ids)]
+        if not tps:
+            return
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if end[tp] > 0}
+        by_partition: dict[Any, list[tuple[bytes | None, bytes | None]]] = {tp: [] for tp in tps}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, messages in batch.items():
+                for m in messages:
+                    if m.offset < end[tp]:
+                        by_partition[tp].append((m.key, m.value))
+                    if m.offset + 1 >= end[tp]:
+                        remaining.discard(tp)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+        for tp in tps:
+            records.extend(by_partition[tp])
+
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    finally:
+        await consumer.stop()
+    return records

@@ -97,6 +97,18 @@ LLM_FALLBACKS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+LLM_GROUNDING = Counter(
+    "autopilot_llm_grounding",
+    "LLM analyses checked against the incident's evidence (autopilot.grounding), by "
+    "outcome: grounded, or unverified (names not in the evidence or actions dropped)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+LLM_GROUNDING_DROPPED_ACTIONS = Counter(
+    "autopilot_llm_grounding_dropped_actions",
+    "Recommended actions of LLM analyses dropped by the grounding check",
+    registry=REGISTRY,
+)
 LLM_LATENCY = Histogram(
     "autopilot_llm_latency_seconds",
     "Time of one analysis (Ollama call or fallback), seconds",
@@ -137,8 +149,9 @@ REDIS_ERRORS = Counter(
 )
 SAMPLES_SKIPPED = Counter(
     "autopilot_samples_skipped",
-    "Input samples left out on purpose, by source (remote_write, exposition, kafka) and "
-    "reason (stale, non_finite, no_service, no_name, non_numeric)",
+    "Input samples left out on purpose, by source (remote_write, exposition, otlp, kafka) "
+    "and reason (stale, non_finite, no_service, no_name, non_numeric; OTLP: "
+    "no_recorded_value, empty_histogram, unbounded_bucket, no_sum)",
     ["source", "reason"],
     registry=REGISTRY,
 )
@@ -236,7 +249,7 @@ BROKER_REACHABLE = Gauge(
 ITEMS_REJECTED = Counter(
     "autopilot_items_rejected",
     "Input items refused while the rest of their body or record was kept, by source "
-    "(http, exposition, remote_write, kafka) and reason (invalid, not_json, bad_line, "
+    "(http, exposition, remote_write, otlp, kafka) and reason (invalid, not_json, bad_line, "
     "bad_timestamp, non_finite, no_service, future_timestamp, past_timestamp)",
     ["source", "reason"],
     registry=REGISTRY,

@@ -44,6 +44,10 @@ autopilot.feedback         service → autopilot.feedback.Feedback.to_dict() or 
 autopilot.incident.actions  service → autopilot.interactions.IncidentAction.to_dict()
                            (a click on an incident's Slack buttons, from
                            ``POST /slack/interactions``)
+autopilot.audit            incident id → autopilot.audit.AuditEvent.to_dict() (one
+                           decision: rule, analysis, Slack post/edit/reply, click,
+                           silence, feedback, action; secrets redacted; retention
+                           ``AUTOPILOT_AUDIT_RETENTION_DAYS``; docs/audit.md)
 autopilot.deadletter       original key → original value bytes; headers
                            ``x-autopilot-reason``, ``-topic``, ``-partition``,
                            ``-offset``, ``-stage``
@@ -68,6 +72,7 @@ NOTIFY_CONTROL = "autopilot.notify.control"
 SILENCES = "autopilot.silences"
 FEEDBACK = "autopilot.feedback"
 INCIDENT_ACTIONS = "autopilot.incident.actions"
+AUDIT = "autopilot.audit"
 DEADLETTER = "autopilot.deadletter"
 
 #: Topics external producers write to.
@@ -88,6 +93,7 @@ ALL_TOPICS = (
     SILENCES,
     FEEDBACK,
     INCIDENT_ACTIONS,
+    AUDIT,
     DEADLETTER,
 )
 

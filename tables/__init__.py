@@ -142,5 +142,8 @@ incident_actions: JSONTable = app.Table(
     options=rocksdb_options(),
     help="service → {'applied': [identity, …]}: the newest Slack button actions applied "
     "(autopilot.interactions.IncidentAction.identity, 'message_ts:action_ts:action_id'), "
-    "so a double click, a Slack retry or a replay is applied once (agents.actions)",
+    "so a double click, a Slack retry or a replay is applied once (agents.actions); "
+    "'hooks': {'<incident id>:<action>': {'by', 'by_name', 'at' (epoch s), 'identity', "
+    "'result' (None until the hook answered), 'ok'}}: approved actions requested, each "
+    "recorded before its hook is called so it runs once (docs/actions.md)",
 )

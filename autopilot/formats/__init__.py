@@ -7,6 +7,7 @@
 ``exposition``                    Prometheus text exposition format (prometheus_client parser)
 ``remote_write``                  Prometheus remote write 1.0 (snappy + protobuf WriteRequest)
 ``deployments``                   seed DeploymentEvent, GitHub ``deployment_status``, Argo CD
+``otlp``                          OpenTelemetry OTLP metrics and logs (protobuf or OTLP/JSON)
 ================================  ===========================================================
 
 Each module turns bytes or dicts into the records of :mod:`autopilot.models`, item by

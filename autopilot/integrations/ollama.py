@@ -9,7 +9,16 @@ outputs) and temperature 0::
      "messages": [{"role": "system", "content": "..."}, {"role": "user", ...}],
      "stream": false,
      "format": {<JSON schema of the analysis>},
-     "options": {"temperature": 0}}
+     "options": {"temperature": 0, "num_ctx": 8192, "num_predict": 1024},
+     "keep_alive": "30m",
+     "think": false}
+
+``num_ctx``, ``num_predict`` and ``keep_alive`` are ``AUTOPILOT_OLLAMA_NUM_CTX``,
+``AUTOPILOT_OLLAMA_NUM_PREDICT`` and ``AUTOPILOT_OLLAMA_KEEP_ALIVE`` (the settings check
+that the largest prompt plus ``num_predict`` fits in ``num_ctx``). ``think: false`` is
+sent only to a model whose ``POST /api/show`` capabilities include ``"thinking"``
+(learned by :meth:`LLMGuard.check_model` at start); a server that answers 400 to it is
+asked again without it, and it is not sent again.
 
 A successful answer is one JSON object::
 
@@ -43,6 +52,11 @@ Edges handled here:
   WARNING; the repeats only at DEBUG (they are counted in
   ``autopilot_llm_fallbacks_total{reason}``) until Ollama answers again, which is
   logged once with the number held back.
+* **Thinking models**: ``<think>…</think>`` blocks (and an unclosed ``<think>`` up to
+  the end) are removed from the content before it is parsed.
+* **Cut off at the token limit**: an answer with ``done_reason`` ``"length"`` (it hit
+  ``num_predict`` or ``num_ctx``) is not used, even when its JSON happens to parse:
+  ``reason`` ``truncated``, and the rules answer.
 * **A streamed answer** (``application/x-ndjson``: one JSON object per line, what
   Ollama sends when ``stream`` is not false, e.g. behind a proxy that drops it) is
   read as the concatenation of its chunks' ``message.content``; a broken stream is
@@ -54,6 +68,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -74,7 +89,7 @@ from autopilot.errors import AnalysisUnavailable
 from autopilot.models import Analysis, Incident
 from autopilot.settings import Settings
 
-__all__ = ["FallbackReason", "LLMGuard", "OllamaClient", "analyze_or_fallback"]
+__all__ = ["FallbackReason", "LLMGuard", "OllamaClient", "analyze_or_fallback", "strip_thinking"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +112,8 @@ def _safe_url(url: str) -> str:
 class FallbackReason(str):
     """Why the rules answered: the :class:`AnalysisUnavailable` message, with its
     class in :attr:`kind` (``timeout``, ``connect``, ``model_not_found``, ``http``,
-    ``not_json``, ``streaming``, ``invalid_output``, ``circuit_open``, ``other``)."""
+    ``not_json``, ``streaming``, ``invalid_output``, ``truncated``, ``circuit_open``,
+    ``other``)."""
 
     kind: str
 
@@ -119,6 +135,9 @@ class LLMGuard:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     warnings: OnceWarning = field(default_factory=OnceWarning)
     checked: bool = False
+    #: The model supports ``think`` (``/api/show`` capabilities, learned at start by
+    #: :meth:`check_model`); ``think: false`` is sent only then.
+    thinking: bool = False
     #: ``time.monotonic`` by default; tests pass their own clock.
     clock: Any = time.monotonic
 
@@ -161,7 +180,16 @@ class LLMGuard:
             return message
         wanted = _with_tag(client.model)
         if wanted in {_with_tag(m) for m in models}:
-            logger.info("Ollama at %s has model %s", client.url, client.model)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    capabilities = await client.capabilities()
+            except (TimeoutError, AnalysisUnavailable) as exc:
+                capabilities = []
+                logger.info("could not read the capabilities of model %s (%s); "
+                            "\"think\" is not sent", client.model, exc)
+            self.thinking = "thinking" in capabilities
+            logger.info("Ollama at %s has model %s (capabilities: %s)", client.url,
+                        client.model, ", ".join(capabilities) or "unknown")
             return None
         pulled = ", ".join(sorted(models)[:10]) or "none"
         message = (
@@ -216,6 +244,10 @@ class OllamaClient:
         self.guard = guard if guard is not None else LLMGuard.from_settings(settings)
         self.model: str = settings.ollama_model
         self.timeout_s: float = settings.ollama_timeout_s
+        #: ``options.num_ctx`` and ``options.num_predict`` (tokens), ``keep_alive``.
+        self.num_ctx: int = settings.ollama_num_ctx
+        self.num_predict: int = settings.ollama_num_predict
+        self.keep_alive: str = settings.ollama_keep_alive
         self._base_url = settings.ollama_url.rstrip("/")
         self._safe_base_url = _safe_url(self._base_url)
         self._concurrency = settings.analysis_concurrency
@@ -261,15 +293,53 @@ class OllamaClient:
     ) -> None:
         await self.aclose()
 
-    def request_body(self, incident: Incident) -> dict[str, Any]:
-        """The JSON body sent to ``/api/chat`` for ``incident`` (see module docstring)."""
-        return {
+    def request_body(self, incident: Incident, *, think: bool | None = None) -> dict[str, Any]:
+        """The JSON body sent to ``/api/chat`` for ``incident`` (see module docstring).
+
+        ``think`` (default: what :attr:`LLMGuard.thinking` says) adds ``"think": false``.
+        """
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": build_messages(incident),
             "stream": False,
             "format": analysis_json_schema(),
-            "options": {"temperature": 0},
+            "options": {
+                "temperature": 0, "num_ctx": self.num_ctx, "num_predict": self.num_predict,
+            },
+            "keep_alive": _keep_alive(self.keep_alive),
         }
+        if self.guard.thinking if think is None else think:
+            body["think"] = False
+        return body
+
+    async def capabilities(self) -> list[str]:
+        """The model's capabilities (``POST /api/show``), e.g. ``["completion",
+        "thinking"]``; ``[]`` from a server too old to list them.
+
+        Raises:
+            AnalysisUnavailable: Ollama cannot be reached or answers an error (404
+                for a model that is not pulled).
+        """
+        await self.start()
+        assert self._client is not None
+        try:
+            response = await self._client.post("/api/show", json={"model": self.model})
+        except httpx.HTTPError as exc:
+            raise AnalysisUnavailable(
+                f"cannot ask Ollama at {self.url} about model {self.model!r} "
+                f"({self._describe(exc)})"
+            ) from None
+        if response.status_code >= 400:
+            raise AnalysisUnavailable(
+                self._http_error_message(response.status_code, response.content)
+            )
+        try:
+            found = response.json().get("capabilities") or []
+        except (ValueError, AttributeError):
+            raise AnalysisUnavailable(
+                "Ollama's /api/show answer is not the expected JSON"
+            ) from None
+        return [str(c) for c in found] if isinstance(found, list) else []
 
     async def analyze(self, incident: Incident) -> Analysis:
         """Ask Ollama for the analysis of ``incident``.
@@ -321,6 +391,15 @@ class OllamaClient:
         try:
             async with asyncio.timeout(self.timeout_s):
                 response = await self._client.post("/api/chat", json=body)
+                if response.status_code == 400 and "think" in body:
+                    # Some Ollama versions refuse "think" for some models: once
+                    # without it, and not again.
+                    logger.info("Ollama answered 400 to \"think\": false (%s); asking "
+                                "again without it",
+                                self._http_error_message(400, response.content))
+                    self.guard.thinking = False
+                    body = self.request_body(incident, think=False)
+                    response = await self._client.post("/api/chat", json=body)
                 raw = response.content
         except (TimeoutError, httpx.TimeoutException):
             raise AnalysisUnavailable(
@@ -359,13 +438,16 @@ class OllamaClient:
             )
         model = data.get("model") if isinstance(data.get("model"), str) else self.model
         if data.get("done_reason") == "length":
-            logger.warning(
-                "Ollama stopped at the token limit (done_reason=length); the analysis "
-                "JSON is probably cut off (model=%s)",
-                model,
+            raise AnalysisUnavailable(
+                f"Ollama model {model!r} stopped at the token limit (done_reason "
+                f"\"length\" after {data.get('eval_count', '?')} tokens; "
+                f"AUTOPILOT_OLLAMA_NUM_PREDICT={self.num_predict}, "
+                f"AUTOPILOT_OLLAMA_NUM_CTX={self.num_ctx}): the answer is cut off and "
+                "not used",
+                reason="truncated",
             )
         try:
-            analysis = parse_llm_analysis(content, model)
+            analysis = parse_llm_analysis(strip_thinking(content), model)
         except AnalysisUnavailable as exc:
             exc.reason = "invalid_output"
             raise
@@ -487,6 +569,22 @@ class OllamaClient:
         elif status >= 500:
             message += "; see the Ollama server log"
         return message
+
+
+_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
+
+
+def strip_thinking(content: str) -> str:
+    """``content`` without ``<think>…</think>`` blocks (a thinking model's reasoning,
+    when the server leaves it in the content), an unclosed ``<think>`` removed up to the
+    end."""
+    return _THINK.sub("", content)
+
+
+def _keep_alive(value: str) -> str | int:
+    """``AUTOPILOT_OLLAMA_KEEP_ALIVE`` as Ollama takes it: ``-1``/``0`` as numbers
+    (seconds), durations (``30m``) as strings."""
+    return int(value) if value in ("-1", "0") else value
 
 
 def _message_content(data: Any) -> str | None:

@@ -132,11 +132,19 @@ def pack(items: list[Any], max_bytes: int) -> tuple[list[bytes], int]:
     return values, dropped
 
 
-async def _enqueue(topic: Any, records: list[Any], max_bytes: int) -> list[Any]:
+async def _enqueue(
+    topic: Any, records: list[Any], max_bytes: int, one_per_record: bool = False
+) -> list[Any]:
     """Hand every record to the producer; returns the acknowledgement futures."""
     futures = []
     for service, group in group_by_service(records).items():
-        values, dropped = pack(group, max_bytes)
+        if one_per_record:  # one JSON object per Kafka record (autopilot.anomalies)
+            values = [r.model_dump_json().encode() for r in group]
+            dropped = len(values)
+            values = [v for v in values if len(v) <= max_bytes]
+            dropped -= len(values)
+        else:
+            values, dropped = pack(group, max_bytes)
         if dropped:
             telemetry.SAMPLES_SKIPPED.labels(source="ingest", reason="too_large").inc(dropped)
             logger.warning(
@@ -149,11 +157,13 @@ async def _enqueue(topic: Any, records: list[Any], max_bytes: int) -> list[Any]:
     return futures
 
 
-async def produce(topic: Any, records: list[Any]) -> None:
+async def produce(topic: Any, records: list[Any], *, one_per_record: bool = False) -> None:
     """Send ``records`` grouped by service (key = service) and wait for every ack.
 
     Records are JSON lists of at most ``AUTOPILOT_MAX_RECORD_BYTES`` bytes (see
-    :func:`pack`), so a large remote-write request never meets the broker's size limit.
+    :func:`pack`), so a large remote-write request never meets the broker's size limit;
+    with ``one_per_record`` each record is one JSON object (what ``autopilot.anomalies``
+    carries), and one over the limit is left out (counted, logged).
 
     Raises:
         faust.web.exceptions.ServiceUnavailable: 503 with ``Retry-After``
@@ -169,7 +179,7 @@ async def produce(topic: Any, records: list[Any]) -> None:
     deadline = time.monotonic() + s.ingest_timeout_s
     try:
         futures = await asyncio.wait_for(
-            _enqueue(topic, records, s.max_record_bytes), s.ingest_timeout_s
+            _enqueue(topic, records, s.max_record_bytes, one_per_record), s.ingest_timeout_s
         )
         if futures:
             # asyncio.wait, not wait_for: a late acknowledgement is not cancelled
@@ -223,7 +233,8 @@ def rejected_body(decoded: Decoded) -> dict[str, Any]:
 
 
 async def ingest_decoded(
-    web: Any, request: Any, decode: Callable[[bytes], Decoded], topic: Any, source: str
+    web: Any, request: Any, decode: Callable[[bytes], Decoded], topic: Any, source: str,
+    *, one_per_record: bool = False, accepted_status: int = 202,
 ) -> Any:
     """Read the body, decode it, produce the valid items and answer.
 
@@ -250,13 +261,13 @@ async def ingest_decoded(
             status=422,
         )
     if decoded.records:
-        await produce(topic, decoded.records)
+        await produce(topic, decoded.records, one_per_record=one_per_record)
     body: dict[str, Any] = {"accepted": len(decoded.records), **rejected_body(decoded)}
     if decoded.skipped:
         body["skipped"] = decoded.skipped
     if decoded.defaulted:
         body["defaulted"] = decoded.defaulted
-    return web.json(body, status=202)
+    return web.json(body, status=accepted_status)
 
 
 def _media_type(request: Any) -> tuple[str, dict[str, str]]:

@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from autopilot import telemetry
 from autopilot.security import (
@@ -110,6 +111,11 @@ def make_guard(s: Settings) -> Any:
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
             return too_large()
+        except (web.RequestPayloadError, HttpProcessingError) as exc:
+            # A body aiohttp cannot read (a broken gzip or chunked stream) is the
+            # client's error, whichever view read it.
+            telemetry.HTTP_REJECTED.labels(reason="bad_body").inc()
+            return _error(400, f"request body could not be read: {exc.__class__.__name__}: {exc}")
 
     return guard
 

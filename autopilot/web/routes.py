@@ -20,11 +20,13 @@ from autopilot.models import DeploymentEvent, LogEntry, MetricPoint
 from autopilot.tables import deployments, feedback, open_incidents, series_index
 
 from . import schemas
+from .alertmanager import AlertmanagerWebhook, PostAlerts
 from .charts import get_incident_chart
 from .feedback import get_feedback
 from .ingest import IngestDeployment, IngestExposition, IngestLogs, IngestMetrics, RemoteWrite
 from .middleware import PUBLIC_PATHS
 from .openapi import openapi_spec
+from .otlp import OtlpLogs, OtlpMetrics, otlp_route
 from .probes import health_view, metrics, ready_view
 from .route import Body, OneOrList, Param, Reply, Route
 from .silences import SilenceById, Silences
@@ -134,6 +136,32 @@ ROUTES: list[Route] = [
             400: Reply("bad snappy or protobuf, or no valid sample", schemas.Error),
             415: Reply("not application/x-protobuf with Content-Encoding: snappy",
                        schemas.Error),
+            503: Reply("broker unavailable (nothing queued) or no acknowledgement in time",
+                       schemas.Unavailable, headers={"Retry-After": "seconds to wait"}),
+        },
+        tags=("ingest",),
+    ),
+    otlp_route("/v1/metrics", OtlpMetrics, "OpenTelemetry OTLP/HTTP metrics "
+               "(ExportMetricsServiceRequest, protobuf or JSON, gzip allowed)",
+               "rejectedDataPoints"),
+    otlp_route("/v1/logs", OtlpLogs, "OpenTelemetry OTLP/HTTP logs "
+               "(ExportLogsServiceRequest, protobuf or JSON, gzip allowed)",
+               "rejectedLogRecords"),
+    _ingest(
+        "/api/v1/alerts/alertmanager", AlertmanagerWebhook,
+        "Alertmanager webhook payload (version 4): alerts → anomalies of kind alert",
+        Body({"application/json": schemas.AlertmanagerWebhook}),
+    ),
+    Route(
+        "POST", "/api/v2/alerts", PostAlerts,
+        "Alertmanager API v2 postableAlerts (Prometheus or amtool sending to a worker)",
+        body=Body({"application/json": schemas.PostableAlerts}),
+        responses={
+            200: Reply("produced and acknowledged (Alertmanager answers 200)",
+                       schemas.Accepted),
+            400: Reply("body is not JSON / not a list", schemas.Error),
+            415: Reply("unsupported content type", schemas.Error),
+            422: Reply("no alert is valid; nothing produced", schemas.ValidationErrors),
             503: Reply("broker unavailable (nothing queued) or no acknowledgement in time",
                        schemas.Unavailable, headers={"Retry-After": "seconds to wait"}),
         },

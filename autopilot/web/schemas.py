@@ -11,8 +11,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, RootModel
 
+from autopilot.alertmanager import PostableAlert, WebhookPayload
+
 __all__ = [
     "Accepted",
+    "AlertmanagerWebhook",
+    "PostableAlerts",
     "BaselineSummary",
     "Baselines",
     "Components",
@@ -26,10 +30,13 @@ __all__ = [
     "ItemError",
     "Liveness",
     "NotificationSummary",
+    "OtlpExportResponse",
+    "OtlpPartialSuccess",
     "Pong",
     "PostableSilence",
     "Readiness",
     "RejectedItem",
+    "RpcStatus",
     "SilenceCreated",
     "SilenceMatcherBody",
     "SilenceStatus",
@@ -98,6 +105,30 @@ class Pong(_Body):
     """200 answer to GitHub's ``ping`` event."""
 
     pong: bool
+
+
+class OtlpPartialSuccess(_Body):
+    """OTLP ``ExportPartialSuccess``: how many data points (metrics) or log records
+    (logs) were refused, and why (the client does not retry them)."""
+
+    rejectedDataPoints: str | int | None = None
+    rejectedLogRecords: str | int | None = None
+    errorMessage: str = ""
+
+
+class OtlpExportResponse(_Body):
+    """200 of ``POST /v1/metrics`` / ``/v1/logs`` as OTLP/JSON (as protobuf for an
+    ``application/x-protobuf`` request): ``Export{Metrics,Logs}ServiceResponse``."""
+
+    partialSuccess: OtlpPartialSuccess | None = None
+
+
+class RpcStatus(_Body):
+    """OTLP/HTTP's error body, ``google.rpc.Status`` (JSON here; protobuf for an
+    ``application/x-protobuf`` request): ``code`` 3 invalid argument, 12 unimplemented."""
+
+    code: int = 0
+    message: str = ""
 
 
 class Components(_Body):
@@ -265,3 +296,11 @@ class SilenceCreated(_Body):
     """``POST /api/v2/silences`` answer."""
 
     silenceID: str
+
+
+#: ``POST /api/v1/alerts/alertmanager`` body: Alertmanager's webhook payload (version 4).
+AlertmanagerWebhook = WebhookPayload
+
+
+class PostableAlerts(RootModel[list[PostableAlert]]):
+    """``POST /api/v2/alerts`` body: Alertmanager API v2 ``postableAlerts``."""

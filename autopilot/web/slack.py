@@ -18,6 +18,13 @@ service applies it); the answer (200, empty) goes out once the broker acknowledg
 the record, well within Slack's 3 seconds, or 503 when it did not in
 :data:`PRODUCE_WAIT_S`.
 
+An approved-action button (``incident_hook_<name>``, docs/actions.md) is let through
+only when the clicking user is one of the action's ``approvers``: a listed user id, or
+a member of its user group (Slack's ``usergroups.users.list``, scope
+``usergroups:read``). Anyone else, or an action not configured for the service, gets
+an ephemeral refusal (``chat.postEphemeral``), an ``action.refused`` audit event, and
+nothing is produced or run.
+
 The path is exempt from ``AUTOPILOT_API_KEYS`` (Slack sends no bearer token; the
 signing secret is its authentication): it is in the guard's ``PUBLIC_PATHS``. The
 body limit applies. Without ``SLACK_SIGNING_SECRET`` and ``SLACK_BOT_TOKEN`` the path
@@ -40,12 +47,16 @@ from faust.web import View
 from faust.web.exceptions import ServiceUnavailable
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from autopilot import telemetry
+from autopilot.agents.actions import actions_config
+from autopilot.agents.audit import emit
 from autopilot.app import settings
-from autopilot.interactions import InvalidInteraction, from_block_action
+from autopilot.audit import AuditEvent
+from autopilot.interactions import IncidentAction, InvalidInteraction, from_block_action
 from autopilot.streams import incident_actions_topic
 
 from .ingest import broker_gate
@@ -84,8 +95,49 @@ def refusal_reason(headers: Any, body: str, signing_secret: str, now: float) -> 
     return "unparsable"
 
 
+async def refusal(record: IncidentAction, client: AsyncWebClient) -> str | None:
+    """Why ``record`` (an approved-action click) may not run, ``None`` when its user
+    is an approver of the action configured for its service."""
+    config = actions_config()
+    spec = config.find(str(record.hook), record.service) if config else None
+    if spec is None:
+        return f"No action {record.hook!r} is configured for {record.service}."
+    if record.user_id in spec.approvers.users:
+        return None
+    group = spec.approvers.usergroup
+    if group is not None:
+        try:
+            answer = await client.usergroups_users_list(usergroup=group)
+        except SlackApiError as exc:
+            error = exc.response.get("error") if exc.response is not None else None
+            logger.warning("approvers of %s: usergroups.users.list %s failed: %s",
+                           record.hook, group, error)
+            return (f"Could not check the approvers of {record.hook} (Slack answered "
+                    f"{error or 'an error'} for user group {group}); nothing was run.")
+        if record.user_id in (answer.get("users") or []):
+            return None
+    return (f"Only the approvers of {record.hook} on {record.service} may run it; "
+            "nothing was run.")
+
+
+async def _refuse(record: IncidentAction, client: AsyncWebClient, why: str) -> None:
+    telemetry.INCIDENT_ACTIONS.labels(action="hook", outcome="refused").inc()
+    logger.info("%s on incident %s (%s) by %s refused: %s", record.hook, record.incident_id,
+                record.service, record.user_id, why)
+    try:
+        await client.chat_postEphemeral(channel=record.channel_id, user=record.user_id,
+                                        text=why, thread_ts=record.message_ts)
+    except SlackApiError as exc:
+        logger.warning("ephemeral refusal to %s not posted: %s", record.user_id,
+                       exc.response.get("error") if exc.response is not None else exc)
+    await emit(AuditEvent(incident_id=record.incident_id, service=record.service,
+                          kind="action.refused", actor=record.user_id, summary=why,
+                          at=time.time(), detail={"action": record.hook,
+                                                  "to_version": record.to_version}))
+
+
 async def _on_action(ack: Any, body: dict[str, Any], action: dict[str, Any],
-                     context: Any) -> None:
+                     context: Any, client: AsyncWebClient) -> None:
     """A verified click: produce the action record, then acknowledge."""
     try:
         record = from_block_action(body, action, time.time())
@@ -93,6 +145,12 @@ async def _on_action(ack: Any, body: dict[str, Any], action: dict[str, Any],
         logger.warning("Slack interaction ignored: %s", exc)
         await ack()
         return
+    if record.kind == "hook":
+        why = await refusal(record, client)
+        if why is not None:
+            await _refuse(record, client, why)
+            await ack()
+            return
     try:
         broker_gate()
         sent = await incident_actions_topic.send(

@@ -399,6 +399,25 @@ def metric_series(service: str, normal: int, spikes: int, start: float = 1_700_0
 WARM = 150
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``llm`` (a real Ollama: ``make test-llm``) run only when ``-m`` names
+    ``llm`` or their file is named on the command line; a plain ``pytest`` (``make
+    test``) leaves them out, so they run once, in ``make test-llm``."""
+    if "llm" in (config.option.markexpr or ""):
+        return
+    named = {Path(str(arg).split("::", 1)[0]).resolve() for arg in config.args}
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        if item.get_closest_marker("llm") and item.path.resolve() not in named:
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 def high_shift(service: str, start: float = 1_700_000_000.0,
                step_s: float = 15.0) -> list[dict[str, Any]]:
     """``WARM`` normal samples, then three at 100 + 3.7 × 3.2 (a shift of about 3.4 σ).

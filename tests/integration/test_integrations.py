@@ -91,7 +91,9 @@ def test_ollama_analysis_sends_schema_request_and_parses_answer(ollama: OllamaSe
     assert sent["model"] == "llama3:latest"
     assert sent["stream"] is False
     assert sent["format"] == analysis_json_schema()
-    assert sent["options"] == {"temperature": 0}
+    assert sent["options"] == {"temperature": 0, "num_ctx": 8192, "num_predict": 1024}
+    assert sent["keep_alive"] == "30m"
+    assert "think" not in sent  # only for a model whose capabilities include "thinking"
     assert any(SERVICE in m["content"] for m in sent["messages"])
     assert {m["role"] for m in sent["messages"]} <= {"system", "user"}
 

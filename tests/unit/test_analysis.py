@@ -231,21 +231,37 @@ def test_parse_refuses_a_missing_root_cause() -> None:
         parse_llm_analysis(json.dumps(answer), "llama3:latest")
 
 
-def test_parse_trims_long_strings_and_cuts_actions_to_ten() -> None:
+def test_parse_cuts_strings_and_actions_to_the_bounds_of_the_schema_sent() -> None:
     action = valid_answer()["recommended_actions"][0]
     answer = valid_answer(
-        recommended_actions=[{**action, "action": "a" * 5000} for _ in range(14)],
+        recommended_actions=[{**action, "action": "a" * 5000, "reasoning": "r" * 5000}
+                             for _ in range(14)],
         estimated_customer_impact="i" * 9000,
     )
     answer["root_cause"]["description"] = "d" * 9000
+    answer["root_cause"]["reasoning"] = "w" * 9000
+    schema = analysis_json_schema()["properties"]
+    root, item = schema["root_cause"]["properties"], \
+        schema["recommended_actions"]["items"]["properties"]
 
     analysis = parse_llm_analysis(json.dumps(answer), "llama3:latest")
 
-    assert len(analysis.recommended_actions) == 10
-    assert len(analysis.recommended_actions[0].action) == 1000
+    assert len(analysis.recommended_actions) == schema["recommended_actions"]["maxItems"] == 5
+    assert len(analysis.recommended_actions[0].action) == item["action"]["maxLength"]
+    assert len(analysis.recommended_actions[0].reasoning) == item["reasoning"]["maxLength"]
     assert analysis.recommended_actions[0].action.endswith("…")
-    assert len(analysis.root_cause.description) == 2000
-    assert len(analysis.estimated_customer_impact) == 2000
+    assert len(analysis.root_cause.description) == root["description"]["maxLength"]
+    assert len(analysis.root_cause.reasoning) == root["reasoning"]["maxLength"]
+    assert len(analysis.estimated_customer_impact) == (
+        schema["estimated_customer_impact"]["maxLength"])
+
+
+def test_schema_bounds_every_string_and_list() -> None:
+    for node in _walk(analysis_json_schema()):
+        if node.get("type") == "string" and "enum" not in node:
+            assert 0 < node["maxLength"] <= 1000, node
+        if node.get("type") == "array":
+            assert node["maxItems"] == 5, node
 
 
 # --------------------------------------------------------------------------- fallback

@@ -24,7 +24,8 @@ EVERY_PATH = {
     "/ingest/metrics", "/ingest/logs", "/ingest/deployment", "/baselines/{service}",
     "/deployments/{service}", "/incidents/{service}", "/incidents/{service}/chart.png",
     "/api/v2/silences", "/api/v2/silence/{silence_id}", "/feedback/{service}",
-    "/slack/interactions",
+    "/slack/interactions", "/api/v1/alerts/alertmanager", "/api/v2/alerts",
+    "/v1/metrics", "/v1/logs",
 }
 #: Public paths that authenticate otherwise and so answer 401 themselves (Slack's
 #: request signature).
