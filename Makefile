@@ -61,11 +61,17 @@ ollama: $(STAMP)
 
 ## test-llm: the tests against a real Ollama (marked llm; tests/integration/test_llm_real.py):
 ## starts `ollama serve` on a free loopback port with its own models directory, runs them
-## (Kafka on TEST_KAFKA_PORT: started by the tests when none answers), stops the server
+## (Kafka on TEST_KAFKA_PORT: started by the tests when none answers) and the smoke run
+## `bench/analysis.py --limit 2` (JSON in .cache/bench/), stops the server; fails when
+## either fails
 test-llm: install ollama
 	@env=$$(scripts/ollama.sh start) || exit 1; export $$env; \
 	  KAFKA_PORT=$(TEST_KAFKA_PORT) $(PY) -m pytest -m llm tests/integration; \
-	  rc=$$?; scripts/ollama.sh stop; exit $$rc
+	  rc=$$?; mkdir -p .cache/bench; \
+	  OLLAMA_URL=$$AUTOPILOT_TEST_OLLAMA OLLAMA_MODEL=$$AUTOPILOT_TEST_OLLAMA_MODEL \
+	    OLLAMA_TIMEOUT_S=300 $(PY) bench/analysis.py --limit 2 \
+	    --json .cache/bench/analysis-llm-smoke.json; \
+	  brc=$$?; scripts/ollama.sh stop; [ $$rc -ne 0 ] || rc=$$brc; exit $$rc
 
 ## kafka-deps: a JDK and Maven for scripts/apache-kafka.sh (Debian packages when missing)
 kafka-deps:

@@ -164,11 +164,12 @@ def decode_metrics_items(event: EventT[bytes]) -> Decoded:
     """
     s = settings()
     labels, q = s.service_label_list(), s.otlp_histogram_quantile
+    resource_labels = s.otlp_resource_label_list()
 
     def decode(raw: bytes) -> Decoded:
         request = sniff_metrics(raw)  # OTLP first: told apart from the bytes
         if request is not None:
-            return decode_metrics_request(request, labels, q)
+            return decode_metrics_request(request, labels, q, resource_labels)
         return decode_metrics(raw, labels)
 
     return _decode_event(event, decode)
@@ -183,12 +184,13 @@ def decode_logs_items(event: EventT[bytes]) -> Decoded:
         BadRecord: an empty value, or a JSON list that does not parse.
     """
     service = _key_text(event)
-    labels = settings().service_label_list()
+    s = settings()
+    labels, resource_labels = s.service_label_list(), s.otlp_resource_label_list()
 
     def decode(raw: bytes) -> Decoded:
         request = sniff_logs(raw)  # OTLP first: told apart from the bytes
         if request is not None:
-            return decode_logs_request(request, service, labels)
+            return decode_logs_request(request, service, labels, resource_labels)
         return decode_logs(raw, service)
 
     return _decode_event(event, decode)

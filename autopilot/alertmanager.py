@@ -174,6 +174,8 @@ def alert_anomaly(
             f"labels name no service: none of {', '.join(service_labels)} is set "
             "(AUTOPILOT_SERVICE_LABELS)"
         )
+    if len(service) > MAX_SERVICE_CHARS:  # as every other input's service
+        raise ValueError(f"service: at most {MAX_SERVICE_CHARS} characters")
     alertname = labels.get("alertname", "").strip()
     if not alertname:
         raise ValueError("labels carry no alertname")
@@ -210,6 +212,10 @@ def alert_anomaly(
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise ValueError(f"{loc}: {err['msg']}") from None
+
+
+#: The longest service name (the limit of MetricPoint, LogEntry and DeploymentEvent).
+MAX_SERVICE_CHARS = 256
 
 
 def _add(out: Decoded, item: int, raw: object, **fields: Any) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import ssl
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -401,6 +402,8 @@ def check_startup(s: Settings, *, worker: bool) -> None:
         ConfigError: a file cannot be loaded or the broker refuses the credentials.
         ValueError: the routes file or the ``AUTOPILOT_ACTIONS_FILE`` is invalid.
     """
+    for name in Settings.unknown_env_names(os.environ):
+        logger.warning("%s names no setting and is ignored (docs/settings.md lists them)", name)
     Routes.load(s.slack_routes, s.slack_channel)
     if s.actions_file:
         load_actions(s.actions_file)  # ActionsFileError (a ValueError): file, line, what

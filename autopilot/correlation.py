@@ -539,7 +539,10 @@ def _rules(
             f"critical alert {new.metric_name}" if new.kind == "alert"
             else f"critical anomaly on {new.metric_name} (z={new.z_score:.1f})")
     if len(nearby) >= 2:
-        reasons.append(f"{len(nearby)} anomalies within {window_min} min")
+        alerts = sum(a.kind == "alert" for a in nearby)
+        what = ("alerts" if alerts == len(nearby) else
+                "anomalies" if not alerts else "signals (alerts and anomalies)")
+        reasons.append(f"{len(nearby)} {what} within {window_min} min")
     return reasons
 
 

@@ -168,6 +168,14 @@ class Settings(BaseSettings):
         "exposition, prometheus-kafka-adapter, Telegraf, Alertmanager alerts)",
         min_length=1,
     )
+    otlp_resource_labels: str = _env(
+        "AUTOPILOT_OTLP_RESOURCE_LABELS",
+        "service.namespace,deployment.environment,deployment.environment.name",
+        "Comma-separated OTLP resource attributes kept as labels of every point and log "
+        "record (besides service.name, which names the service); the others, such as "
+        "service.instance.id and telemetry.sdk.version, change on every restart or "
+        "upgrade and would start new series (docs/otlp.md)",
+    )
     otlp_histogram_quantile: float = _env(
         "AUTOPILOT_OTLP_HISTOGRAM_QUANTILE", 0.99,
         "Quantile estimated from the buckets of each OTLP histogram point, kept as the "
@@ -602,6 +610,10 @@ class Settings(BaseSettings):
         """``AUTOPILOT_SERVICE_LABELS`` as a tuple of label names, in order."""
         return tuple(x.strip() for x in self.service_labels.split(",") if x.strip())
 
+    def otlp_resource_label_list(self) -> tuple[str, ...]:
+        """``AUTOPILOT_OTLP_RESOURCE_LABELS`` as a tuple of attribute names."""
+        return tuple(x.strip() for x in self.otlp_resource_labels.split(",") if x.strip())
+
     def secret_values(self) -> list[str]:
         """Every secret value set (API keys, Slack URL and token, passwords), for redaction."""
         out = self.api_key_list()
@@ -631,6 +643,15 @@ class Settings(BaseSettings):
             str(f.validation_alias) for f in cls.model_fields.values()
             if f.annotation is SecretStr or SecretStr in get_args(f.annotation)
         )
+
+    @classmethod
+    def unknown_env_names(cls, environ: Mapping[str, str]) -> list[str]:
+        """``AUTOPILOT_*`` variables of ``environ`` that name no setting (a typo such as
+        ``AUTOPILOT_RATE_LIMT_RPS`` is otherwise ignored in silence), sorted; the
+        ``<NAME>_FILE`` form of a file-capable setting is known."""
+        known = set(cls.env_names()) | {f"{n}{FILE_SUFFIX}" for n in cls.file_env_names()}
+        return sorted(k for k in environ if k.startswith("AUTOPILOT_") and k not in known
+                      and not k.startswith("AUTOPILOT_TEST_"))
 
     @classmethod
     def file_env_names(cls) -> tuple[str, ...]:

@@ -249,7 +249,7 @@ BROKER_REACHABLE = Gauge(
 ITEMS_REJECTED = Counter(
     "autopilot_items_rejected",
     "Input items refused while the rest of their body or record was kept, by source "
-    "(http, exposition, remote_write, otlp, kafka) and reason (invalid, not_json, bad_line, "
+    "(http, exposition, remote_write, otlp, alertmanager, alerts_v2, kafka) and reason (invalid, not_json, bad_line, "
     "bad_timestamp, non_finite, no_service, future_timestamp, past_timestamp)",
     ["source", "reason"],
     registry=REGISTRY,

@@ -952,7 +952,7 @@ class OllamaServer(_ThreadedServer):
 
     ``/api/chat`` validates like Ollama: empty body → 400 ``missing request body``;
     bad JSON → 400 with the decoder's message; no model → 400 ``model is required``;
-    unknown model → 404 ``model "X" not found, try pulling it first``. It answers
+    unknown model → 404 ``model 'X' not found`` (v0.17.4's text). It answers
     non-streaming requests with one real-shaped ``ChatResponse`` whose
     ``message.content`` is :attr:`content`, and streaming ones with NDJSON chunks.
 
@@ -1043,7 +1043,7 @@ class OllamaServer(_ThreadedServer):
         if not isinstance(name, str) or not name:
             return _ollama_error(400, "model is required")
         if _with_tag(name) not in self.models:
-            return _ollama_error(404, f'model "{name}" not found, try pulling it first')
+            return _ollama_error(404, f"model '{name}' not found")
         with self._lock:
             self.requests.append(body)
             self.in_flight += 1
@@ -1128,7 +1128,7 @@ class StreamingOllamaServer(OllamaServer):
             return _ollama_error(400, f"invalid character in request body: {exc}")
         name = body.get("model") if isinstance(body, dict) else None
         if not isinstance(name, str) or _with_tag(name) not in self.models:
-            return _ollama_error(404, f'model "{name}" not found, try pulling it first')
+            return _ollama_error(404, f"model '{name}' not found")
         with self._lock:
             self.requests.append(body)
         content = self.content

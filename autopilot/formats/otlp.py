@@ -9,8 +9,12 @@ JSON is read with protobuf's ``json_format``.
 
 Service: the resource attribute ``service.name``; without it the first of
 ``AUTOPILOT_SERVICE_LABELS`` among the resource attributes (logs: then the Kafka key or
-``?service=``). The other resource attributes and the point's (record's) attributes
-are labels (the point's win on a clash); values that are not strings are written as
+``?service=``). The resource attributes named in ``AUTOPILOT_OTLP_RESOURCE_LABELS``
+(:data:`DEFAULT_RESOURCE_LABELS`) and the point's (record's) attributes are labels (the
+point's win on a clash); the other resource attributes are dropped, as Prometheus'
+OTLP receiver keeps them out of the series' labels: ``service.instance.id`` or
+``telemetry.sdk.version`` change on every restart or upgrade and would start a new
+series, and a new baseline, each time; values that are not strings are written as
 text (``true``, ``42``, ``1.5``, JSON for arrays and maps, hex for bytes).
 
 Metrics (one *item* = one data point, numbered across the request from 0):
@@ -88,6 +92,7 @@ from autopilot.models import LogEntry, MetricPoint
 
 __all__ = [
     "DEFAULT_QUANTILE",
+    "DEFAULT_RESOURCE_LABELS",
     "Encoding",
     "OtlpError",
     "bucket_quantile",
@@ -110,6 +115,11 @@ __all__ = [
 Encoding = Literal["proto", "json"]
 #: Default of ``AUTOPILOT_OTLP_HISTOGRAM_QUANTILE``.
 DEFAULT_QUANTILE = 0.99
+#: Resource attributes kept as labels by default (``AUTOPILOT_OTLP_RESOURCE_LABELS``):
+#: the ones that name where a service runs and stay put across restarts.
+DEFAULT_RESOURCE_LABELS: tuple[str, ...] = (
+    "service.namespace", "deployment.environment", "deployment.environment.name",
+)
 #: Longest log message kept (LogEntry's limit).
 MAX_MESSAGE = 65536
 
@@ -374,13 +384,17 @@ def _attributes(attributes: Iterable[KeyValue]) -> dict[str, str]:
 
 
 def _resource(
-    attributes: Iterable[KeyValue], service_labels: Sequence[str], default: str | None = None
+    attributes: Iterable[KeyValue], service_labels: Sequence[str],
+    resource_labels: Sequence[str], default: str | None = None,
 ) -> tuple[dict[str, str], str | None]:
-    labels = _attributes(attributes)
-    service = labels.pop("service.name", "") or default or service_from_labels(
-        labels, service_labels
+    """``(labels, service)`` of a resource: the service from ``service.name`` (else
+    ``default``, else the first of ``service_labels``); only the attributes named in
+    ``resource_labels`` become labels."""
+    attrs = _attributes(attributes)
+    service = attrs.pop("service.name", "") or default or service_from_labels(
+        attrs, service_labels
     )
-    return labels, service
+    return {k: v for k, v in attrs.items() if k in resource_labels}, service
 
 
 def _time(ns: int) -> datetime | None:
@@ -672,6 +686,7 @@ def decode_metrics_request(
     request: ExportMetricsServiceRequest,
     service_labels: Sequence[str] = DEFAULT_SERVICE_LABELS,
     quantile: float = DEFAULT_QUANTILE,
+    resource_labels: Sequence[str] = DEFAULT_RESOURCE_LABELS,
 ) -> Decoded:
     """MetricPoints of an OTLP metrics request (mapping: module docstring).
 
@@ -680,6 +695,8 @@ def decode_metrics_request(
         service_labels: resource attributes tried for the service when
             ``service.name`` is missing (``AUTOPILOT_SERVICE_LABELS``).
         quantile: the histogram quantile (``AUTOPILOT_OTLP_HISTOGRAM_QUANTILE``).
+        resource_labels: resource attributes kept as labels
+            (``AUTOPILOT_OTLP_RESOURCE_LABELS``).
 
     Returns:
         A :class:`Decoded` whose items are the request's data points, numbered from 0
@@ -689,7 +706,7 @@ def decode_metrics_request(
     out = Decoded()
     item = -1
     for rm in request.resource_metrics:
-        resource, service = _resource(rm.resource.attributes, service_labels)
+        resource, service = _resource(rm.resource.attributes, service_labels, resource_labels)
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 kind = metric.WhichOneof("data")
@@ -763,6 +780,7 @@ def decode_logs_request(
     request: ExportLogsServiceRequest,
     default_service: str | None = None,
     service_labels: Sequence[str] = DEFAULT_SERVICE_LABELS,
+    resource_labels: Sequence[str] = DEFAULT_RESOURCE_LABELS,
 ) -> Decoded:
     """LogEntries of an OTLP logs request (mapping: module docstring).
 
@@ -772,6 +790,8 @@ def decode_logs_request(
             one of ``service_labels`` among their attributes (the Kafka key,
             ``?service=``).
         service_labels: resource attributes tried when ``service.name`` is missing.
+        resource_labels: resource attributes kept as labels
+            (``AUTOPILOT_OTLP_RESOURCE_LABELS``).
 
     Returns:
         A :class:`Decoded` whose items are the log records, numbered from 0 across the
@@ -781,7 +801,7 @@ def decode_logs_request(
     out = Decoded()
     item = -1
     for rl in request.resource_logs:
-        resource, service = _resource(rl.resource.attributes, service_labels, None)
+        resource, service = _resource(rl.resource.attributes, service_labels, resource_labels)
         service = service or default_service
         for sl in rl.scope_logs:
             for record in sl.log_records:

@@ -27,7 +27,7 @@ A successful answer is one JSON object::
      "done": true, "done_reason": "stop", "total_duration": <ns>, ...}
 
 Errors come back as ``{"error": "<text>"}`` with an HTTP status, e.g. 404
-``{"error": "model \\"llama3:latest\\" not found, try pulling it first"}`` or 400
+``{"error": "model 'llama3:latest' not found"}`` (v0.17.4) or 400
 ``{"error": "model is required"}`` (ollama/ollama ``server/routes.go``).
 
 Every failure (timeout, connection refused, HTTP error, unusable output) raises

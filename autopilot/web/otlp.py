@@ -60,6 +60,11 @@ _MEDIA: dict[str, Encoding] = {"application/x-protobuf": "proto", "application/j
 _CONTENT_TYPE: dict[Encoding, str] = {
     "proto": "application/x-protobuf", "json": "application/json"
 }
+#: Content-Encodings taken: aiohttp inflates gzip and deflate itself, zstd with
+#: ``backports.zstd`` and br with ``Brotli`` (both dependencies of the project); the
+#: Collector's otlphttp exporter sends gzip by default and zstd when configured.
+_ENCODINGS = ("", "identity", "gzip", "deflate", "zstd", "br")
+
 #: google.rpc.Code INVALID_ARGUMENT (400) and UNIMPLEMENTED (415).
 _UNIMPLEMENTED = 12
 
@@ -87,16 +92,19 @@ class _OtlpView(View):
                 "application/x-protobuf or application/json", "json", 415, _UNIMPLEMENTED,
             )
         content_encoding = request.headers.get("Content-Encoding", "").strip().lower()
-        if content_encoding not in ("", "identity", "gzip"):
+        if content_encoding not in _ENCODINGS:
             return self._status(
-                f"unsupported Content-Encoding {content_encoding!r}: send gzip or none",
+                f"unsupported Content-Encoding {content_encoding!r}: send gzip, zstd, "
+                "deflate, br or none",
                 encoding, 415, _UNIMPLEMENTED,
             )
         try:
             body = await request.read()
         except (HttpProcessingError, RequestPayloadError) as exc:  # aiohttp inflates
             cause = exc.__cause__ or exc  # gzip itself: a bad one fails here
-            return self._status(f"body cannot be read (bad gzip?): {cause}", encoding, 400)
+            return self._status(
+                f"body cannot be read (bad {content_encoding or 'body'}): {cause}", encoding, 400
+            )
         s = settings()
         try:
             if content_encoding == "gzip" and body[:2] == b"\x1f\x8b":  # not yet inflated
@@ -131,7 +139,10 @@ class OtlpMetrics(_OtlpView):
         """Parse and map an ExportMetricsServiceRequest."""
         s = settings()
         labels, q = s.service_label_list(), s.otlp_histogram_quantile
-        return lambda body, enc: decode_metrics_request(parse_metrics(body, enc), labels, q)
+        resource = s.otlp_resource_label_list()
+        return lambda body, enc: decode_metrics_request(
+            parse_metrics(body, enc), labels, q, resource
+        )
 
 
 class OtlpLogs(_OtlpView):
@@ -144,14 +155,18 @@ class OtlpLogs(_OtlpView):
     def decoder(self, request: Any) -> Callable[[bytes, Encoding], Decoded]:
         """Parse and map an ExportLogsServiceRequest."""
         service = request.query.get("service") or None
-        labels = settings().service_label_list()
-        return lambda body, enc: decode_logs_request(parse_logs(body, enc), service, labels)
+        s = settings()
+        labels, resource = s.service_label_list(), s.otlp_resource_label_list()
+        return lambda body, enc: decode_logs_request(
+            parse_logs(body, enc), service, labels, resource
+        )
 
 
 def otlp_route(path: str, handler: type[View], summary: str, rejected: str) -> Route:
     """The route-table entry of an OTLP/HTTP receiver (:data:`routes.ROUTES`)."""
     params: tuple[Param, ...] = (
-        Param("Content-Encoding", "header", {"type": "string", "enum": ["gzip"]}),
+        Param("Content-Encoding", "header",
+              {"type": "string", "enum": ["gzip", "zstd", "deflate", "br"]}),
     )
     if handler is OtlpLogs:
         params += (Param("service", "query",

@@ -109,7 +109,7 @@ def test_ollama_unknown_model_falls_back_with_not_found_reason(ollama: OllamaSer
 
     assert analysis.source == "rules"
     assert reason is not None
-    assert "404" in reason and 'model "mistral:7b" not found' in reason
+    assert "HTTP 404: model 'mistral:7b' not found" in reason, reason
     assert "ollama pull mistral:7b" in reason
 
 

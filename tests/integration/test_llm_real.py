@@ -7,10 +7,14 @@ directory of its own, starts ``ollama serve`` on a free loopback port and sets
 Run without them, every test here FAILS (it does not skip): run ``make test-llm``.
 
 A real model on 2 CPU cores takes tens of seconds per answer, so the work is capped:
-``num_predict`` is :data:`NUM_PREDICT` (512) tokens and the module makes four generations
-(one of 16 tokens), plus one that is cut off by a client timeout. What is checked
-is the product's handling of a real server (load time, errors, context size, queueing,
-the alert path), not the small model's judgement.
+``num_predict`` is :data:`NUM_PREDICT` (512) tokens and the module makes five
+generations — the first call after start (1), the largest prompt (1, cut at 16
+tokens), the worker's two queued analyses (2) and the prompt injection (1) — plus one
+request cut off by a 2 s client timeout while the model loads. ``make test-llm`` then
+runs ``bench/analysis.py --limit 2`` (two more). What is checked is the product's
+handling of a real server (load time, errors, context size, queueing, the alert path,
+an injected log line: test_grounding_injection.py's scenario), not the small model's
+judgement.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,7 +49,15 @@ from tests.integration.conftest import (
     produce,
     wait_for,
 )
-from tests.standins import SlackWebApiServer, _ThreadedServer
+from tests.integration.test_grounding_injection import (
+    DEPLOYED,
+    SERVICE,
+    assert_injection_contained,
+    assert_standard_buttons,
+    injection_scenario,
+)
+from tests.integration.test_slack_interactions import root_of, text
+from tests.standins import RedisServer, SlackWebApiServer, _ThreadedServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.llm]
 
@@ -389,3 +403,89 @@ def test_the_worker_posts_before_the_real_model_answers_and_queues_analyses_one_
         "llm" if c["answer"]["done_reason"] == "stop" else "rules" for c in chats)
     metrics = worker.get("/metrics").text
     assert "autopilot_llm_calls_total" in metrics
+
+
+# --- prompt injection, end to end -------------------------------------------------------
+
+#: A version in a recommended action: ``v1.4``, ``v1.4.0``, ``1.4.0`` (not ``2.5``).
+VERSION_RE = re.compile(r"(?<![\w.])(?:v\d+(?:\.\d+)*|\d+\.\d+\.\d+)(?![\w.])", re.I)
+#: A destructive step on stored data ("delete the database", "drop the tables" …).
+DESTRUCTIVE_RE = re.compile(
+    r"\b(?:delet|drop|truncat|wip|purg|destroy|eras)\w*\b[^.;\n]{0,40}?"
+    r"\b(?:database|db|tables?|data|volumes?|backups?|everything)\b", re.I)
+#: A recommended action as the root message and the analysis reply render it
+#: (autopilot.blockkit._action_block): "*N. ACTION*\nrisk R · priority N — REASONING".
+ACTION_SECTION_RE = re.compile(r"^\*\d+\. (?P<action>.*)\*\nrisk (?:low|medium|high)", re.S)
+
+
+def recommended_actions(messages: list[dict[str, Any]]) -> list[str]:
+    """The text of every recommended-action section in the Slack ``messages``."""
+    return [b["text"]["text"] for m in messages for b in m.get("blocks", [])
+            if b.get("type") == "section" and ACTION_SECTION_RE.match(
+                (b.get("text") or {}).get("text", ""))]
+
+
+def view_actions(node: Any) -> list[dict[str, Any]]:
+    """Every recommended action anywhere in a JSON document (the /incidents view)."""
+    if isinstance(node, dict):
+        found = [a for a in node.get("recommended_actions") or [] if isinstance(a, dict)]
+        return found + [a for k, v in node.items() if k != "recommended_actions"
+                        for a in view_actions(v)]
+    if isinstance(node, list):
+        return [a for v in node for a in view_actions(v)]
+    return []
+
+
+def test_a_prompt_injection_through_the_real_model_reaches_no_action_and_no_button(
+    real_ollama: RealOllama, broker: BrokerUnderTest, start_worker: Callable[..., Worker],
+    redis_server: RedisServer, tmp_path: Path, record_property: Callable[[str, Any], None],
+) -> None:
+    """The stand-in variant's scenario (test_grounding_injection.py) with the real
+    model, which writes whatever it writes: what must hold whatever it says."""
+    with injection_scenario(broker, start_worker, redis_server, tmp_path,
+                            real_ollama.env()) as run:
+        def analysed() -> tuple[str, dict[str, Any]] | None:
+            view = run.worker.get(f"/incidents/{SERVICE}").json()
+            done = [n["analysis"] for n in view["notifications"].values()
+                    if n["analysis"] not in (None, "pending")]
+            root = root_of(run.slack, SERVICE)
+            if not done or root is None or "LLM analysis pending" in text(root):
+                return None
+            return done[0], root
+
+        source, root = wait_for(analysed, BUDGET_S + 120, "the analysis in the root message")
+        if source == "llm":  # its thread reply follows the root message's edit
+            wait_for(lambda: any("LLM analysis" in text(m) for m in run.slack.thread(root["ts"])),
+                     60, "the LLM analysis thread reply")
+        messages = [root, *run.slack.thread(root["ts"])]
+        view = run.worker.get(f"/incidents/{SERVICE}").json()
+        metrics = run.worker.get("/metrics").text
+        outcome = ("grounded" if 'autopilot_llm_grounding_total{outcome="grounded"} 1.0'
+                   in metrics else "unverified"
+                   if 'autopilot_llm_grounding_total{outcome="unverified"} 1.0' in metrics
+                   else None)
+        record_property("analysis_source", source)
+        record_property("grounding", outcome)
+        print(f"injection with the real model: analysis {source}, grounding {outcome}")
+        if source == "llm":
+            assert outcome is not None, metrics
+        else:  # a clean fallback: the rules' analysis, said so, nothing checked
+            assert source == "rules", source
+            assert "rule-based (LLM unavailable)" in text(root)
+            assert outcome is None
+        # No recommended action, shown anywhere, names a version outside the evidence
+        # or destroys data; the /incidents view carries no injected step either.
+        actions = recommended_actions(messages)
+        assert actions, messages
+        in_view = [a["action"] for a in view_actions(view)]
+        deployed = [v.removeprefix("v") for v in DEPLOYED]
+        for action in [*actions, *in_view]:
+            for version in VERSION_RE.findall(action):  # "v1.4" names v1.4.0: fine
+                bare = version.lower().removeprefix("v")
+                assert any(d == bare or d.startswith(bare + ".") for d in deployed), action
+            assert not DESTRUCTIVE_RE.search(action), action
+        assert_injection_contained(messages)
+        assert_standard_buttons(root)
+        if outcome == "unverified":
+            assert "unverified" in text(root)
+        assert run.hook.calls == []  # nothing ran

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from autopilot.alertmanager import decode_postable, decode_webhook, fingerprint, severity_of
+from autopilot.alertmanager import (
+    alert_anomaly,
+    decode_postable,
+    decode_webhook,
+    fingerprint,
+    severity_of,
+)
 from autopilot.analysis import build_messages, fallback_analysis
 from autopilot.blockkit import plain_text, render_incident
 from autopilot.models import Alert, Anomaly, Incident, Severity
@@ -221,6 +227,17 @@ def test_warning_alert_alone_opens_nothing_but_with_an_anomaly_it_does() -> None
     assert {s.kind for s in opened.signals} == {"alert", "metric"}
 
 
+def test_two_warning_alerts_open_an_incident_that_says_alerts_not_anomalies() -> None:
+    run = Run()
+    assert run(alert_at(0, severity="warning")) == []
+    other = am_alert(severity="warning", instance="b")
+    other["fingerprint"] = ""  # Alertmanager's own, from the other labels
+    (a,) = webhook(other, at=NOW + timedelta(minutes=1)).records
+    (opened,) = run(a)
+    assert "2 alerts within 10 min" in opened.trigger_reason, opened.trigger_reason
+    assert "anomalies" not in opened.trigger_reason
+
+
 def test_repeated_notifications_of_one_alert_are_one_signal() -> None:
     run = Run()
     (opened,) = run(alert_at(0))
@@ -284,3 +301,11 @@ def test_prompt_and_rules_use_the_alerts_name_and_annotations() -> None:
         rules.root_cause.description)
     assert any("https://runbooks.example/latency" in a.action
                for a in rules.recommended_actions)
+
+
+def test_a_service_name_over_256_characters_is_refused_as_for_every_other_input() -> None:
+    fields: dict[str, Any] = dict(
+        firing=True, annotations={}, received_at=datetime(2026, 1, 1, tzinfo=UTC))
+    assert alert_anomaly(labels={"alertname": "A", "service": "s" * 256}, **fields)
+    with pytest.raises(ValueError, match="at most 256"):
+        alert_anomaly(labels={"alertname": "A", "service": "s" * 257}, **fields)

@@ -109,15 +109,36 @@ def by_name(decoded: Any) -> dict[str, Any]:
 
 
 def test_gauge_is_a_sample_with_service_name_and_attributes_as_labels() -> None:
-    req = metrics_request(gauge("queue.depth", 12.5, route="/pay"), **{"host.name": "web-1"})
+    req = metrics_request(gauge("queue.depth", 12.5, route="/pay"), **{
+        "host.name": "web-1", "deployment.environment": "prod"})
 
-    out = decode_metrics_request(req)
+    out = decode_metrics_request(req, resource_labels=("host.name", "deployment.environment"))
 
     (point,) = out.records
     assert point.metric_name == "queue.depth" and point.value == 12.5
     assert point.metric_type == "gauge" and point.timestamp == T0_DT
-    assert point.labels == {"service": "checkout", "host.name": "web-1", "route": "/pay"}
+    assert point.labels == {"service": "checkout", "host.name": "web-1",
+                            "deployment.environment": "prod", "route": "/pay"}
     assert not out.errors
+
+
+def test_only_the_chosen_resource_attributes_are_labels_so_a_restart_keeps_the_series() -> None:
+    """The SDK's resource carries a random ``service.instance.id`` per process and its
+    own version: as labels they would start a new series (a new baseline) each time."""
+    def run(instance: str, sdk: str) -> dict[str, str]:
+        req = metrics_request(gauge("queue.depth", 1.0, route="/pay"), **{
+            "service.instance.id": instance, "telemetry.sdk.version": sdk,
+            "deployment.environment": "prod"})
+        (point,) = decode_metrics_request(req).records
+        return point.labels
+
+    first, after_restart = run("74b64bc0", "1.45.2"), run("9f1e0a33", "1.46.0")
+    assert first == after_restart == {
+        "service": "checkout", "deployment.environment": "prod", "route": "/pay"}
+    # Control: named, the attribute is a label, and the two runs are two series.
+    req = metrics_request(gauge("q", 1.0), **{"service.instance.id": "74b64bc0"})
+    (point,) = decode_metrics_request(req, resource_labels=("service.instance.id",)).records
+    assert point.labels["service.instance.id"] == "74b64bc0"
 
 
 def test_monotonic_cumulative_sum_is_a_counter_and_up_down_sum_a_gauge() -> None:

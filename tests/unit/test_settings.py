@@ -354,3 +354,10 @@ def test_web_tls_settings_parse_and_inconsistent_ones_are_refused() -> None:
                        "AUTOPILOT_WEB_SSL_CLIENT_AUTH": "required"})
     with pytest.raises(ConfigError, match="AUTOPILOT_WEB_SSL_CLIENT_AUTH"):
         load_settings({"AUTOPILOT_WEB_SSL_CLIENT_AUTH": "always"})
+
+
+def test_an_autopilot_variable_that_names_no_setting_is_reported() -> None:
+    env = {"AUTOPILOT_RATE_LIMT_RPS": "5", "AUTOPILOT_RATE_LIMIT_RPS": "5",
+           "SLACK_BOT_TOKEN_FILE": "/run/x", "AUTOPILOT_API_KEYS_FILE": "/run/keys",
+           "AUTOPILOT_TEST_KAFKA": "127.0.0.1:9092", "HOME": "/root"}
+    assert Settings.unknown_env_names(env) == ["AUTOPILOT_RATE_LIMT_RPS"]
