@@ -249,8 +249,9 @@ BROKER_REACHABLE = Gauge(
 ITEMS_REJECTED = Counter(
     "autopilot_items_rejected",
     "Input items refused while the rest of their body or record was kept, by source "
-    "(http, exposition, remote_write, otlp, alertmanager, alerts_v2, kafka) and reason (invalid, not_json, bad_line, "
-    "bad_timestamp, non_finite, no_service, future_timestamp, past_timestamp)",
+    "(http, exposition, remote_write, otlp, alertmanager, alerts_v2, kafka) and reason "
+    "(invalid, not_json, bad_line, bad_timestamp, non_finite, no_service, "
+    "future_timestamp, past_timestamp)",
     ["source", "reason"],
     registry=REGISTRY,
 )
