@@ -42,7 +42,8 @@ _declared: list[bool] = [False]
 
 
 async def _declare() -> None:
-    """Create the audit topic (partitions, retention) once per process, if missing."""
+    """Create the audit topic (partitions, retention) once per process, if missing
+    (the worker also creates it at start: :func:`autopilot.streams.declare_output_topics`)."""
     if not _declared[0]:
         await audit_topic.maybe_declare()
         _declared[0] = True

@@ -288,6 +288,11 @@ def check_broker_access(s: Settings, timeout_s: float = BROKER_CHECK_TIMEOUT_S) 
         # A private loop: asyncio.run() would unset the main thread's loop, which
         # Faust's worker takes with get_event_loop() afterwards.
         loop = asyncio.new_event_loop()
+        # A refused handshake also fails aiokafka's read task, whose future nobody
+        # awaits; asyncio would print its traceback ("Future exception was never
+        # retrieved") next to the one line this check exists to give.
+        loop.set_exception_handler(
+            lambda _loop, ctx: logger.debug("broker check: %s", ctx.get("exception")))
         try:
             loop.run_until_complete(connect())
         finally:

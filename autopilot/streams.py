@@ -72,6 +72,26 @@ deadletter_topic = raw_topic(DEADLETTER)
 audit_topic = raw_topic(AUDIT, retention=settings().audit_retention_days * 86400.0, deleting=True)
 
 
+@app.task
+async def declare_output_topics() -> None:
+    """Create the topics the worker writes but no agent reads (dead letters, the audit
+    trail) when it starts, not at their first record: Faust creates the others with
+    the agents that read them. A record produced right after its topic came into being
+    can meet ``NotLeaderForPartitionError`` while the new partitions elect leaders, and
+    aiokafka does not always recover (aio-libs/aiokafka#1018): seen as a worker whose
+    every later send waited, after its first dead letter or audit event. A failure here
+    is logged; the broker (auto-create) or the audit's own declaration still creates
+    them later."""
+    import logging
+
+    for topic in (deadletter_topic, audit_topic):
+        try:
+            await topic.maybe_declare()
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            logging.getLogger(__name__).warning(
+                "could not create topic %s at start (%s)", topic.get_topic_name(), exc)
+
+
 async def read_to_end(topic: str, timeout_s: float) -> list[tuple[bytes | None, bytes | None]]:
     """Every record of ``topic`` (its name in force), from the start of each partition
     to that partition's end offset at the time of the call: ``[(key, value), …]`` in
