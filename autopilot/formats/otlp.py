@@ -62,7 +62,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -87,6 +86,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 
 from autopilot.formats import DEFAULT_SERVICE_LABELS, Decoded, loads_strict, service_from_labels
+from autopilot.formats.content_encoding import BodyEncodingError, decode_content
 from autopilot.formats.levels import UNKNOWN_LEVEL, normalize_level
 from autopilot.models import LogEntry, MetricPoint
 
@@ -152,21 +152,15 @@ class OtlpError(ValueError):
 
 
 def inflate_gzip(body: bytes, max_bytes: int) -> bytes:
-    """Inflate a gzip body (``Content-Encoding: gzip``), refusing more than ``max_bytes``.
+    """Inflate a gzip body (a Collector's Kafka record), refusing more than ``max_bytes``.
 
     Raises:
-        OtlpError: not gzip or truncated (400), over ``max_bytes`` once inflated (413).
+        OtlpError: not gzip or cut short (400), over ``max_bytes`` once inflated (413).
     """
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        out = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise OtlpError(f"body is not gzip (Content-Encoding: gzip): {exc}") from None
-    if len(out) > max_bytes or inflater.unconsumed_tail:
-        raise OtlpError(f"body is larger than {max_bytes} bytes once inflated", status=413)
-    if not inflater.eof:
-        raise OtlpError("gzip body is truncated")
-    return out
+        return decode_content(body, "gzip", max_bytes)
+    except BodyEncodingError as exc:
+        raise OtlpError(exc.reason, exc.status) from None
 
 
 def _hex_ids(data: Any, path: str = "") -> None:

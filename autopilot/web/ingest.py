@@ -57,6 +57,7 @@ from autopilot.formats.logs import decode_logs
 from autopilot.formats.metrics_json import decode_metrics
 from autopilot.formats.remote_write import RemoteWriteError, decode_remote_write
 from autopilot.streams import deployments_topic, logs_topic, metrics_topic
+from autopilot.web.middleware import read_body
 
 __all__ = [
     "IngestDeployment",
@@ -244,7 +245,7 @@ async def ingest_decoded(
     "rejected", "errors": [{"item", "loc", "msg", "code"}]}`` when no item was valid;
     400 ``{"error"}`` when the body cannot be read at all.
     """
-    raw = await request.read()
+    raw = await read_body(request, settings().max_body_bytes)
     try:
         decoded = decode(raw)
     except ValueError as exc:

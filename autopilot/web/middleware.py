@@ -16,7 +16,14 @@ is checked again by the owner). Order of checks:
    ``X-Hub-Signature-256`` valid for ``AUTOPILOT_GITHUB_WEBHOOK_SECRET`` also
    authenticates ``POST /ingest/deployment`` (an invalid one is a 401);
 3. token bucket per key (per client address without keys) → 429 with
-   ``Retry-After``.
+   ``Retry-After``;
+4. a body a view reads with :func:`read_body` that does not decode as its
+   ``Content-Encoding`` says → 400, more than ``AUTOPILOT_MAX_BODY_BYTES`` once
+   inflated → 413, another encoding → 415 (:mod:`autopilot.formats.content_encoding`).
+
+aiohttp's own inflation of request bodies is off (``handler_args``): views get the
+bytes as sent, so signatures (Slack, GitHub) are checked on them, remote write reads
+its snappy, and :func:`read_body` inflates the rest.
 
 Answers never echo the presented key; log lines name a key by its fingerprint.
 Imports neither the app nor the views (the app's wiring imports this module).
@@ -32,6 +39,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from autopilot import telemetry
+from autopilot.formats.content_encoding import BodyEncodingError, decode_content
 from autopilot.security import (
     ApiKeys,
     RateLimiter,
@@ -40,7 +48,7 @@ from autopilot.security import (
 )
 from autopilot.settings import Settings
 
-__all__ = ["PUBLIC_PATHS", "make_guard", "web_application_options"]
+__all__ = ["PUBLIC_PATHS", "make_guard", "read_body", "web_application_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +60,18 @@ GITHUB_SIGNATURE = "X-Hub-Signature-256"
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
+
+
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The request's body, inflated by its ``Content-Encoding``.
+
+    Raises:
+        BodyEncodingError: the body does not decode (400), is over ``max_bytes`` once
+            inflated (413) or has an encoding not taken (415); the guard answers it.
+    """
+    return decode_content(
+        await request.read(), request.headers.get("Content-Encoding", ""), max_bytes
+    )
 
 
 def make_guard(s: Settings) -> Any:
@@ -111,6 +131,11 @@ def make_guard(s: Settings) -> Any:
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
             return too_large()
+        except BodyEncodingError as exc:
+            telemetry.HTTP_REJECTED.labels(
+                reason="too_large" if exc.status == 413 else "bad_body"
+            ).inc()
+            return _error(exc.status, exc.reason)
         except (web.RequestPayloadError, HttpProcessingError) as exc:
             # A body aiohttp cannot read (a broken gzip or chunked stream) is the
             # client's error, whichever view read it.
@@ -121,5 +146,10 @@ def make_guard(s: Settings) -> Any:
 
 
 def web_application_options(s: Settings) -> dict[str, Any]:
-    """``faust.App(web_application_options=…)``: the guard and the body limit."""
-    return {"middlewares": [make_guard(s)], "client_max_size": s.max_body_bytes}
+    """``faust.App(web_application_options=…)``: the guard, the body limit, and bodies
+    as sent (aiohttp's inflation off; :func:`read_body` inflates)."""
+    return {
+        "middlewares": [make_guard(s)],
+        "client_max_size": s.max_body_bytes,
+        "handler_args": {"auto_decompress": False},
+    }

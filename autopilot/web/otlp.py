@@ -2,11 +2,13 @@
 
 Speaks OTLP/HTTP (opentelemetry.io/docs/specs/otlp/#otlphttp) with binary protobuf
 (``Content-Type: application/x-protobuf``) or OTLP/JSON (``application/json``), either
-optionally ``Content-Encoding: gzip``. The body is an ``ExportMetricsServiceRequest`` /
-``ExportLogsServiceRequest``, decoded by :mod:`autopilot.formats.otlp`; the valid
-records are produced to ``autopilot.metrics`` / ``autopilot.logs`` through the shared
-ingest path (:func:`autopilot.web.ingest.produce`, after the broker's acknowledgement)
-and the answer is:
+optionally with ``Content-Encoding`` gzip, deflate, zstd or br (inflated by
+:func:`autopilot.web.middleware.read_body`, capped at ``AUTOPILOT_MAX_BODY_BYTES``).
+The body is an ``ExportMetricsServiceRequest`` / ``ExportLogsServiceRequest``,
+decoded by :mod:`autopilot.formats.otlp`; the valid records are produced to
+``autopilot.metrics`` / ``autopilot.logs`` through the shared ingest path
+(:func:`autopilot.web.ingest.produce`, after the broker's acknowledgement) and the
+answer is:
 
 * 200 with an ``Export*ServiceResponse`` in the request's encoding; when points or
   records were refused (no service, no time, no value, bad buckets …, or beyond
@@ -14,7 +16,8 @@ and the answer is:
   with ``rejected_data_points`` / ``rejected_log_records`` and an ``error_message``
   naming the first problems (OTLP: the client must not retry these);
 * 400 with a ``google.rpc.Status`` (in the request's encoding) when the body cannot be
-  decoded at all (not protobuf / not OTLP/JSON / bad gzip);
+  decoded at all (not protobuf / not OTLP/JSON / not its Content-Encoding, or cut
+  short); 413 when it inflates to more than ``AUTOPILOT_MAX_BODY_BYTES``;
 * 415 (``google.rpc.Status`` as JSON) on another content type or content encoding;
 * 413, 401, 429 from the guard, 503 with ``Retry-After`` while the broker is away.
 
@@ -27,21 +30,19 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web import RequestPayloadError
 from faust.web import View
 
 from autopilot import telemetry
 from autopilot.agents.ingest import screen
 from autopilot.app import settings
 from autopilot.formats import Decoded
+from autopilot.formats.content_encoding import BodyEncodingError
 from autopilot.formats.otlp import (
     Encoding,
     OtlpError,
     decode_logs_request,
     decode_metrics_request,
     export_response,
-    inflate_gzip,
     parse_logs,
     parse_metrics,
     status_body,
@@ -50,6 +51,7 @@ from autopilot.streams import logs_topic, metrics_topic
 
 from . import schemas
 from .ingest import produce
+from .middleware import read_body
 from .route import Body, Param, Reply, Route
 
 __all__ = ["OtlpLogs", "OtlpMetrics", "otlp_route"]
@@ -60,11 +62,6 @@ _MEDIA: dict[str, Encoding] = {"application/x-protobuf": "proto", "application/j
 _CONTENT_TYPE: dict[Encoding, str] = {
     "proto": "application/x-protobuf", "json": "application/json"
 }
-#: Content-Encodings taken: aiohttp inflates gzip and deflate itself, zstd with
-#: ``backports.zstd`` and br with ``Brotli`` (both dependencies of the project); the
-#: Collector's otlphttp exporter sends gzip by default and zstd when configured.
-_ENCODINGS = ("", "identity", "gzip", "deflate", "zstd", "br")
-
 #: google.rpc.Code INVALID_ARGUMENT (400) and UNIMPLEMENTED (415).
 _UNIMPLEMENTED = 12
 
@@ -91,24 +88,13 @@ class _OtlpView(View):
                 f"unsupported content type {kind or 'none'!r}: OTLP/HTTP takes "
                 "application/x-protobuf or application/json", "json", 415, _UNIMPLEMENTED,
             )
-        content_encoding = request.headers.get("Content-Encoding", "").strip().lower()
-        if content_encoding not in _ENCODINGS:
-            return self._status(
-                f"unsupported Content-Encoding {content_encoding!r}: send gzip, zstd, "
-                "deflate, br or none",
-                encoding, 415, _UNIMPLEMENTED,
-            )
-        try:
-            body = await request.read()
-        except (HttpProcessingError, RequestPayloadError) as exc:  # aiohttp inflates
-            cause = exc.__cause__ or exc  # gzip itself: a bad one fails here
-            return self._status(
-                f"body cannot be read (bad {content_encoding or 'body'}): {cause}", encoding, 400
-            )
         s = settings()
         try:
-            if content_encoding == "gzip" and body[:2] == b"\x1f\x8b":  # not yet inflated
-                body = inflate_gzip(body, s.max_body_bytes)
+            body = await read_body(request, s.max_body_bytes)
+        except BodyEncodingError as exc:
+            return self._status(exc.reason, encoding, exc.status,
+                                _UNIMPLEMENTED if exc.status == 415 else 3)
+        try:
             decoded = self.decoder(request)(body, encoding)
         except OtlpError as exc:
             return self._status(exc.reason, encoding, exc.status)
@@ -183,7 +169,10 @@ def otlp_route(path: str, handler: type[View], summary: str, rejected: str) -> R
                        "refused ones (protobuf for a protobuf request)",
                        schemas.OtlpExportResponse),
             400: Reply("body cannot be decoded (google.rpc.Status)", schemas.RpcStatus),
-            415: Reply("not application/x-protobuf or application/json, or not gzip",
+            413: Reply("body larger than AUTOPILOT_MAX_BODY_BYTES once inflated",
+                       schemas.RpcStatus),
+            415: Reply("not application/x-protobuf or application/json, or a "
+                       "Content-Encoding other than gzip, deflate, zstd or br",
                        schemas.RpcStatus),
             503: Reply("broker unavailable (nothing queued) or no acknowledgement in time",
                        schemas.Unavailable, headers={"Retry-After": "seconds to wait"}),

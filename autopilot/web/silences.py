@@ -29,6 +29,7 @@ from faust.web import View
 
 from autopilot import telemetry
 from autopilot.agents.silences import all_silences
+from autopilot.app import settings
 from autopilot.silences import (
     InvalidSilence,
     Silence,
@@ -41,6 +42,7 @@ from autopilot.streams import silences_topic
 from autopilot.tables import silences
 
 from .ingest import broker_gate
+from .middleware import read_body
 
 __all__ = ["SilenceById", "Silences", "VISIBLE_WAIT_S"]
 
@@ -97,7 +99,7 @@ class Silences(View):
     async def post(self, request: Any) -> Any:
         """Create, or update by ``id``; answers ``{"silenceID": id}``."""
         try:
-            body = json.loads(await request.read() or b"null")
+            body = json.loads(await read_body(request, settings().max_body_bytes) or b"null")
         except ValueError as exc:
             return self.json(f"body is not JSON: {exc}", status=400)
         now = time.time()

@@ -467,7 +467,7 @@ def test_gzip_is_inflated_with_a_limit() -> None:
     assert inflate_gzip(gzip.compress(raw), 1024) == raw
     with pytest.raises(OtlpError, match="not gzip"):
         inflate_gzip(raw, 1024)
-    with pytest.raises(OtlpError, match="truncated"):
+    with pytest.raises(OtlpError, match="cut short"):
         inflate_gzip(gzip.compress(raw)[:-12], 1024)
     with pytest.raises(OtlpError) as bomb:
         inflate_gzip(gzip.compress(b"\0" * 100_000), 1024)
