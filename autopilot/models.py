@@ -358,7 +358,7 @@ class Signal(_Record):
 #: What a timeline entry records (one thread reply per meaningful change).
 TimelineKind = Literal[
     "opened", "signal", "signal_resolved", "signal_refired", "escalated", "deployment",
-    "resolved", "reopened", "stale",
+    "resolved", "reopened", "stale", "group",
 ]
 
 
@@ -378,6 +378,51 @@ class TimelineEntry(_Record):
     kind: TimelineKind
     text: str = Field(max_length=1000)
     severity: Severity | None = None
+
+
+FaultKind = Literal["resource", "network_delay", "code_error", "bad_deployment", "unknown"]
+
+
+class Suspect(_Record):
+    """A service the evidence ranks as a likely root cause (:mod:`autopilot.rca`).
+
+    ``score`` is in [0, 1] (higher is more likely; only the order is meaningful
+    across incidents); ``fault_kind`` is the signature its evidence shows (resource
+    saturation such as CPU or memory, network delay, a code error, a bad deployment);
+    ``reasons`` are the evidence that ranked it, one short sentence each (shown in
+    Slack and given to the LLM). ``has_telemetry`` is false for a service known only
+    because other services' error lines name it.
+    """
+
+    service: str = Field(min_length=1, max_length=256)
+    score: float = Field(ge=0.0, le=1.0)
+    fault_kind: FaultKind = "unknown"
+    reasons: list[str] = Field(default_factory=list, max_length=10)
+    has_telemetry: bool = True
+
+
+class GroupMember(_Record):
+    """One service's incident in an incident group (event times)."""
+
+    service: str
+    incident_id: str
+    state: Literal["firing", "resolved"] = "firing"
+    opened_at: Timestamp
+
+
+class IncidentGroup(_Record):
+    """Incidents of connected services firing at overlapping times: one fault, one
+    Slack conversation (:mod:`autopilot.incident_groups`).
+
+    ``primary_*`` is the member whose Slack conversation the group uses (the first to
+    open); ``suspects`` are ranked over every member's evidence, best first.
+    """
+
+    id: str
+    primary_service: str
+    primary_incident_id: str
+    members: list[GroupMember] = Field(default_factory=list)
+    suspects: list[Suspect] = Field(default_factory=list)
 
 
 class Incident(_Record):
@@ -413,6 +458,13 @@ class Incident(_Record):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     recent_errors: list[LogEntry] = Field(default_factory=list)
     recent_deployments: list[DeploymentEvent] = Field(default_factory=list)
+    #: The evidence's ranking of likely root-cause services, best first: the group's
+    #: when the incident is in a group, else its own evidence's (services its error
+    #: lines name included). Empty in records written before the ranking existed.
+    suspects: list[Suspect] = Field(default_factory=list)
+    #: The incident group it belongs to, when incidents of connected services fire
+    #: together; ``None`` alone.
+    group: IncidentGroup | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @property
     def is_resolved(self) -> bool:
