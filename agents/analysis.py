@@ -38,7 +38,7 @@ from autopilot import telemetry
 from autopilot.analysis import build_messages, fallback_analysis
 from autopilot.app import app, settings
 from autopilot.audit import analysis_event, prompt_sha256
-from autopilot.grounding import apply_grounding, check_grounding
+from autopilot.grounding import apply_grounding, check_grounding, evidence_top_suspect
 from autopilot.integrations.ollama import LLMGuard, OllamaClient, analyze_or_fallback
 from autopilot.models import Alert, Analysis, Incident, decode_records
 from autopilot.streams import alerts_topic, incidents_topic
@@ -76,7 +76,9 @@ async def analyse(client: OllamaClient, incident: Incident) -> Alert:
 def ground(analysis: Analysis, incident: Incident) -> Analysis:
     """Check an LLM analysis against the incident's evidence (:mod:`autopilot.grounding`)
     and apply the verdict: the text stays verbatim, unsupported actions are dropped, an
-    unverified answer carries the rule-based root cause; counted by outcome."""
+    unverified answer carries the rule-based root cause, and an answer whose root cause
+    names another service than the evidence's top suspect carries that suspect
+    (``evidence_top_suspect``; the ranking never changes); counted by outcome."""
     result = check_grounding(analysis, incident)
     telemetry.LLM_GROUNDING.labels(
         outcome="grounded" if result.grounded else "unverified").inc()
@@ -88,7 +90,13 @@ def ground(analysis: Analysis, incident: Incident) -> Analysis:
             "%d action(s) dropped; shown marked unverified next to the rule-based analysis",
             incident.id, list(result.unknown_names), len(result.dropped_actions))
     rules = fallback_analysis(incident, deployment_window_s=settings().deployment_window_s)
-    return apply_grounding(analysis, result, rules)
+    grounded = apply_grounding(analysis, result, rules)
+    top = evidence_top_suspect(grounded, incident)
+    if top is not None:
+        logger.info("incident %s: the LLM's root cause names another service than the "
+                    "evidence's top suspect %s; both are shown", incident.id, top)
+        grounded = grounded.model_copy(update={"evidence_top_suspect": top})
+    return grounded
 
 
 _CONCURRENCY = settings().analysis_concurrency

@@ -12,7 +12,14 @@ timeline entries the record adds; docs/audit.md). Control records on
 new deployment, from the deployments agent), ``{"kind": "close_check", "wall":
 epoch s}`` (from the timer) and ``{"kind": "resolve", "incident_id": …, "by": …}``
 (Slack's Resolve button, from :mod:`autopilot.agents.actions`:
-:func:`autopilot.correlation.resolve_manually`).
+:func:`autopilot.correlation.resolve_manually`) and ``{"kind": "group", "group":
+IncidentGroup, "evidence": {service: text}}`` (an incident-group decision, from
+:mod:`autopilot.agents.groups`: :func:`autopilot.correlation.on_group`).
+
+Every published record carries ``suspects``: the group's when the incident is in an
+incident group, else :func:`autopilot.rca.rank_incident` over this worker's graph
+(:func:`autopilot.agents.groups.local_graph`: the ``AUTOPILOT_SERVICE_GRAPH`` file plus
+the edges seen on this worker).
 
 Wall-clock side of the lifecycle: a timer looks, every
 ``AUTOPILOT_CLOSE_CHECK_INTERVAL_S``, at the incidents of this worker's partitions:
@@ -35,7 +42,7 @@ from autopilot.tables import deployments, error_rates, open_incidents
 from faust.types import EventT, StreamT
 from pydantic import ValidationError
 
-from autopilot import correlation, telemetry
+from autopilot import correlation, rca, telemetry
 from autopilot.app import app, settings
 from autopilot.audit import AUTOPILOT, incident_event
 from autopilot.correlation import CorrelationConfig, CorrelationState
@@ -46,6 +53,7 @@ from autopilot.models import (
     Anomaly,
     DeploymentEvent,
     Incident,
+    IncidentGroup,
     LogEntry,
     TimelineEntry,
     decode_records,
@@ -56,6 +64,7 @@ from autopilot.topics import ANOMALIES, CORRELATION_CONTROL
 from .audit import emit
 from .boundary import each_record
 from .deadletter import where
+from .groups import local_graph
 
 logger = logging.getLogger(__name__)
 STAGE = "correlation"
@@ -74,6 +83,8 @@ async def _publish(
     previous: tuple[TimelineEntry, ...] = (), actor: str = AUTOPILOT,
 ) -> None:
     for inc in incidents:
+        if inc.group is None:  # alone (so far): its own evidence ranks the suspects
+            inc = inc.model_copy(update={"suspects": rca.rank_incident(inc, local_graph())})
         telemetry.INCIDENTS.labels(status=inc.status).inc()
         change = inc.timeline[-1].text if inc.timeline else inc.trigger_reason
         logger.info(
@@ -96,8 +107,9 @@ def _control(raw: bytes | None) -> dict[str, Any]:
     except ValueError as exc:
         raise BadRecord(f"control record is not JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("kind") not in (
-            "deployment", "close_check", "resolve"):
-        raise BadRecord("control record needs kind 'deployment', 'close_check' or 'resolve'")
+            "deployment", "close_check", "resolve", "group"):
+        raise BadRecord("control record needs kind 'deployment', 'close_check', 'resolve' "
+                        "or 'group'")
     if data["kind"] == "resolve" and not (
             isinstance(data.get("incident_id"), str) and isinstance(data.get("by"), str)):
         raise BadRecord("resolve control record needs incident_id and by (strings)")
@@ -125,6 +137,18 @@ async def process(event: EventT[bytes], config: CorrelationConfig) -> None:
             new, incidents = correlation.on_deployment(
                 state, deployment, source=(msg.topic, msg.offset), deployments=history,
                 errors=errors, wall_now=now, config=config,
+            )
+        elif control.get("kind") == "group":
+            try:
+                group = IncidentGroup.model_validate(control.get("group"))
+            except ValidationError as exc:
+                raise BadRecord(f"invalid group control record: {exc.errors()[:3]}") from None
+            texts = control.get("evidence")
+            new, incidents = correlation.on_group(
+                state, group, service=key.decode(), wall_now=now, deployments=history,
+                errors=errors, config=config,
+                evidence={str(k): str(v) for k, v in texts.items()}
+                if isinstance(texts, dict) else None,
             )
         elif control.get("kind") == "resolve":
             actor = control["by"]

@@ -43,7 +43,15 @@ from autopilot import telemetry
 from autopilot.app import app, settings
 from autopilot.errors import DataDirInUse, PartitionsMismatchError
 from autopilot.health import BrokerState, CounterWindow
-from autopilot.topics import ALL_TOPICS, AUDIT, DEADLETTER, INPUT_TOPICS, topic_name
+from autopilot.topics import (
+    ALL_TOPICS,
+    AUDIT,
+    DEADLETTER,
+    INPUT_TOPICS,
+    SINGLE_PARTITION_TOPICS,
+    TRACES,
+    topic_name,
+)
 
 __all__ = [
     "BROKER",
@@ -170,8 +178,10 @@ app.sensors.add(WorkerGuard())
 
 def copartitioned_topics() -> list[str]:
     """Internal topics whose records update tables (every topic but input, dead letters and
-    the audit trail, which is keyed by incident id and feeds no table)."""
-    skip = {*INPUT_TOPICS, DEADLETTER, AUDIT}
+    the audit trail, which is keyed by incident id and feeds no table, the traces, keyed
+    by trace id and feeding no table, and the one-partition incident-group topic, whose
+    tables have one partition too)."""
+    skip = {*INPUT_TOPICS, DEADLETTER, AUDIT, TRACES, *SINGLE_PARTITION_TOPICS}
     return [topic_name(t) for t in ALL_TOPICS if t not in skip]
 
 
@@ -198,7 +208,8 @@ def partition_mismatch(counts: dict[str, int | None], changelogs: list[str]) -> 
 @app.on_partitions_assigned.connect
 async def check_partitions(sender: Any, /, *args: Any, **kwargs: Any) -> None:
     """Stop the worker when a co-partitioned topic and a changelog differ (see above)."""
-    changelogs = sorted(t.changelog_topic.get_topic_name() for t in app.tables.values())
+    changelogs = sorted(t.changelog_topic.get_topic_name() for t in app.tables.values()
+                        if t.partitions != 1)  # the incident-group tables: one
     counts = {
         name: app.consumer.topic_partitions(name)
         for name in [*changelogs, *copartitioned_topics()]

@@ -5,7 +5,8 @@ Consumes ``autopilot.logs.keyed`` (lists of LogEntry of one service), applies
 its ``error_rate`` Anomaly records to ``autopilot.anomalies``: a spike (state
 ``firing``), a re-send while the error rate still fires, its recovery (state
 ``resolved``). Each is acknowledged by the broker before the table is written, so a
-crash re-sends rather than loses it.
+crash re-sends rather than loses it. Then the batch's service-graph observations go to
+:func:`autopilot.agents.groups.observe_logs` (services its error lines name, trace ids).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from autopilot.models import LogEntry, decode_records
 from autopilot.streams import anomalies_topic, logs_keyed_topic
 
 from .boundary import each_record
+from .groups import observe_logs
 from .ingest import source_of
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ async def process(event: EventT[bytes], config: ErrorRateConfig) -> None:
         await sent  # acknowledged by the broker
     error_rates[key] = new.to_dict()
     telemetry.SAMPLES.labels(stage=STAGE).inc(len(entries))
+    # Service-graph observations: services the error lines name, trace ids (agents.groups).
+    await observe_logs(entries[0].service, entries)
 
 
 @app.agent(logs_keyed_topic, name="logs")

@@ -24,10 +24,16 @@ and learns every sample: an alert they match is not sent and moves
 ``autopilot_anomalies_suppressed_total{reason="feedback"}``, and the re-sends and the
 recovery of its firing episode are not sent either (the baselines value remembers
 that under :data:`MUTED_KEY`).
+
+Service graph: a series whose labels name the service it calls (``AUTOPILOT_PEER_LABELS``,
+:func:`autopilot.servicegraph.edges_from_labels`) is an edge observation, sent after the
+baselines are written (:func:`autopilot.agents.groups.observe_edges`, at most once per
+10 minutes per edge and worker).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -44,11 +50,13 @@ from autopilot.detection import Baseline, DetectorConfig, detect_series
 from autopilot.feedback import FeedbackState, screen
 from autopilot.models import MetricPoint, decode_records
 from autopilot.series import SeriesIndex, SeriesLimits, newer_only, split_future
+from autopilot.servicegraph import edges_from_labels
 from autopilot.streams import anomalies_topic, metrics_keyed_topic
 
 from .boundary import each_record
 from .charts import forget_samples, remember_samples
 from .deadletter import where
+from .groups import observe_edges
 from .ingest import source_of
 
 logger = logging.getLogger(__name__)
@@ -64,6 +72,12 @@ _SUPPRESSED = telemetry.ANOMALIES_SUPPRESSED.labels(reason="feedback")
 #: Extra key of a ``baselines`` value: true while the series' firing episode began with
 #: an alert suppressed by feedback (its re-sends and recovery are not sent either).
 MUTED_KEY = "feedback_muted"
+
+
+@functools.lru_cache(maxsize=1)
+def _peer_labels() -> tuple[str, ...]:
+    """``AUTOPILOT_PEER_LABELS``, read once."""
+    return settings().peer_label_list()
 
 
 async def process(event: EventT[bytes], config: DetectorConfig, limits: SeriesLimits) -> None:
@@ -111,9 +125,13 @@ async def process(event: EventT[bytes], config: DetectorConfig, limits: SeriesLi
     told = FeedbackState.from_dict(feedback.get(service_key))
     updates: list[tuple[bytes, Baseline, float, bool]] = []
     sent = []
+    edges: list[tuple[str, str]] = []
     for series, pts in by_series.items():
         if series not in admitted:
             continue
+        for pair in edges_from_labels(points[0].service, pts[0].labels, _peer_labels()):
+            if pair not in edges:
+                edges.append(pair)
         key = series.encode()
         stored = baselines.get(key)
         base = Baseline.from_dict(stored)
@@ -163,6 +181,8 @@ async def process(event: EventT[bytes], config: DetectorConfig, limits: SeriesLi
             value[MUTED_KEY] = True
         baselines[key] = value
     _SAMPLES.inc(len(points))
+    if edges:  # labels naming the called service: service-graph edges (agents.groups)
+        await observe_edges(edges, "label", max(newest.values()))
 
 
 @app.agent(metrics_keyed_topic, name="metrics")

@@ -23,6 +23,14 @@ Sources:
   book ch. 12 "Effective Troubleshooting": what changed recently, then which
   dependency or resource is failing) — database, memory, upstream dependency,
   capacity/saturation, application errors.
+* Suspects: the evidence's ranking of likely root-cause services
+  (``Incident.suspects``, :mod:`autopilot.rca`) leads both: the prompt lists the ranked
+  suspects and their reasons and says the evidence ranked them (the model words the
+  analysis, it does not pick the culprit); the rule-based analysis names the top
+  suspect and its fault kind first when it is another service than the incident's own
+  (the demo's "payments-gateway did not answer" lines lead to payments-gateway, not to
+  the database). An incident without suspects (records written before the ranking)
+  is ranked on its own evidence with :func:`autopilot.rca.rank_incident`.
 """
 
 from __future__ import annotations
@@ -47,16 +55,23 @@ from autopilot.models import (
     RecommendedAction,
     RootCause,
     Severity,
+    Suspect,
 )
+from autopilot.rca import rank_incident
 from autopilot.redact import redact
+from autopilot.servicegraph import ServiceGraph
 
 __all__ = [
     "DEFAULT_DEPLOYMENT_WINDOW_S",
+    "FAULT_KIND_WORDS",
     "MAX_PROMPT_CHARS",
+    "MAX_PROMPT_SUSPECTS",
     "analysis_json_schema",
     "build_messages",
     "fallback_analysis",
     "parse_llm_analysis",
+    "ranked_suspects",
+    "suspect_text",
 ]
 
 #: Upper bound (characters) of system + user message content sent to Ollama. Keeps the
@@ -84,6 +99,18 @@ LLM_STRING_MAX = {
     "action": 300,  # recommended_actions[].action
     "action_reasoning": 500,  # recommended_actions[].reasoning
     "estimated_customer_impact": 300,
+}
+#: At most this many suspects (best first) go into the prompt.
+MAX_PROMPT_SUSPECTS = 5
+#: At most this many reasons per suspect go into the prompt.
+MAX_PROMPT_REASONS = 4
+#: How a suspect's fault kind reads in the prompt, the rule-based analysis and Slack.
+FAULT_KIND_WORDS: dict[str, str] = {
+    "resource": "resource saturation (CPU or memory)",
+    "network_delay": "network delay",
+    "code_error": "code error",
+    "bad_deployment": "bad deployment",
+    "unknown": "fault kind unclear",
 }
 #: Default deployment window of the fallback (s): AUTOPILOT_DEPLOYMENT_WINDOW_S's default.
 DEFAULT_DEPLOYMENT_WINDOW_S = DEPLOYMENT_WINDOW_S
@@ -183,6 +210,10 @@ def build_messages(incident: Incident) -> list[dict[str, str]]:
     The user message lays the evidence out compactly, most telling first:
 
     * service, incident id/status/severity, trigger reason;
+    * the suspect services ranked by the evidence (:func:`ranked_suspects`, at most 5,
+      best first: fault kind, score, "no telemetry of its own", up to 4 reasons each),
+      introduced as the evidence's ranking for the model to explain, not to redo, and
+      the incident group's member services when the incident is in a group;
     * recent deployments (at most 10, newest first): version, status, time and
       minutes before the first anomaly (negative: after it);
     * anomalies (at most 25, highest severity then largest |z|): metric, value,
@@ -236,6 +267,7 @@ def _evidence_lines(incident: Incident) -> list[str]:
         f"First anomaly at: {_ts(first_at)}",
         "",
     ]
+    lines += _suspect_lines(incident)
 
     deployments = sorted(incident.recent_deployments, key=lambda d: d.timestamp, reverse=True)
     lines.append(f"Recent deployments ({len(deployments)}):")
@@ -283,6 +315,64 @@ def _evidence_lines(incident: Incident) -> list[str]:
             f"- {_ts(entry.timestamp)} [{_one_line(entry.level, 16)}] "
             f"{_one_line(redact(entry.message), MAX_LOG_LINE_CHARS)}"
         )
+    return lines
+
+
+def ranked_suspects(incident: Incident) -> list[Suspect]:
+    """The evidence's ranking of likely root-cause services, best first.
+
+    ``incident.suspects`` when it holds any (the incident group's ranking, or the
+    incident's own); otherwise (records written before the ranking existed) the
+    ranking of the incident's own evidence, :func:`autopilot.rca.rank_incident` with
+    an empty service graph. Pure; never empty for an incident with evidence once the
+    ranking is available.
+    """
+    if incident.suspects:
+        return list(incident.suspects)
+    return _rank_own(incident)
+
+
+def suspect_text(suspect: Suspect, *, reasons: int = 2) -> str:
+    """One line about a suspect: ``payments-gateway — code error (named in 20 error
+    lines of checkout-api; no telemetry of its own)``: its fault kind
+    (:data:`FAULT_KIND_WORDS`), its first ``reasons`` reasons, and "no telemetry of its
+    own" when ``has_telemetry`` is false. Plain text, one line, not escaped."""
+    details = [_one_line(r, 300) for r in suspect.reasons[:reasons] if r.strip()]
+    if not suspect.has_telemetry and not any(_NO_TELEMETRY in d for d in details):
+        details.append(_NO_TELEMETRY)
+    text = f"{_one_line(suspect.service, 256)} — {FAULT_KIND_WORDS[suspect.fault_kind]}"
+    return text + (f" ({'; '.join(details)})" if details else "")
+
+
+_NO_TELEMETRY = "no telemetry of its own"
+
+
+def _suspect_lines(incident: Incident) -> list[str]:
+    """The prompt's suspects section (empty when there are none) and group members."""
+    suspects = ranked_suspects(incident)
+    lines: list[str] = []
+    if suspects:
+        lines.append(
+            "Suspect services, ranked by the evidence (onset order, position in the call "
+            "graph, signal signatures, error lines naming a dependency, deployments); "
+            "the ranking is computed, not yours to change: explain the top suspect "
+            "with the evidence below, and say so if the evidence contradicts it:")
+        for rank, s in enumerate(suspects[:MAX_PROMPT_SUSPECTS], start=1):
+            telemetry = "" if s.has_telemetry else f", {_NO_TELEMETRY}"
+            reasons = "; ".join(
+                _one_line(redact(r), 200) for r in s.reasons[:MAX_PROMPT_REASONS])
+            lines.append(
+                f"{rank}. {_one_line(s.service, 256)}: likely "
+                f"{FAULT_KIND_WORDS[s.fault_kind]}, score {s.score:.2f}{telemetry}"
+                + (f" — {reasons}" if reasons else ""))
+        lines.append("")
+    group = incident.group
+    if group is not None and len(group.members) > 1:
+        members = ", ".join(
+            f"{_one_line(m.service, 256)} ({m.state}"
+            + (", this incident" if m.incident_id == incident.id else "") + ")"
+            for m in group.members[:20])
+        lines += [f"Incident group (connected services firing together): {members}", ""]
     return lines
 
 
@@ -383,7 +473,8 @@ def parse_llm_analysis(content: str, model: str) -> Analysis:
 
 
 #: Analysis fields only the grounding check sets (autopilot.grounding).
-_VERDICT_FIELDS = ("grounded", "unverified_names", "dropped_actions", "rules_root_cause")
+_VERDICT_FIELDS = ("grounded", "unverified_names", "dropped_actions", "rules_root_cause",
+                   "evidence_top_suspect")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -509,6 +600,14 @@ def fallback_analysis(
        (``runbook_url`` annotation when set).
     8. Otherwise **unknown** → confidence 10, investigate.
 
+    **Suspects first.** When the evidence's top suspect (:func:`ranked_suspects`) is
+    another service than the incident's own (a dependency its error lines name, the
+    slow leaf of an incident group), it leads: "<suspect> is the likely cause
+    (<fault kind>): <reasons>", confidence 45–70 by its score, with actions on that
+    service; the rules above follow as "Also seen". The reasoning lists the ranked
+    suspects whenever there is more than one. With no suspects, or the incident's own
+    service first, the rules alone decide, as before.
+
     The description starts with ``Rule-based:`` and the reasoning with
     ``Rule-based analysis (LLM unavailable):`` so readers know no model wrote it.
 
@@ -523,6 +622,10 @@ def fallback_analysis(
     """
     service = _one_line(incident.service, 256)
     findings = _findings(incident, deployment_window_s)
+    suspects = ranked_suspects(incident)
+    lead = _suspect_finding(incident, suspects)
+    if lead is not None:
+        findings = [lead, *(f for f in findings if f.confidence > 10)]
     top = findings[0]
 
     actions: list[RecommendedAction] = []
@@ -550,6 +653,7 @@ def fallback_analysis(
         f"Rule-based analysis (LLM unavailable): {top.evidence}"
         + (f" Also seen: {' '.join(other)}" if other else "")
         + f" Evidence: {_evidence_summary(incident)}."
+        + _suspects_summary(incident, suspects)
     )
     return Analysis(
         root_cause=RootCause(
@@ -821,6 +925,64 @@ def _findings(incident: Incident, deployment_window_s: float) -> list[_Finding]:
             )
         )
     return findings
+
+
+def _rank_own(incident: Incident) -> list[Suspect]:
+    """The ranking of the incident's own evidence (empty graph: no call-graph facts)."""
+    return rank_incident(incident, ServiceGraph())
+
+
+#: Actions on a suspect service that is not the incident's own, by fault kind.
+_SUSPECT_ACTIONS: dict[str, tuple[str, str, _Risk]] = {
+    "resource": ("Check CPU, memory and throttling of {s}; scale it out or raise its limits",
+                 "Its signals show resource saturation ahead of the others.", "low"),
+    "network_delay": ("Check {s}'s latency and the network path to it (DNS, mesh, "
+                      "packet loss)", "Its latency rose without resource pressure.", "low"),
+    "code_error": ("Inspect {s}'s error messages and stack traces", "Its errors are the "
+                   "earliest or the ones its callers report.", "low"),
+    "bad_deployment": ("Review {s}'s latest deployment and roll it back if the onset "
+                       "follows it", "A deployment of it landed just before the onset.",
+                       "medium"),
+    "unknown": ("Investigate {s}: its health, logs and recent changes",
+                "The evidence ranks it first among the affected services.", "low"),
+}
+
+
+def _suspect_finding(incident: Incident, suspects: Sequence[Suspect]) -> _Finding | None:
+    """The lead finding when the top suspect is another service than the incident's."""
+    if not suspects or suspects[0].service == incident.service:
+        return None
+    top = suspects[0]
+    name = _one_line(top.service, 256)
+    own = _one_line(incident.service, 256)
+    kind = FAULT_KIND_WORDS[top.fault_kind]
+    reasons = "; ".join(_one_line(redact(r), 200) for r in top.reasons[:2]) or "ranked first"
+    quiet = ("" if top.has_telemetry or _NO_TELEMETRY in reasons
+             else f"; {name} sends no telemetry of its own")
+    action, why, risk = _SUSPECT_ACTIONS[top.fault_kind]
+    actions: list[tuple[str, str, _Risk]] = [(action.format(s=name), why, risk)]
+    if not top.has_telemetry:
+        actions.insert(0, (
+            f"Check {name} directly (it sends no telemetry here): its health, error logs, "
+            f"recent changes and the network path from {own}",
+            f"Only {own}'s error lines show it; {own}'s failures are the symptom.", "low"))
+    return _Finding(
+        description=(f"{name} is the likely cause ({kind}); {own} is affected through "
+                     f"it: {reasons}{quiet}."),
+        confidence=min(70, 45 + round(25 * top.score)),
+        evidence=f"the evidence ranks {name} first ({kind}): {reasons}{quiet}.",
+        actions=tuple(actions),
+    )
+
+
+def _suspects_summary(incident: Incident, suspects: Sequence[Suspect]) -> str:
+    """`` Suspects ranked by the evidence: 1. a (kind), 2. b (kind).`` or ``""``."""
+    if not suspects or (len(suspects) == 1 and suspects[0].service == incident.service):
+        return ""
+    ranked = ", ".join(
+        f"{i}. {_one_line(s.service, 100)} ({FAULT_KIND_WORDS[s.fault_kind]}, "
+        f"score {s.score:.2f})" for i, s in enumerate(suspects[:3], start=1))
+    return f" Suspects ranked by the evidence: {ranked}."
 
 
 def _suspect_deployment(

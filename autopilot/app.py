@@ -23,6 +23,7 @@ import faust
 from autopilot.actions import load_actions
 from autopilot.errors import ConfigError
 from autopilot.notify import Routes
+from autopilot.servicegraph import load_graph_file
 from autopilot.settings import Settings, load_settings
 
 __all__ = [
@@ -405,13 +406,16 @@ def check_startup(s: Settings, *, worker: bool) -> None:
 
     Raises:
         ConfigError: a file cannot be loaded or the broker refuses the credentials.
-        ValueError: the routes file or the ``AUTOPILOT_ACTIONS_FILE`` is invalid.
+        ValueError: the routes file, the ``AUTOPILOT_ACTIONS_FILE`` or the
+            ``AUTOPILOT_SERVICE_GRAPH`` file is invalid.
     """
     for name in Settings.unknown_env_names(os.environ):
         logger.warning("%s names no setting and is ignored (docs/settings.md lists them)", name)
     Routes.load(s.slack_routes, s.slack_channel)
     if s.actions_file:
         load_actions(s.actions_file)  # ActionsFileError (a ValueError): file, line, what
+    if s.service_graph:
+        load_graph_file(s.service_graph)  # GraphFileError (a ValueError): file, line, what
     web_ssl_context(s)
     _http_client(s)
     broker_credentials(s)

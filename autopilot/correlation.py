@@ -92,6 +92,7 @@ from autopilot.models import (
     Anomaly,
     DeploymentEvent,
     Incident,
+    IncidentGroup,
     LogEntry,
     Severity,
     Signal,
@@ -106,6 +107,7 @@ __all__ = [
     "incident_id",
     "is_quiet",
     "on_deployment",
+    "on_group",
     "resolve_manually",
     "series_of",
     "step",
@@ -179,6 +181,9 @@ class OpenIncident:
         reopened: how often it was re-opened.
         signals: its signals, in the order they joined.
         timeline: its meaningful changes, in the order they were applied.
+        group: the incident group it belongs to (:func:`on_group`; ``None`` until the
+            grouping agent placed it; states written before groups existed load with
+            ``None``).
     """
 
     id: str
@@ -195,6 +200,7 @@ class OpenIncident:
     reopened: int = 0
     signals: tuple[Signal, ...] = ()
     timeline: tuple[TimelineEntry, ...] = ()
+    group: IncidentGroup | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -213,6 +219,7 @@ class OpenIncident:
             "reopened": self.reopened,
             "signals": [s.model_dump(mode="json") for s in self.signals],
             "timeline": [e.model_dump(mode="json") for e in self.timeline],
+            "group": self.group.model_dump(mode="json") if self.group else None,
         }
 
     @classmethod
@@ -250,6 +257,7 @@ class OpenIncident:
             reopened=int(data.get("reopened", 0)),
             signals=signals,
             timeline=timeline,
+            group=IncidentGroup.model_validate(data["group"]) if data.get("group") else None,
         )
 
 
@@ -577,6 +585,8 @@ def _record(inc: OpenIncident, status: str, notify: bool, ctx: _Ctx) -> Incident
         timeline=list(inc.timeline),
         recent_errors=recent_errors,
         recent_deployments=deps,
+        group=inc.group,
+        suspects=list(inc.group.suspects) if inc.group else [],
     )
 
 
@@ -1047,3 +1057,86 @@ def is_quiet(state: CorrelationState, wall_now: float, config: CorrelationConfig
     if inc.state == "firing":
         return quiet >= config.close_after_s
     return quiet >= config.reopen_window_s
+
+
+def _suspect_text(group: IncidentGroup) -> str:
+    top = group.suspects[0]
+    reason = f": {top.reasons[0]}" if top.reasons else ""
+    return f"{top.service} ({top.fault_kind.replace('_', ' ')}, score {top.score:.2f}){reason}"
+
+
+def on_group(
+    state: CorrelationState,
+    group: IncidentGroup,
+    *,
+    service: str,
+    wall_now: float,
+    deployments: DeploymentHistory,
+    errors: list[LogEntry],
+    config: CorrelationConfig,
+    evidence: dict[str, str] | None = None,
+) -> tuple[CorrelationState, list[Incident]]:
+    """Place the service's incident in ``group`` (a decision of the grouping agent,
+    :mod:`autopilot.agents.groups`; the ranking is :mod:`autopilot.rca`'s).
+
+    The group is stored on the incident (every later record carries it as ``group``
+    and its ``suspects`` as ``suspects``) and one ``updated`` record is published
+    (revision + 1) when the group differs from the one stored. Timeline entries of
+    kind ``group`` (``notify`` true) are added when:
+
+    * another service joins the group, on the primary's incident (its Slack thread is
+      the group's): "checkout-api joined this incident group: latency_ms z=6.1 …",
+      naming the joiner's top evidence (``evidence[service]``, a short text the
+      grouping agent sends; else the joiner's first suspect reason);
+    * this incident joins a group whose primary is another incident: "grouped under
+      payments-db's incident (grp-…)";
+    * the top suspect changes, on the primary: "top suspect: db (resource, score
+      0.82): …".
+
+    Otherwise (same members, same top suspect; a member's state or the scores moved)
+    the record has no new entry and does not notify. Event times: a join entry is at
+    the later of the joiner's ``opened_at`` and the incident's newest evidence; a
+    suspect change at the incident's newest evidence. ``wall_updated`` is not moved
+    (a group decision is no evidence of the service's own).
+
+    Returns:
+        ``(new_state, [record])``; ``(state, [])`` when the service has no incident,
+        the group does not list it (an older incident of the service), or the group
+        is the one stored already.
+    """
+    inc = state.incident
+    if inc is None or not any(m.incident_id == inc.id for m in group.members):
+        return state, []
+    old = inc.group
+    if old == group:
+        return state, []
+    texts = evidence or {}
+    entries: list[TimelineEntry] = []
+    primary = group.primary_incident_id == inc.id
+    before = {m.service for m in old.members} if old else {service}
+    if primary:
+        for m in group.members:
+            if m.service in before or m.incident_id == inc.id:
+                continue
+            what = texts.get(m.service) or next(
+                (s.reasons[0] for s in group.suspects if s.service == m.service and s.reasons),
+                "")
+            text = f"{m.service} joined this incident group" + (f": {what}" if what else "")
+            entries.append(_entry(max(inc.updated_at, m.opened_at), "group", _cut(text)))
+        old_top = old.suspects[0].service if old and old.suspects else None
+        new_top = group.suspects[0].service if group.suspects else None
+        if new_top is not None and new_top != old_top and (old_top is not None or len(
+                group.members) > 1 or new_top != service):
+            entries.append(_entry(inc.updated_at, "group",
+                                  _cut(f"top suspect: {_suspect_text(group)}")))
+    elif old is None or old.primary_incident_id != group.primary_incident_id:
+        text = f"grouped under {group.primary_service}'s incident ({group.id})"
+        entries.append(_entry(inc.updated_at, "group", _cut(text)))
+    ctx = _Ctx(service, deployments, errors, wall_now, config)
+    inc = replace(
+        inc,
+        group=group,
+        revision=inc.revision + 1,
+        timeline=_add(inc.timeline, entries, config.max_timeline),
+    )
+    return replace(state, incident=inc), [_record(inc, "updated", bool(entries), ctx)]

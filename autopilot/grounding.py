@@ -52,6 +52,14 @@ What is checked
 
 An answer is **grounded** when it names nothing unknown and no action was dropped.
 The answer is never rewritten: its root-cause text stays verbatim.
+
+4. **Top suspect.** The evidence ranks the suspect services (``Incident.suspects``,
+   :mod:`autopilot.rca`); the model only words the analysis. When its root-cause
+   description names one of the incident's services (its suspects, its incident
+   group's members, its own) but not the top suspect, :func:`evidence_top_suspect`
+   gives the top suspect, stored as ``Analysis.evidence_top_suspect``: Slack then shows
+   both and says which one the evidence ranks first. The ranking never changes.
+   The suspects and group members count as evidence names (the prompt lists them).
 """
 
 from __future__ import annotations
@@ -71,6 +79,8 @@ __all__ = [
     "GroundingResult",
     "apply_grounding",
     "check_grounding",
+    "evidence_top_suspect",
+    "named_services",
     "evidence_names",
     "evidence_signals",
     "extract_names",
@@ -255,6 +265,12 @@ def _evidence_strings(incident: Incident) -> Iterator[str]:
         for value in d.metadata.values():
             if isinstance(value, str | int | float) and not isinstance(value, bool):
                 yield str(value)
+    for suspect in incident.suspects:
+        yield suspect.service
+        yield from suspect.reasons
+    if incident.group is not None:
+        yield incident.group.primary_service
+        yield from (m.service for m in incident.group.members)
 
 
 def evidence_names(incident: Incident) -> tuple[frozenset[str], str]:
@@ -416,3 +432,56 @@ def apply_grounding(analysis: Analysis, result: GroundingResult, rules: Analysis
         ][:10],
         "rules_root_cause": None if result.grounded else rules.root_cause,
     })
+
+
+# --------------------------------------------------------------------------- top suspect
+
+
+def named_services(text: str, services: Iterable[str]) -> list[str]:
+    """The ``services`` that ``text`` names, in ``services`` order.
+
+    A service is named when it occurs as a whole token, ignoring case (``checkout`` is
+    not named by ``checkout-api``; a trailing full stop does not count), or written
+    with spaces for its separators ("payments gateway").
+    """
+    low = text.lower()
+    found: list[str] = []
+    for service in services:
+        name = service.strip().lower()
+        if not name or service in found:
+            continue
+        variants = {name, re.sub(r"[-_.]+", " ", name)}
+        if any(re.search(rf"(?<![\w-]){re.escape(v)}(?![\w-]|\.\w)", low)
+               for v in variants):
+            found.append(service)
+    return found
+
+
+def _incident_services(incident: Incident) -> list[str]:
+    names = [s.service for s in incident.suspects]
+    if incident.group is not None:
+        names += [m.service for m in incident.group.members]
+    names.append(incident.service)
+    return list(dict.fromkeys(names))
+
+
+def evidence_top_suspect(analysis: Analysis, incident: Incident) -> str | None:
+    """The top suspect's service when the analysis's root cause names another service.
+
+    Args:
+        analysis: the LLM's analysis.
+        incident: its incident; ``incident.suspects[0]`` is the evidence's top suspect.
+
+    Returns:
+        ``incident.suspects[0].service`` when the root-cause description names one of
+        the incident's services (suspects, group members, its own:
+        :func:`named_services`) and not the top suspect; else ``None`` (no suspects,
+        the top suspect named, or no known service named).
+    """
+    if not incident.suspects:
+        return None
+    top = incident.suspects[0].service
+    named = named_services(analysis.root_cause.description, _incident_services(incident))
+    if not named or top in named:
+        return None
+    return top

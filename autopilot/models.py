@@ -495,12 +495,14 @@ class Analysis(_Record):
     ``source`` is ``llm`` when Ollama answered with valid JSON, ``rules`` when the
     rule-based fallback wrote it; ``model`` names the Ollama model (or ``None``).
 
-    The last four fields are the grounding check's (:mod:`autopilot.grounding`), set
+    The last five fields are the grounding check's (:mod:`autopilot.grounding`), set
     by the analysis agent on an LLM answer and never taken from the model's JSON:
     ``grounded`` (``None``: not checked), ``unverified_names`` (versions, services,
     metrics, hosts the answer names that the evidence lacks), ``dropped_actions``
     (each dropped action and why) and ``rules_root_cause`` (the rule-based root cause,
-    shown next to an unverified LLM one). Left out of the JSON when unset.
+    shown next to an unverified LLM one), plus ``evidence_top_suspect`` (the evidence's
+    top suspect when the LLM's root cause names another service). Left out of the JSON
+    when unset.
     """
 
     root_cause: RootCause
@@ -515,6 +517,10 @@ class Analysis(_Record):
     dropped_actions: list[str] = Field(
         default_factory=list, max_length=10, exclude_if=lambda v: not v)
     rules_root_cause: RootCause | None = Field(default=None, exclude_if=lambda v: v is None)
+    #: Set after the grounding check when the LLM's root cause names another service
+    #: than the evidence's top suspect (``Incident.suspects[0]``): that suspect's
+    #: service, shown next to the LLM's answer. The LLM never changes the ranking.
+    evidence_top_suspect: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class Alert(_Record):

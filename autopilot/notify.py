@@ -33,6 +33,14 @@ agent executes the actions and stores the new :class:`Notice` (in the
 ``notifications`` table, keyed by service). Times in a :class:`Notice` are wall-clock
 epoch seconds; the incident's own times are event time.
 
+Incident groups (:mod:`autopilot.incident_groups`): an incident whose ``group`` has
+another primary (``group.primary_incident_id != incident.id``) gets no root message and
+no page of its own: its evidence reaches the primary's thread through the primary's
+``group`` timeline entries. If its root message went out before the group formed, it
+is edited once (bot mode) to say "grouped under <primary service>'s incident"
+(:func:`autopilot.blockkit.render_incident` renders that) and gets nothing more: no
+replies, no reminders (:attr:`Notice.grouped_under`).
+
 Routing (:class:`Routes`): an optional YAML file (``AUTOPILOT_SLACK_ROUTES``) sends an
 incident to a channel by Alertmanager-style matchers on ``service`` and ``severity``,
 first match wins, ``SLACK_CHANNEL`` otherwise::
@@ -74,6 +82,7 @@ __all__ = [
     "Webhook",
     "due_at",
     "entry_key",
+    "grouped_primary",
     "plan",
     "plan_acted",
 ]
@@ -260,6 +269,8 @@ class Notice:
             (wall s), "detail"}``; shown in the root message.
         acted_told: identities of the actions already replied in the thread.
         acknowledged_by: the Slack user id that acknowledged it (reminders stop).
+        grouped_under: the primary incident id of the incident group this incident
+            was last seen grouped under (told: its root message, if any, says so).
     """
 
     incident: dict[str, Any]
@@ -287,6 +298,7 @@ class Notice:
     acted: tuple[dict[str, Any], ...] = ()
     acted_told: tuple[str, ...] = ()
     acknowledged_by: str | None = None
+    grouped_under: str | None = None
 
     @property
     def incident_id(self) -> str:
@@ -339,6 +351,7 @@ class Notice:
                 "silenced_ever": list(self.silenced_ever)} if self.silenced_ever else {}),
             **({"acted": list(self.acted), "acted_told": list(self.acted_told),
                 "acknowledged_by": self.acknowledged_by} if self.acted else {}),
+            **({"grouped_under": self.grouped_under} if self.grouped_under else {}),
         }
 
     @classmethod
@@ -438,6 +451,41 @@ def _timeline(incident: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(incident.get("timeline") or ())
 
 
+def grouped_primary(incident: Mapping[str, Any]) -> str | None:
+    """The primary incident id of the incident's group when that is another incident
+    (this one gets no conversation of its own), else ``None``."""
+    group = incident.get("group")
+    if not isinstance(group, Mapping):
+        return None
+    primary = group.get("primary_incident_id")
+    if not primary or primary == incident.get("id"):
+        return None
+    return str(primary)
+
+
+def _quiet(notice: Notice) -> bool:
+    """Nothing of its own is owed: grouped under another primary, or it was while
+    never posted and has resolved since (its story was told in the group's thread)."""
+    if grouped_primary(notice.incident) is not None:
+        return True
+    return (notice.grouped_under is not None and notice.posted_at is None
+            and _resolved(notice.incident))
+
+
+def _plan_grouped(
+    notice: Notice, now: float, config: NotifyConfig, digest: str
+) -> tuple[Notice, list[Action]]:
+    """An incident grouped under another primary: its root message, if posted, is
+    edited once (bot mode) to say so; nothing else is sent."""
+    primary = grouped_primary(notice.incident)
+    if primary is None or notice.grouped_under == primary:
+        return notice, []
+    new = replace(notice, grouped_under=primary)
+    if notice.posted_at is None or config.mode != "bot":
+        return new, []
+    return replace(new, rendered=digest, last_flush=now), [UpdateRoot()]
+
+
 def _rank(severity: str | None) -> int:
     if not severity:
         return -1
@@ -519,6 +567,8 @@ def _plan(
         store once they went out (an empty list: nothing is due now; see
         :func:`due_at` for when to look again).
     """
+    if _quiet(notice):
+        return _plan_grouped(notice, now, config, digest)
     incident = notice.incident
     resolved = _resolved(incident)
     severity = str(incident.get("severity"))
@@ -632,8 +682,15 @@ def due_at(
     Without ``digest`` a pending root edit is not seen (the timer does not render);
     the records that change the incident are planned when they arrive. With
     ``reminders=False`` only what is owed (first message, changes, analysis,
-    resolution) counts, not the next ``repeat_interval`` reminder.
+    resolution) counts, not the next ``repeat_interval`` reminder. An incident grouped
+    under another primary is due only for its one "grouped" edit (bot mode, posted).
     """
+    if _quiet(notice):
+        primary = grouped_primary(notice.incident)
+        if (primary is not None and primary != notice.grouped_under
+                and notice.posted_at is not None and config.mode == "bot"):
+            return notice.last_flush or notice.posted_at
+        return None
     if notice.posted_at is None:
         return notice.first_seen + config.group_wait_s
     resolved = _resolved(notice.incident)

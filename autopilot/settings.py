@@ -403,6 +403,39 @@ class Settings(BaseSettings):
         "incident (same id, same Slack thread) instead of opening a new one", ge=0,
     )
 
+    # --- Incident groups and the service graph (docs/rca.md) ----------------------------
+    service_graph: str | None = _env(
+        "AUTOPILOT_SERVICE_GRAPH", None,
+        "File of caller -> callee edges of the service graph (one 'caller -> callee' a line, "
+        "or 'caller,callee' CSV with a Source,Target header; '#' comments); unset: the graph "
+        "is learned from telemetry only. A wrong line stops the worker at start, naming it",
+        json_schema_extra={"unit": "path"},
+    )
+    group_max_hops: int = _env(
+        "AUTOPILOT_GROUP_MAX_HOPS", 2,
+        "Incidents of services at most this many hops apart in the service graph (either "
+        "direction) that fire at overlapping times form one incident group", ge=1,
+        json_schema_extra={"unit": "hops"},
+    )
+    group_join_window_s: float = _env(
+        "AUTOPILOT_GROUP_JOIN_WINDOW_S", 600.0,
+        "An incident also joins a connected service's group when that member's latest "
+        "update is less than this long ago (s, event time)", ge=0,
+    )
+    peer_labels: str = _env(
+        "AUTOPILOT_PEER_LABELS",
+        "peer_service,peer.service,upstream,destination_service,destination_workload,target,"
+        "server_service",
+        "Comma-separated metric labels whose value names the service a sample's service "
+        "calls (an edge service -> label value of the service graph)",
+    )
+    trace_sample: float = _env(
+        "AUTOPILOT_TRACE_SAMPLE", 1.0,
+        "Fraction of trace ids (log lines with trace_id) followed to learn service-graph "
+        "edges (chosen by a hash of the trace id, so every worker picks the same traces); "
+        "0 turns it off", ge=0.0, le=1.0, json_schema_extra={"unit": "fraction"},
+    )
+
     # --- Notifications (Alertmanager's names) ---------------------------------------
     group_wait_s: float = _env(
         "AUTOPILOT_GROUP_WAIT_S", 30.0,
@@ -605,6 +638,10 @@ class Settings(BaseSettings):
             return []
         raw = self.api_keys.get_secret_value().replace("\r", "\n").replace("\n", ",")
         return [k.strip() for k in raw.split(",") if k.strip()]
+
+    def peer_label_list(self) -> tuple[str, ...]:
+        """The metric labels that name a called service (``AUTOPILOT_PEER_LABELS``)."""
+        return tuple(x.strip() for x in self.peer_labels.split(",") if x.strip())
 
     def service_label_list(self) -> tuple[str, ...]:
         """``AUTOPILOT_SERVICE_LABELS`` as a tuple of label names, in order."""

@@ -24,6 +24,7 @@ from autopilot.topics import (
     DEPLOYMENTS_KEYED,
     FEEDBACK,
     INCIDENT_ACTIONS,
+    INCIDENT_GROUPS,
     INCIDENTS,
     LOGS,
     LOGS_KEYED,
@@ -31,6 +32,7 @@ from autopilot.topics import (
     METRICS_KEYED,
     NOTIFY_CONTROL,
     SILENCES,
+    TRACES,
     topic_name,
 )
 
@@ -67,6 +69,11 @@ silences_topic = raw_topic(SILENCES)
 feedback_topic = raw_topic(FEEDBACK)
 incident_actions_topic = raw_topic(INCIDENT_ACTIONS)
 deadletter_topic = raw_topic(DEADLETTER)
+#: ONE partition, keyed ``b"groups"``: every grouping decision is made by the one worker
+#: that owns it (incidents are rare; docs/rca.md). Its tables have one partition too.
+incident_groups_topic = raw_topic(INCIDENT_GROUPS, partitions=1)
+#: Keyed by trace id: the trace linker sees all of a trace's lines on one worker.
+traces_topic = raw_topic(TRACES)
 #: Keyed by incident id; retention ``AUTOPILOT_AUDIT_RETENTION_DAYS`` (its ``retention.ms``
 #: when the worker creates it, see :mod:`autopilot.agents.audit`; docs/audit.md).
 audit_topic = raw_topic(AUDIT, retention=settings().audit_retention_days * 86400.0, deleting=True)

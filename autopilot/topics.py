@@ -27,7 +27,9 @@ autopilot.deployments.keyed  service → list of DeploymentEvent (internal)
 autopilot.anomalies        service → Anomaly
 autopilot.correlation.control  service → {"kind": "close_check", "wall": epoch s}
                            (internal; wall-clock closing of quiet incidents), or
-                           {"kind": "resolve", "incident_id", "by"} (Slack's Resolve)
+                           {"kind": "resolve", "incident_id", "by"} (Slack's Resolve),
+                           or {"kind": "group", "group", "evidence"} (an incident
+                           group decision, from agents.groups)
 autopilot.incidents        service → Incident (every lifecycle change)
 autopilot.alerts           service → Alert (incident + its analysis, from the analysis
                            agent; the notifier folds it into the incident's message)
@@ -48,6 +50,15 @@ autopilot.audit            incident id → autopilot.audit.AuditEvent.to_dict() 
                            decision: rule, analysis, Slack post/edit/reply, click,
                            silence, feedback, action; secrets redacted; retention
                            ``AUTOPILOT_AUDIT_RETENTION_DAYS``; docs/audit.md)
+autopilot.incident.groups  b"groups" → {"kind": "member", …MemberUpdate} (a member
+                           incident's state and evidence, from the forwarder on
+                           autopilot.incidents) or {"kind": "edge", "caller",
+                           "callee", "source", "at"} (a service-graph observation);
+                           ONE partition: every grouping decision is made in one
+                           place (docs/rca.md)
+autopilot.traces           trace id → {"trace_id", "span_id", "parent_span_id",
+                           "service", "at"} (a log line's trace context, for the
+                           trace linker; docs/rca.md)
 autopilot.deadletter       original key → original value bytes; headers
                            ``x-autopilot-reason``, ``-topic``, ``-partition``,
                            ``-offset``, ``-stage``
@@ -74,6 +85,8 @@ FEEDBACK = "autopilot.feedback"
 INCIDENT_ACTIONS = "autopilot.incident.actions"
 AUDIT = "autopilot.audit"
 DEADLETTER = "autopilot.deadletter"
+INCIDENT_GROUPS = "autopilot.incident.groups"
+TRACES = "autopilot.traces"
 
 #: Topics external producers write to.
 INPUT_TOPICS = (METRICS, LOGS, DEPLOYMENTS)
@@ -95,7 +108,12 @@ ALL_TOPICS = (
     INCIDENT_ACTIONS,
     AUDIT,
     DEADLETTER,
+    INCIDENT_GROUPS,
+    TRACES,
 )
+#: Topics of one partition (and the tables they feed): not co-partitioned with the
+#: service-keyed topics; the worker's partition check leaves them out.
+SINGLE_PARTITION_TOPICS = (INCIDENT_GROUPS,)
 
 
 DEFAULT_PREFIX = "autopilot"

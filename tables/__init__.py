@@ -147,3 +147,30 @@ incident_actions: JSONTable = app.Table(
     "'result' (None until the hook answered), 'ok'}}: approved actions requested, each "
     "recorded before its hook is called so it runs once (docs/actions.md)",
 )
+
+# --- incident groups and the service graph (issue 16; docs/rca.md) ------------------
+INCIDENT_GROUPS = "incident_groups"
+SERVICE_GRAPH = "service_graph"
+#: Both are written only by the grouping agent (agents.groups) from the ONE-partition
+#: topic ``autopilot.incident.groups``, so they have one partition: the worker that owns
+#: it holds every group and the whole learned graph.
+incident_groups: JSONTable = app.Table(
+    INCIDENT_GROUPS,
+    key_type=bytes,
+    default=None,
+    partitions=1,
+    options=rocksdb_options(),
+    help="b'groups' → autopilot.incident_groups.GroupState.to_dict(): the open incident "
+    "groups (id 'grp-<primary incident id>', members, suspects) and each member's latest "
+    "MemberUpdate (state, event times in epoch s, evidence)",
+)
+service_graph: JSONTable = app.Table(
+    SERVICE_GRAPH,
+    key_type=bytes,
+    default=None,
+    partitions=1,
+    options=rocksdb_options(),
+    help="b'graph' → autopilot.servicegraph.ServiceGraph.to_dict(): caller → callee edges "
+    "learned from labels, trace ids and error lines (sources, count, last_seen epoch s); "
+    "the AUTOPILOT_SERVICE_GRAPH file is merged in when read, not stored",
+)

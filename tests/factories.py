@@ -8,7 +8,7 @@ it cares about. Two kinds:
   ``MetricPoint``), :func:`log` (a seed-shaped ``LogEntry``);
 * the models of ``autopilot.models``: :func:`metric_point`, :func:`log_entry`,
   :func:`deployment`, :func:`anomaly`, :func:`incident`, :func:`analysis`,
-  :func:`alert`.
+  :func:`alert`, :func:`suspect`, :func:`incident_group`.
 
 Builders that only one test file needs (a correlation anomaly whose z follows its
 severity, a chart's anomaly dict, …) stay in that file.
@@ -24,12 +24,15 @@ from autopilot.models import (
     Analysis,
     Anomaly,
     DeploymentEvent,
+    GroupMember,
     Incident,
+    IncidentGroup,
     LogEntry,
     MetricPoint,
     RecommendedAction,
     RootCause,
     Severity,
+    Suspect,
 )
 
 #: The instant the model builders default to.
@@ -181,3 +184,26 @@ def alert(*, severity: Severity = Severity.CRITICAL, analysis: Analysis | None =
     """A critical :func:`incident` (``incident_fields`` passed on) and its analysis."""
     made = _analysis(severity=severity) if analysis is None else analysis
     return Alert(incident=incident(severity=severity, **incident_fields), analysis=made)
+
+
+def suspect(service: str = "payments-gateway", *, score: float = 0.8,
+            fault_kind: str = "code_error", reasons: list[str] | None = None,
+            has_telemetry: bool = True) -> Suspect:
+    """A suspect service (:class:`autopilot.models.Suspect`) with one reason."""
+    return Suspect.model_validate({
+        "service": service, "score": score, "fault_kind": fault_kind,
+        "reasons": [f"{service} left its baseline first"] if reasons is None else reasons,
+        "has_telemetry": has_telemetry,
+    })
+
+
+def incident_group(primary: tuple[str, str] = (SERVICE, "inc-checkout-1"),
+                   *others: tuple[str, str], suspects: list[Suspect] | None = None
+                   ) -> IncidentGroup:
+    """An incident group: ``primary`` and ``others`` as ``(service, incident id)``,
+    all firing, opened a minute apart from :data:`T0` (the primary first)."""
+    members = [GroupMember(service=s, incident_id=i, opened_at=T0 + timedelta(minutes=n))
+               for n, (s, i) in enumerate((primary, *others))]
+    return IncidentGroup(id="grp-" + primary[1], primary_service=primary[0],
+                         primary_incident_id=primary[1], members=members,
+                         suspects=suspects or [])

@@ -23,6 +23,7 @@ from . import schemas
 from .alertmanager import AlertmanagerWebhook, PostAlerts
 from .charts import get_incident_chart
 from .feedback import get_feedback
+from .graph import get_service_graph
 from .ingest import IngestDeployment, IngestExposition, IngestLogs, IngestMetrics, RemoteWrite
 from .middleware import PUBLIC_PATHS
 from .openapi import openapi_spec
@@ -177,6 +178,14 @@ ROUTES: list[Route] = [
     _service_state("/feedback/{service}", get_feedback, feedback,
                    "the service's \"Not an incident\" feedback records (read-only)",
                    schemas.FeedbackList),
+    Route(
+        "GET", "/service-graph", get_service_graph,
+        "the service graph (configured and learned caller → callee edges) and the open "
+        "incident groups, from the worker owning the incident-group partition",
+        responses={200: Reply("the graph and groups", schemas.ServiceGraphView),
+                   503: Reply("routing to the owning worker not known yet", schemas.Error)},
+        tags=("state",),
+    ),
     Route(
         "GET", "/incidents/{service}/chart.png", get_incident_chart,
         "chart of an anomalous series of the service's incident (PNG)",

@@ -38,6 +38,8 @@ __all__ = [
     "RejectedItem",
     "RpcStatus",
     "SilenceCreated",
+    "ServiceGraphEdge",
+    "ServiceGraphView",
     "SilenceMatcherBody",
     "SilenceStatus",
     "SlackMessage",
@@ -243,6 +245,26 @@ class Incidents(_Body):
     recent_anomalies: list[dict[str, Any]]
     closed_incidents: int
     notifications: dict[str, NotificationSummary]
+
+
+class ServiceGraphEdge(_Body):
+    """One caller → callee edge of the service graph (:mod:`autopilot.servicegraph`)."""
+
+    caller: str
+    callee: str
+    sources: list[Literal["config", "label", "trace", "logs", "learned"]]
+    count: int
+    last_seen: float  # epoch s (0 for edges of the AUTOPILOT_SERVICE_GRAPH file)
+
+
+class ServiceGraphView(_Body):
+    """``GET /service-graph``: the service graph (the ``AUTOPILOT_SERVICE_GRAPH`` file
+    plus the edges learned from labels, trace ids and error lines) and the open
+    incident groups, from the worker that owns the incident-group partition."""
+
+    services: list[str]
+    edges: list[ServiceGraphEdge]
+    groups: list[dict[str, Any]]
 
 
 # --- silences (Alertmanager API v2 shapes, api/v2/openapi.yaml) ---------------------

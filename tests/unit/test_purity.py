@@ -47,6 +47,9 @@ PURE_MODULES = [
     "autopilot.web.route",
     "autopilot.web.schemas",
     "autopilot.web.openapi",
+    "autopilot.servicegraph",
+    "autopilot.rca",
+    "autopilot.incident_groups",
 ]
 FORBIDDEN = {"faust", "httpx", "slack_sdk", "redis", "aiohttp", "aiokafka"}
 

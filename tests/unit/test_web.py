@@ -25,7 +25,7 @@ EVERY_PATH = {
     "/deployments/{service}", "/incidents/{service}", "/incidents/{service}/chart.png",
     "/api/v2/silences", "/api/v2/silence/{silence_id}", "/feedback/{service}",
     "/slack/interactions", "/api/v1/alerts/alertmanager", "/api/v2/alerts",
-    "/v1/metrics", "/v1/logs",
+    "/v1/metrics", "/v1/logs", "/service-graph",
 }
 #: Public paths that authenticate otherwise and so answer 401 themselves (Slack's
 #: request signature).
