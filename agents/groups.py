@@ -289,7 +289,7 @@ def _evidence_text(update: MemberUpdate) -> str:
     signals = sorted(ev.signals, key=lambda s: (-abs(s.z), s.metric_name))
     parts += [f"{s.metric_name} z={s.z:.1f}" for s in signals[:2]]
     if ev.error_lines:
-        parts.append(f"{ev.error_lines} error lines")
+        parts.append(f"{ev.error_lines} error line{'s' if ev.error_lines != 1 else ''} so far")
     if ev.named:
         parts.append("names " + ", ".join(ev.named[:3]))
     return ", ".join(parts)

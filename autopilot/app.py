@@ -415,7 +415,13 @@ def check_startup(s: Settings, *, worker: bool) -> None:
     if s.actions_file:
         load_actions(s.actions_file)  # ActionsFileError (a ValueError): file, line, what
     if s.service_graph:
-        load_graph_file(s.service_graph)  # GraphFileError (a ValueError): file, line, what
+        graph = load_graph_file(s.service_graph)  # GraphFileError (a ValueError)
+        if graph.edges:
+            logger.info("service graph %s: %d edge(s) between %d service(s)",
+                        s.service_graph, len(graph.edges), len(graph.services()))
+        else:
+            logger.warning("service graph %s has no edge (AUTOPILOT_SERVICE_GRAPH); "
+                           "incident groups use the learned edges only", s.service_graph)
     web_ssl_context(s)
     _http_client(s)
     broker_credentials(s)

@@ -307,7 +307,7 @@ def load_graph_file(path: str | Path) -> ServiceGraph:
     """
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark
     except (OSError, UnicodeDecodeError) as exc:
         raise GraphFileError(name, 0, f"cannot be read: {exc}") from None
     graph = ServiceGraph(max_edges=1_000_000)

@@ -419,8 +419,10 @@ class Settings(BaseSettings):
     )
     group_join_window_s: float = _env(
         "AUTOPILOT_GROUP_JOIN_WINDOW_S", 600.0,
-        "An incident also joins a connected service's group when that member's latest "
-        "update is less than this long ago (s, event time)", ge=0,
+        "An incident joins a connected service's group when that member still fires or "
+        "stopped firing at most this long before it opened (s, event time); also how "
+        "long a recovered anomaly of a service without an incident stays a possible "
+        "suspect (docs/rca.md)", ge=0,
     )
     peer_labels: str = _env(
         "AUTOPILOT_PEER_LABELS",

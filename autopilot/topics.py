@@ -24,7 +24,8 @@ autopilot.metrics.keyed    service (Faust's partitioner) → list of MetricPoint
                            that service (internal re-key hop)
 autopilot.logs.keyed       service → list of LogEntry (internal)
 autopilot.deployments.keyed  service → list of DeploymentEvent (internal)
-autopilot.anomalies        service → Anomaly
+autopilot.anomalies        service → Anomaly (read by the correlation agent, and by
+                           agents.groups' anomaly forwarder for the suspects)
 autopilot.correlation.control  service → {"kind": "close_check", "wall": epoch s}
                            (internal; wall-clock closing of quiet incidents), or
                            {"kind": "resolve", "incident_id", "by"} (Slack's Resolve),
@@ -52,7 +53,9 @@ autopilot.audit            incident id → autopilot.audit.AuditEvent.to_dict() 
                            ``AUTOPILOT_AUDIT_RETENTION_DAYS``; docs/audit.md)
 autopilot.incident.groups  b"groups" → {"kind": "member", …MemberUpdate} (a member
                            incident's state and evidence, from the forwarder on
-                           autopilot.incidents) or {"kind": "edge", "caller",
+                           autopilot.incidents), {"kind": "signal", …SignalUpdate}
+                           (a service's anomaly, from the forwarder on
+                           autopilot.anomalies) or {"kind": "edge", "caller",
                            "callee", "source", "at"} (a service-graph observation);
                            ONE partition: every grouping decision is made in one
                            place (docs/rca.md)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, RootModel
 
 from autopilot.alertmanager import PostableAlert, WebhookPayload
+from autopilot.models import IncidentGroup
 
 __all__ = [
     "Accepted",
@@ -264,7 +265,10 @@ class ServiceGraphView(_Body):
 
     services: list[str]
     edges: list[ServiceGraphEdge]
-    groups: list[dict[str, Any]]
+    #: The open incident groups, each with its members and ranked suspects (score in
+    #: [0, 1], best first; fault_kind resource, network_delay, code_error,
+    #: bad_deployment or unknown).
+    groups: list[IncidentGroup]
 
 
 # --- silences (Alertmanager API v2 shapes, api/v2/openapi.yaml) ---------------------

@@ -104,6 +104,10 @@ def test_graph_file_arrows_csv_and_nezha_header(tmp_path: Path) -> None:
     nezha = tmp_path / "dependency.csv"
     nezha.write_text("Source,Target,Weight\nfrontend,cartservice,12\nfrontend,adservice,3\n")
     assert load_graph_file(nezha).callees("frontend") == {"cartservice", "adservice"}
+    # A spreadsheet's "CSV UTF-8" export: a byte-order mark and CRLF line ends.
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes("\ufeffSource,Target,Weight\r\nfrontend,cartservice,1\r\n".encode())
+    assert load_graph_file(excel).callees("frontend") == {"cartservice"}
 
 
 @pytest.mark.parametrize(("text", "line", "fragment"), [
