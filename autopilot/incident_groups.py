@@ -43,7 +43,8 @@ from autopilot.rca import (
 )
 from autopilot.servicegraph import ServiceGraph
 
-__all__ = ["GroupConfig", "GroupState", "MemberUpdate", "SignalUpdate", "step", "step_signal"]
+__all__ = ["GroupConfig", "GroupState", "MemberUpdate", "SignalUpdate", "escalated", "step",
+           "step_signal"]
 
 MemberState = Literal["firing", "resolved"]
 
@@ -60,7 +61,9 @@ class GroupConfig:
     ``signal_suspects`` (True): services with firing anomalies but no incident near a
     group (see :func:`step_signal`) are ranked with its members; the state keeps the
     anomaly evidence of at most ``max_signal_services`` (1000) services, at most
-    ``max_signals_per_service`` (32) signals each.
+    ``max_signals_per_service`` (32) signals each. ``escalation_factor`` (20): a firing
+    series whose new record's |z| is at least this many times its last one starts a
+    new episode (:func:`escalated`; 0: never; set on bench/rca.py, see its docstring).
     """
 
     max_hops: int = 2
@@ -72,6 +75,7 @@ class GroupConfig:
     signal_suspects: bool = True
     max_signal_services: int = 1000
     max_signals_per_service: int = 32
+    escalation_factor: float = 20.0
     rca: RcaConfig = field(default_factory=RcaConfig)
 
     @classmethod
@@ -211,6 +215,20 @@ class SignalUpdate:
         return cls(service=service, evidence=ev, at=at)
 
 
+def escalated(old: SignalEvidence, new: SignalEvidence, config: GroupConfig) -> bool:
+    """Whether a firing series' new record starts a new episode although the series
+    never resolved: its |z| is at least ``config.escalation_factor`` times the last
+    record's, in the same direction. A series that steps to a new level by an order of
+    magnitude has a new cause — a fault on a service that was already off its baseline
+    (a leak, an earlier fault) shows only this way — while a chronic one re-sent near
+    its level stays one old episode. (Set on bench/rca.py, see its docstring; 0 turns
+    it off.)"""
+    factor = config.escalation_factor
+    if factor <= 0 or not (old.firing and new.firing) or old.z * new.z <= 0:
+        return False
+    return abs(new.z) >= factor * abs(old.z)
+
+
 @dataclass(frozen=True)
 class _Signals:
     """One service's anomaly evidence: metric name → (signal, its newest record's
@@ -231,12 +249,13 @@ class _Signals:
         return ServiceEvidence(service=self.service, onset=onset, signals=signals)
 
     def merged(self, update: SignalUpdate, config: GroupConfig) -> _Signals:
-        """With the update's signals: a still-firing signal keeps its ``first_at``; the
+        """With the update's signals: a still-firing signal keeps its ``first_at``
+        unless it :func:`escalated` (then the new record's episode replaces it); the
         strongest ``max_signals_per_service`` kept."""
         by_name = {sig.metric_name: (sig, t) for sig, t in self.signals}
         for sig in update.evidence.signals:
             old = by_name.get(sig.metric_name)
-            if old is not None and old[0].firing:
+            if old is not None and old[0].firing and not escalated(old[0], sig, config):
                 first = min(old[0].first_at, sig.first_at)
                 z = sig.z if sig.firing else old[0].z
                 sig = SignalEvidence(sig.metric_name, sig.family, z, first, sig.firing)
@@ -605,9 +624,10 @@ def step_signal(
     """Apply one service's anomaly evidence (a :class:`SignalUpdate`).
 
     The state keeps each service's recent signals (a firing one keeps its first
-    ``first_at`` across re-sends; resolved signals are dropped ``join_window_s``
-    after their last record, firing ones not re-sent for ``forget_after_s``; at most
-    ``max_signal_services`` services, the least recently updated dropped first). A
+    ``first_at`` across re-sends unless it :func:`escalated`; resolved signals are
+    dropped ``join_window_s`` after their last record, firing ones not re-sent for
+    ``forget_after_s``; at most ``max_signal_services`` services, the least recently
+    updated dropped first). A
     service with anomaly evidence is no group member (it gets no message of its own);
     it is ranked as a suspect of every group with a member within ``max_hops`` in the
     graph (or naming it in error lines) when its signals began in the group's span

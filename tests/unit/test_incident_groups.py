@@ -15,6 +15,7 @@ from autopilot.incident_groups import (
     GroupState,
     MemberUpdate,
     SignalUpdate,
+    escalated,
     step,
     step_signal,
 )
@@ -351,3 +352,36 @@ def test_a_members_new_episode_replaces_its_incidents_first_onset() -> None:
     same, _ = step_signal(feed([old, member("db", at=T0 + 60)], SHOP)[0], resend, SHOP,
                           CONFIG, T0 - 3000)
     assert same.evidence_of("grp-inc-checkout", SHOP, CONFIG)["checkout"].onset == T0 - 3000
+
+
+def test_a_firing_series_that_steps_up_starts_a_new_episode() -> None:
+    # checkout's CPU has fired since T0 - 3000 (z 3, a chronic episode); db's incident
+    # opened at T0 + 60; at T0 checkout's CPU is re-sent 30 times as far off (z 90)
+    old = member("checkout", at=T0 - 3000, metric="cpu_usage_percent", family="resource",
+                 z=3.0)
+    state, _ = feed([old, member("db", at=T0 + 60)], SHOP)
+    state, _ = step_signal(state, signal("checkout", at=T0 - 3000, z=3.0), SHOP, CONFIG,
+                           T0 - 3000)
+    stepped, _ = step_signal(state, signal("checkout", at=T0, z=90.0), SHOP, CONFIG, T0 + 1)
+    after = stepped.evidence_of("grp-inc-checkout", SHOP, CONFIG)["checkout"]
+    assert after.onset == T0 and after.signals[0].z == 90.0
+    # control: a re-send near its level (z 4) stays the old episode
+    near, _ = step_signal(state, signal("checkout", at=T0, z=4.0), SHOP, CONFIG, T0 + 1)
+    assert near.evidence_of("grp-inc-checkout", SHOP, CONFIG)["checkout"].onset == T0 - 3000
+    # control: switched off (factor 0), the step is an old episode too
+    off = dataclasses.replace(CONFIG, escalation_factor=0.0)
+    kept, _ = step_signal(state, signal("checkout", at=T0, z=90.0), SHOP, off, T0 + 1)
+    assert kept.evidence_of("grp-inc-checkout", SHOP, off)["checkout"].onset == T0 - 3000
+
+
+def test_escalated() -> None:
+    def sig(z: float, firing: bool = True) -> SignalEvidence:
+        return SignalEvidence("cpu_usage_percent", "resource", z, T0, firing)
+
+    assert CONFIG.escalation_factor == 20.0
+    assert escalated(sig(2.0), sig(40.0), CONFIG)
+    assert escalated(sig(-2.0), sig(-40.0), CONFIG)
+    assert not escalated(sig(2.0), sig(39.0), CONFIG)  # below the factor
+    assert not escalated(sig(2.0), sig(-40.0), CONFIG)  # the other direction
+    assert not escalated(sig(2.0, firing=False), sig(40.0), CONFIG)  # resolved before
+    assert not escalated(sig(2.0), sig(40.0, firing=False), CONFIG)

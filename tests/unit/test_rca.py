@@ -18,6 +18,8 @@ from autopilot.rca import (
     RcaConfig,
     ServiceEvidence,
     SignalEvidence,
+    directed_family,
+    evidence_from_anomaly,
     evidence_from_incident,
     family,
     rank_incident,
@@ -247,6 +249,41 @@ def test_a_caller_whose_client_latency_leads_is_a_victim(config: RcaConfig) -> N
     evidence[0] = ev("frontend", ("PodClientLatencyP99(s)", 3.0, T0),
                      ("PodServerLatencyP99(s)", 8.0, T0))
     assert order(evidence, ServiceGraph(), config)[0] == "frontend"
+
+
+@pytest.mark.parametrize(("name", "z", "expected"), [
+    ("CpuUsageRate(%)", 5.0, "resource"),
+    ("CpuUsageRate(%)", -5.0, "other"),  # less CPU used: no saturation
+    ("MemoryUsage(Mi)", -5.0, "other"),
+    ("memory_available_bytes", -5.0, "resource"),  # headroom fell: saturation
+    ("memory_available_bytes", 5.0, "other"),
+    ("cpu_idle_percent", -5.0, "resource"),
+    ("PodServerLatencyP90(s)", -5.0, "other"),
+    ("PodSuccessRate(%)", -5.0, "error"),
+    ("PodSuccessRate(%)", 5.0, "other"),
+    ("PodWorkload(Ops)", -5.0, "traffic"),
+])
+def test_directed_family(name: str, z: float, expected: str) -> None:
+    assert directed_family(name, "metric", z) == expected
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_a_resource_whose_use_fell_is_no_saturation(config: RcaConfig) -> None:
+    # no graph: cart's CPU use fell first, payment's rose a minute later
+    def cpu(service: str, z: float, at: float) -> ServiceEvidence:
+        when = datetime.fromtimestamp(at, UTC)
+        return evidence_from_anomaly(anomaly("CpuUsageRate(%)", service=service, z=z,
+                                             value=100.0 + z, mean=100.0, at=when))
+    evidence = {"cart": cpu("cart", -6.0, T0), "payment": cpu("payment", 4.0, T0 + 60)}
+    suspects = rank_suspects(evidence, ServiceGraph(), config=config)
+    assert suspects[0].service == "payment"
+    assert suspects[0].fault_kind == "resource"
+    assert suspects[1].fault_kind != "resource"
+    # control: cart's CPU use rose instead: it left its baseline first, saturated
+    evidence["cart"] = cpu("cart", 6.0, T0)
+    suspects = rank_suspects(evidence, ServiceGraph(), config=config)
+    assert suspects[0].service == "cart"
+    assert suspects[0].fault_kind == "resource"
 
 
 def test_reasons_stay_short_for_huge_names() -> None:
