@@ -22,6 +22,11 @@ a value in [0, 1] and the sentence that explains it (the ``reasons``):
 * :func:`deployment_score` — a deployment within ``deployment_window_s`` before its
   onset.
 
+One rule adjusts them, :func:`explained_errors`: a service at least
+``explained_share`` of whose error lines name one other service has its errors
+explained by that dependency; its error signature counts ``explained_factor`` as
+much, and the named service takes its onset when that is earlier than its own.
+
 The sum is divided by the sum of the weights, so scores are in [0, 1]. Every weight
 is a field of :class:`RcaConfig` (defaults documented there). Cost: O(services +
 edges among them) per ranking; deterministic (ties broken by service name).
@@ -49,6 +54,7 @@ __all__ = [
     "directed_family",
     "evidence_from_anomaly",
     "evidence_from_incident",
+    "explained_errors",
     "family",
     "named_score",
     "onset_score",
@@ -254,6 +260,10 @@ class RcaConfig:
     ``sig_alert`` 0.4, ``sig_traffic`` 0.2, ``sig_other`` 0.2.
     ``min_reason_score`` (0.5): below this depth value, a service whose callees are
     anomalous too says so in its reasons.
+    ``explained_share`` (0.5) and ``explained_factor`` (0.5): a service at least this
+    share of whose error lines name one other service has its error signature
+    multiplied by the factor (:func:`explained_errors`; measured by bench/rca.py and
+    bench/analysis.py, see bench/rca.py).
     """
 
     w_onset: float = 0.25
@@ -274,6 +284,8 @@ class RcaConfig:
     sig_traffic: float = 0.2
     sig_other: float = 0.2
     min_reason_score: float = 0.5
+    explained_share: float = 0.5
+    explained_factor: float = 0.5
 
     def total_weight(self) -> float:
         """The sum of the weights (the score's denominator; at least a tiny positive)."""
@@ -434,15 +446,41 @@ def _top_signal(
     return best
 
 
+def explained_errors(service: str, ctx: _Context) -> tuple[str | None, str | None]:
+    """The dependency that explains this service's errors, as (service, reason): the
+    service its error lines name most, when at least ``explained_share`` of its error
+    lines name it (``(None, None)`` otherwise, and for a service without error
+    lines). Such a service is a victim of that dependency: its own error signature
+    counts ``explained_factor`` as much (:func:`signature_score`), and the dependency
+    takes its onset when earlier than its own (:func:`onset_score`)."""
+    ev = ctx.evidence.get(service)
+    if ev is None or not ev.named or ev.error_lines <= 0:
+        return None, None
+    target = ev.named[0]
+    lines = ev.lines_naming(target)
+    if target == service or lines < ctx.config.explained_share * ev.error_lines:
+        return None, None
+    return target, (f"{lines} of its {ev.error_lines} error lines name {_short(target)}: "
+                    "its errors are explained by that dependency")
+
+
 def onset_score(service: str, ctx: _Context) -> tuple[float, str | None]:
     """1 for the earliest onset among the services ranked, falling linearly to 0 at
     ``onset_window_s`` later; a service named only in error lines takes the onset of
-    the earliest service naming it."""
+    the earliest service naming it, and a service that explains another's errors
+    (:func:`explained_errors`) takes that service's onset when earlier than its own."""
     ev = ctx.evidence.get(service)
     onset = ev.onset if ev is not None else None
     if onset is None:
         namers = [ctx.evidence[n].onset for n in ctx.named_by.get(service, {})]
         onset = min((t for t in namers if t is not None), default=None)
+    inherited = [ctx.evidence[n].onset for n in ctx.named_by.get(service, {})
+                 if explained_errors(n, ctx)[0] == service]
+    inherited_onset = min((t for t in inherited if t is not None), default=None)
+    via: str | None = None
+    if inherited_onset is not None and (onset is None or inherited_onset < onset):
+        onset = inherited_onset
+        via = "the services whose errors it explains"
     if onset is None or ctx.first_onset is None:
         return 0.0, None
     lag = onset - ctx.first_onset
@@ -450,6 +488,8 @@ def onset_score(service: str, ctx: _Context) -> tuple[float, str | None]:
     value = 1.0 if lag <= 0 else max(0.0, 1.0 - lag / window) if window > 0 else 0.0
     if ev is None:
         return value, None  # its onset is its callers': no sentence of its own
+    if via is not None:
+        return value, f"onset of {via}" + (" (the first)" if lag <= 0 else "")
     if lag <= 0:
         top = _top_signal(ev) if ev is not None else None
         what = f" ({_short(top.metric_name)} at {_clock(top.first_at)})" if top is not None else ""
@@ -507,6 +547,9 @@ def signature_score(service: str, ctx: _Context) -> tuple[float, FaultKind, str 
         top = _top_signal(ev, ("error",))
         what = (f"{_short(top.metric_name)} z={top.z:.1f}" if top
                 else f"{ev.error_lines} error lines")
+        explainer, why = explained_errors(service, ctx)
+        if explainer is not None and why is not None:
+            return cfg.sig_error * cfg.explained_factor, "code_error", why
         return cfg.sig_error, "code_error", f"errors of its own: {what}"
     if "latency" in fams:
         lat = [s for s in ev.signals if s.family == "latency"]

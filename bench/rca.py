@@ -91,6 +91,15 @@ on this data (shared by both systems, measured one after the other):
   more than an order of magnitude) is kept as the lower end of that range. Factors
   below 10, down to the doubling on which the live forwarder already re-sends
   (``AUTOPILOT_SIGNAL_RESEND_S``), cost Train Ticket.
+* :func:`autopilot.rca.explained_errors`: a service at least half of whose error
+  lines name one other service has its error signature halved, and that service
+  takes its onset when earlier. No change here (Online Boutique 53.6/64.3/71.4 %,
+  Train Ticket 14.3/25.0/39.3 % before and after): Online Boutique has no logs, and
+  no Train Ticket error line names another service (its lines name classes and
+  methods, ``BasicServiceImpl [getRoutesByRouteIds]``, never ``ts-route-service``).
+  Kept for the demo's upstream timeouts: ``bench/analysis.py --no-llm --only
+  constructed`` service right 66.7 → 83.3 % (``upstream-timeout`` now names
+  ``payments-gateway`` first).
 
 A sweep of single weight changes around these defaults (``w_onset``, ``w_depth``,
 ``w_signature``, ``w_strength``, ``onset_window_s``, the ``sig_*`` values,

@@ -294,3 +294,29 @@ def test_reasons_stay_short_for_huge_names() -> None:
     suspects = rank_suspects({e.service: e for e in evidence}, ServiceGraph())
     assert suspects and all(len(r) <= 200 for s in suspects for r in s.reasons)
     assert any("deployed v999" in r and "…" in r for r in suspects[0].reasons)
+
+
+@pytest.mark.parametrize("config", CONFIGS[:2])
+def test_errors_explained_by_a_dependency_point_at_it(config: RcaConfig) -> None:
+    # the demo's upstream timeout: the frontend's own latency and 5xx rise first, but
+    # its error line blames payments-gateway, which turns slow two minutes later
+    # (the control's weights: under a heavier depth weight the gateway leads anyway)
+    graph = graph_of(("frontend", "payments-gateway"))
+    frontend = dataclasses.replace(
+        ev("frontend", ("http_request_duration_p99_seconds", 9.0, T0),
+           ("http_5xx_per_second", 8.0, T0), error_lines=1, named=("payments-gateway",)),
+        named_lines=(1,))
+    gateway = ev("payments-gateway", ("http_request_duration_p99_seconds", 4.0, T0 + 120))
+    suspects = rank_suspects({"frontend": frontend, "payments-gateway": gateway}, graph,
+                             config=config)
+    assert [s.service for s in suspects] == ["payments-gateway", "frontend"]
+    assert any("explained by that dependency" in r for r in suspects[1].reasons)
+    assert any("onset of the services whose errors it explains" in r
+               for r in suspects[0].reasons)
+    # control: only 1 of its 3 error lines names the gateway — its errors are its
+    # own, and it is ranked first
+    own = dataclasses.replace(frontend, error_lines=3)
+    suspects = rank_suspects({"frontend": own, "payments-gateway": gateway}, graph,
+                             config=config)
+    assert [s.service for s in suspects] == ["frontend", "payments-gateway"]
+    assert not any("explained" in r for s in suspects for r in s.reasons)
