@@ -385,6 +385,7 @@ _PHRASES: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGNORECASE) for p
     r"connection refused\b.*?\b(?:to|from|at|host) ['\"]?" + _HOST,
     r"(?:connect|connection) to " + _HOST + r"(?:[.:/][^\s]*)? (?:failed|refused|timed out)",
     r"(?:error|failure|failed) (?:calling|from|contacting) ['\"]?" + _HOST,
+    r"deadline exceeded (?:while )?(?:calling|connecting to|waiting for) ['\"]?" + _HOST,
 ))
 #: Words the phrase set must never take for a service name.
 _STOP = frozenset({

@@ -165,6 +165,9 @@ def test_named_services_is_conservative() -> None:
         "inventory-svc",)
     assert named_services("timeout calling ledger:9000 after 3 tries", [], "x") == ("ledger",)
     assert named_services("upstream fraud-check returned 503", [], "x") == ("fraud-check",)
+    assert named_services("context deadline exceeded calling payments-gateway", [], "x") == (
+        "payments-gateway",)
+    assert named_services("context deadline exceeded", [], "x") == ()
     assert named_services("the server did not answer", [], "x") == ()
     assert named_services("NullPointerException in OrderHandler", [], "x") == ()
 
