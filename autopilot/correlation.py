@@ -48,7 +48,9 @@ text, so a replay produces the same id. A service has at most one incident.
   newer record arrives and in wall-clock time through :func:`close_if_quiet`,
   resolves it (resolution ``stale``, ``closed_at`` = last evidence +
   ``close_after_s``, timeline ``stale``). Its signals keep their state (no recovery
-  was seen);
+  was seen). While one of them is a firing Alertmanager alert the quiet time is
+  ``alert_close_after_s`` (``AUTOPILOT_ALERT_CLOSE_S``, 5 h) instead: Alertmanager
+  re-sends only every ``repeat_interval``;
 * a resolved incident stays in the state. Firing evidence whose event time is after
   ``closed_at`` and less than ``reopen_window_s`` (``AUTOPILOT_REOPEN_WINDOW_S``, 1 h)
   after it *re-opens* it: same id, same revision sequence, status ``reopened``,
@@ -131,6 +133,10 @@ class CorrelationConfig:
         context_window_s: error lines attached from this long before the incident
             (or its first signal) began, until its latest evidence (600).
         max_anomalies: alerts kept per incident and in the recent window (50).
+        alert_close_after_s: the stale close's quiet time while one of the incident's
+            signals is a firing Alertmanager alert (``AUTOPILOT_ALERT_CLOSE_S``, 18000):
+            Alertmanager re-sends a firing alert only every ``repeat_interval`` (4 h by
+            default), and its resolved notification closes the signal at once.
         reopen_window_s: firing evidence less than this after a resolution re-opens
             the incident (``AUTOPILOT_REOPEN_WINDOW_S``, 3600); a resolved incident is
             forgotten after it (event time, or wall-clock time when quiet).
@@ -144,6 +150,7 @@ class CorrelationConfig:
     window_s: int = 600
     deployment_window_s: int = DEPLOYMENT_WINDOW_S
     close_after_s: int = 900
+    alert_close_after_s: int = 18000
     context_window_s: int = 600
     max_anomalies: int = 50
     reopen_window_s: int = 3600
@@ -157,6 +164,7 @@ class CorrelationConfig:
             window_s=settings.correlation_window_s,
             deployment_window_s=settings.deployment_window_s,
             close_after_s=settings.incident_close_s,
+            alert_close_after_s=settings.alert_close_s,
             reopen_window_s=settings.reopen_window_s,
         )
 
@@ -618,9 +626,17 @@ def _already_applied(state: CorrelationState, anomaly: dict[str, Any]) -> bool:
 # --------------------------------------------------------------------------- lifecycle
 
 
+def _close_after(inc: OpenIncident, config: CorrelationConfig) -> int:
+    """The quiet time after which the firing ``inc`` is stale (s): ``close_after_s``,
+    or ``alert_close_after_s`` (if longer) while one of its signals is a firing alert."""
+    if any(sig.kind == "alert" and sig.state == "firing" for sig in inc.signals):
+        return max(config.close_after_s, config.alert_close_after_s)
+    return config.close_after_s
+
+
 def _stale(inc: OpenIncident, ctx: _Ctx) -> tuple[OpenIncident, Incident]:
-    """Resolve a firing incident as stale: no evidence for ``close_after_s``."""
-    close_after = ctx.config.close_after_s
+    """Resolve a firing incident as stale: no evidence for :func:`_close_after`."""
+    close_after = _close_after(inc, ctx.config)
     closed_at = inc.updated_at + timedelta(seconds=close_after)
     entry = _entry(
         closed_at, "stale", f"resolved as stale: no evidence for {_duration(close_after)}"
@@ -647,7 +663,9 @@ def _expire(
         return state, []
     out: list[Incident] = []
     config = ctx.config
-    if inc.state == "firing" and (t - inc.updated_at).total_seconds() > config.close_after_s:
+    if inc.state == "firing" and (
+        (t - inc.updated_at).total_seconds() > _close_after(inc, config)
+    ):
         inc, record = _stale(inc, ctx)
         state = replace(state, incident=inc)
         out.append(record)
@@ -996,7 +1014,7 @@ def close_if_quiet(
         return state, []
     quiet = wall_now - inc.wall_updated
     if inc.state == "firing":
-        if quiet < config.close_after_s:
+        if quiet < _close_after(inc, config):
             return state, []
         ctx = _Ctx(service, deployments, errors, wall_now, config)
         inc, record = _stale(inc, ctx)
@@ -1048,14 +1066,14 @@ def resolve_manually(
 
 def is_quiet(state: CorrelationState, wall_now: float, config: CorrelationConfig) -> bool:
     """True when :func:`close_if_quiet` has something to do at ``wall_now``: a firing
-    incident quiet for ``close_after_s`` wall-clock seconds, or a resolved one
-    resolved ``reopen_window_s`` wall-clock seconds ago."""
+    incident quiet for its close time (:func:`_close_after`) in wall-clock seconds, or
+    a resolved one resolved ``reopen_window_s`` wall-clock seconds ago."""
     inc = state.incident
     if inc is None:
         return False
     quiet = wall_now - inc.wall_updated
     if inc.state == "firing":
-        return quiet >= config.close_after_s
+        return quiet >= _close_after(inc, config)
     return quiet >= config.reopen_window_s
 
 

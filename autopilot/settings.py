@@ -394,6 +394,13 @@ class Settings(BaseSettings):
         "Stale close: resolve an incident after this long without any evidence (s, event "
         "time; wall clock when the service goes quiet)", ge=1
     )
+    alert_close_s: int = _env(
+        "AUTOPILOT_ALERT_CLOSE_S", 18000,
+        "Stale close of an incident that has a firing Alertmanager alert: it stays open "
+        "this long without a re-send (s; longer than Alertmanager's default "
+        "repeat_interval of 4 h, so a long outage is not closed between re-sends; never "
+        "shorter than AUTOPILOT_INCIDENT_CLOSE_S)", ge=1
+    )
     close_check_interval_s: float = _env(
         "AUTOPILOT_CLOSE_CHECK_INTERVAL_S", 30.0, "Wall-clock check for quiet incidents (s)", gt=0
     )

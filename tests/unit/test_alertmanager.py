@@ -19,9 +19,10 @@ from autopilot.alertmanager import (
 )
 from autopilot.analysis import build_messages, fallback_analysis
 from autopilot.blockkit import plain_text, render_incident
+from autopilot.correlation import CorrelationConfig, close_if_quiet, is_quiet
 from autopilot.models import Alert, Anomaly, Incident, Severity
 from tests.factories import analysis
-from tests.unit.test_correlation import Run, anomaly
+from tests.unit.test_correlation import WALL0, Run, anomaly
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LABELS = ("service", "app", "app_kubernetes_io_name", "job")
@@ -309,3 +310,39 @@ def test_a_service_name_over_256_characters_is_refused_as_for_every_other_input(
     assert alert_anomaly(labels={"alertname": "A", "service": "s" * 256}, **fields)
     with pytest.raises(ValueError, match="at most 256"):
         alert_anomaly(labels={"alertname": "A", "service": "s" * 257}, **fields)
+
+
+def test_a_firing_alert_keeps_its_incident_open_between_alertmanagers_re_sends() -> None:
+    """Alertmanager re-sends a firing alert every repeat_interval (4 h by default):
+    the incident is stale only after alert_close_after_s without one."""
+    config = CorrelationConfig(close_after_s=900, alert_close_after_s=18000)
+    run = Run(config=config)
+    run(alert_at(0), wall=WALL0)
+    kwargs: dict[str, Any] = {
+        "service": "checkout", "deployments": run.deps, "errors": [], "config": config}
+    assert not is_quiet(run.state, WALL0 + 3600, config)
+    assert close_if_quiet(run.state, wall_now=WALL0 + 3600, **kwargs)[1] == []
+    # A re-send 4 h later (event time): still the same firing incident, nothing closed.
+    assert run(alert_at(240), wall=WALL0 + 14400) == []
+    assert run.state.incident is not None and run.state.incident.state == "firing"
+    # 5 h without a re-send: stale.
+    assert is_quiet(run.state, WALL0 + 14400 + 18000, config)
+    _, (stale,) = close_if_quiet(run.state, wall_now=WALL0 + 14400 + 18000, **kwargs)
+    assert stale.resolution == "stale"
+
+
+def test_once_the_alert_resolved_the_incident_closes_on_the_usual_quiet_time() -> None:
+    """Control: a metric anomaly's incident, and one whose alert has resolved, use
+    close_after_s."""
+    config = CorrelationConfig(close_after_s=900, alert_close_after_s=18000)
+    run = Run(config=config)
+    run(anomaly(0).model_copy(update={"detected_at": NOW, "severity": Severity.CRITICAL}),
+        wall=WALL0)
+    assert is_quiet(run.state, WALL0 + 900, config)
+    run = Run(config=config)
+    run(alert_at(0, severity="warning"), wall=WALL0)
+    run(anomaly(1).model_copy(update={"detected_at": NOW + timedelta(minutes=1)}), wall=WALL0)
+    assert not is_quiet(run.state, WALL0 + 3600, config)
+    run(alert_at(2, "resolved", severity="warning"), wall=WALL0 + 120)
+    assert run.state.incident is not None and run.state.incident.state == "firing"
+    assert is_quiet(run.state, WALL0 + 120 + 900, config)
