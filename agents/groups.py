@@ -23,7 +23,8 @@ Four agents and the ingest side's edge observations:
    partition: every grouping decision is made by one worker, in one order.
 3. **Trace linker** (``traces``, on ``autopilot.traces``, keyed by trace id): a
    :class:`~autopilot.servicegraph.TraceLinker` per worker (in memory) turns log lines'
-   trace and span ids into caller → callee edges.
+   trace and span ids into caller → callee edges. Each record is one service's spans
+   of one trace from one batch of log lines (:class:`~autopilot.models.TraceContext`).
 4. **Anomaly forwarder** (``groups-signals``, on ``autopilot.anomalies``, keyed by
    service): each firing or resolved Anomaly record becomes a
    :class:`autopilot.incident_groups.SignalUpdate` sent as ``{"kind": "signal", …}`` to
@@ -66,7 +67,15 @@ from autopilot.incident_groups import (
     step,
     step_signal,
 )
-from autopilot.models import Anomaly, Incident, IncidentGroup, LogEntry, decode_records
+from autopilot.models import (
+    Anomaly,
+    Incident,
+    IncidentGroup,
+    LogEntry,
+    TraceContext,
+    TraceSpan,
+    decode_records,
+)
 from autopilot.servicegraph import (
     ServiceGraph,
     TraceLinker,
@@ -91,6 +100,8 @@ GRAPH_KEY = b"graph"
 EDGE_RESEND_S = 600.0
 #: Edges remembered as sent, and incidents remembered as forwarded, per worker.
 MAX_REMEMBERED = 10_000
+#: Spans per autopilot.traces record (TraceContext's limit; a longer run is split).
+MAX_TRACE_SPANS = 256
 EDGE_SOURCES = ("config", "label", "trace", "logs", "learned")
 
 _sent_edges: OrderedDict[tuple[str, str, str], float] = OrderedDict()
@@ -157,18 +168,21 @@ def _followed(trace_id: str) -> bool:
 
 async def observe_logs(service: str, entries: list[LogEntry]) -> None:
     """Edge observations of a batch of one service's log lines: services its error lines
-    name (source ``logs``) and, for lines with a ``trace_id`` label, a record to
-    ``autopilot.traces`` for the trace linker."""
+    name (source ``logs``) and, for lines with a ``trace_id`` label, one
+    :class:`~autopilot.models.TraceContext` record per trace id of the batch (its spans
+    in log order, at most 256 per record) to ``autopilot.traces`` for the trace
+    linker."""
     known: set[str] | None = None
     named: list[tuple[str, str]] = []
+    spans: dict[str, list[TraceSpan]] = {}
     at = 0.0
     for entry in entries:
         trace_id = entry.labels.get("trace_id")
         if trace_id and _followed(trace_id):
-            body = {"trace_id": trace_id, "span_id": entry.labels.get("span_id"),
-                    "parent_span_id": entry.labels.get("parent_span_id"),
-                    "service": service, "at": entry.timestamp.timestamp()}
-            await traces_topic.send(key=trace_id.encode(), value=json.dumps(body).encode())
+            spans.setdefault(trace_id, []).append(TraceSpan(
+                span_id=entry.labels.get("span_id"),
+                parent_span_id=entry.labels.get("parent_span_id"),
+                at=entry.timestamp.timestamp()))
         if is_error_level(entry.level):
             if known is None:
                 known = config_graph().services() | _seen_here.services()
@@ -176,6 +190,12 @@ async def observe_logs(service: str, entries: list[LogEntry]) -> None:
                 if (service, callee) not in named:
                     named.append((service, callee))
                     at = max(at, entry.timestamp.timestamp())
+    for trace_id, trace_spans in spans.items():
+        for i in range(0, len(trace_spans), MAX_TRACE_SPANS):
+            record = TraceContext(trace_id=trace_id, service=service,
+                                  spans=trace_spans[i:i + MAX_TRACE_SPANS])
+            await traces_topic.send(key=trace_id.encode(),
+                                    value=record.model_dump_json().encode())
     if named:
         await observe_edges(named, "logs", at)
 
@@ -367,17 +387,17 @@ async def group_incidents(stream: StreamT[bytes]) -> None:
 async def link(event: EventT[bytes]) -> None:
     """Apply one trace-context record (see module docstring)."""
     try:
-        data = json.loads(event.value or b"")
-        trace_id, service, at = data["trace_id"], data["service"], float(data["at"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BadRecord(f"trace record needs trace_id, service and at: {exc}") from None
-    if not (isinstance(trace_id, str) and isinstance(service, str)):
-        raise BadRecord("trace record needs trace_id and service (strings)")
-    span, parent = data.get("span_id"), data.get("parent_span_id")
-    pairs = _linker.observe(trace_id, span if isinstance(span, str) else None,
-                            parent if isinstance(parent, str) else None, service, at)
+        record = TraceContext.model_validate_json(event.value or b"")
+    except ValueError as exc:
+        raise BadRecord(f"not a trace-context record: {exc}") from None
+    pairs: list[tuple[str, str]] = []
+    for span in record.spans:
+        for pair in _linker.observe(record.trace_id, span.span_id, span.parent_span_id,
+                                    record.service, span.at):
+            if pair not in pairs:
+                pairs.append(pair)
     if pairs:
-        await observe_edges(pairs, "trace", at)
+        await observe_edges(pairs, "trace", max(span.at for span in record.spans))
 
 
 @app.agent(traces_topic, name="traces")

@@ -27,6 +27,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from autopilot.errors import BadRecord
@@ -46,6 +47,8 @@ __all__ = [
     "Severity",
     "Signal",
     "TimelineEntry",
+    "TraceContext",
+    "TraceSpan",
     "UNKNOWN_VERSION",
     "decode_records",
     "parse_timestamp",
@@ -423,6 +426,35 @@ class IncidentGroup(_Record):
     primary_incident_id: str
     members: list[GroupMember] = Field(default_factory=list)
     suspects: list[Suspect] = Field(default_factory=list)
+
+
+class TraceSpan(_Record):
+    """One log line's span in a trace: its ``span_id`` and ``parent_span_id`` labels
+    (either may be absent) and the line's time (``at``, epoch seconds)."""
+
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    at: float
+
+
+class TraceContext(_Record):
+    """The trace context of one service's log lines of one trace, from one batch (a
+    record of ``autopilot.traces``, keyed by ``trace_id``): ``spans`` in log order,
+    1 to 256 of them (:class:`autopilot.servicegraph.TraceLinker` reads them)."""
+
+    trace_id: str = Field(min_length=1)
+    service: str = Field(min_length=1)
+    spans: list[TraceSpan] = Field(min_length=1, max_length=256)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_one_span(cls, value: Any) -> Any:
+        # the one-line shape written before spans were batched: span_id,
+        # parent_span_id and at at the top level
+        if isinstance(value, dict) and "spans" not in value and "at" in value:
+            span = {k: value.get(k) for k in ("span_id", "parent_span_id", "at")}
+            return {**value, "spans": [span]}
+        return value
 
 
 class Incident(_Record):

@@ -59,9 +59,10 @@ autopilot.incident.groups  b"groups" → {"kind": "member", …MemberUpdate} (a 
                            "callee", "source", "at"} (a service-graph observation);
                            ONE partition: every grouping decision is made in one
                            place (docs/rca.md)
-autopilot.traces           trace id → {"trace_id", "span_id", "parent_span_id",
-                           "service", "at"} (a log line's trace context, for the
-                           trace linker; docs/rca.md)
+autopilot.traces           trace id → {"trace_id", "service", "spans": [{"span_id",
+                           "parent_span_id", "at"}, …]} (one service's log lines
+                           of one trace from one batch, for the trace linker;
+                           docs/rca.md)
 autopilot.deadletter       original key → original value bytes; headers
                            ``x-autopilot-reason``, ``-topic``, ``-partition``,
                            ``-offset``, ``-stage``

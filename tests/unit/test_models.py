@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -14,6 +16,7 @@ from autopilot.models import (
     LogEntry,
     MetricPoint,
     Severity,
+    TraceContext,
     decode_records,
     parse_timestamp,
     series_key,
@@ -215,3 +218,32 @@ def test_severity_rank_order() -> None:
     assert max(Severity, key=lambda s: s.rank) is Severity.CRITICAL
     assert sorted(reversed(ordered), key=lambda s: s.rank) == ordered
     assert Severity("critical") is Severity.CRITICAL
+
+
+# --------------------------------------------------------------------------- TraceContext
+
+
+def test_a_trace_context_keeps_its_spans_in_order() -> None:
+    ctx = TraceContext.model_validate_json(json.dumps({
+        "trace_id": "t1", "service": "cart",
+        "spans": [{"span_id": "b", "parent_span_id": "a", "at": 2.0}, {"at": 1.0}]}))
+    assert [(s.span_id, s.parent_span_id, s.at) for s in ctx.spans] == [
+        ("b", "a", 2.0), (None, None, 1.0)]
+
+
+def test_a_trace_record_of_the_one_line_shape_is_one_span() -> None:
+    ctx = TraceContext.model_validate({"trace_id": "t1", "service": "db", "span_id": "b",
+                                       "parent_span_id": "a", "at": 5})
+    assert [(s.span_id, s.parent_span_id, s.at) for s in ctx.spans] == [("b", "a", 5.0)]
+
+
+@pytest.mark.parametrize("bad", [
+    {"trace_id": "t1", "service": "db", "spans": []},
+    {"trace_id": "", "service": "db", "at": 1},
+    {"trace_id": "t1", "at": 1},
+    {"trace_id": "t1", "service": "db", "spans": [{"span_id": "a"}]},
+    {"trace_id": "t1", "service": "db", "spans": [{"at": 0}] * 257},
+])
+def test_a_bad_trace_record_is_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        TraceContext.model_validate(bad)
