@@ -61,7 +61,12 @@ def free_port() -> int:
 
 
 class _ThreadedServer:
-    """An aiohttp app served on 127.0.0.1 from a daemon thread with its own loop."""
+    """An aiohttp app served on 127.0.0.1 from a daemon thread with its own loop.
+
+    ``handler_cancellation``: cancel a request's handler when its client disconnects
+    (aiohttp's ``AppRunner`` option; off by default, as in aiohttp)."""
+
+    handler_cancellation = False
 
     def __init__(self) -> None:
         self.port = 0
@@ -95,7 +100,8 @@ class _ThreadedServer:
 
             async def setup() -> None:
                 self._stopping = asyncio.Event()
-                runner = web.AppRunner(self.build_app(), access_log=None)
+                runner = web.AppRunner(self.build_app(), access_log=None,
+                                       handler_cancellation=self.handler_cancellation)
                 await runner.setup()
                 await web.SockSite(runner, sock).start()
                 self._runner = runner
