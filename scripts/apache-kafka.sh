@@ -46,6 +46,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=daemon.sh
+. "$ROOT/scripts/daemon.sh"
 KAFKA_VERSION=${KAFKA_VERSION:-3.9.1}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_SECURE=${KAFKA_SECURE:-0}
@@ -113,10 +115,6 @@ EOF
       -DincludeScope=runtime -DoutputDirectory="$LIBS" >&2
   touch "$LIBS/.complete"
   say "$(ls "$LIBS" | wc -l) jars in $LIBS"
-}
-
-pid_alive() {
-  [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
 }
 
 port_open() {
@@ -342,25 +340,7 @@ run() {
 }
 
 stop() {
-  if ! pid_alive; then
-    rm -f "$PIDFILE"
-    say "not running"
-    return
-  fi
-  local pid
-  pid=$(cat "$PIDFILE")
-  kill -TERM "$pid"
-  local deadline=$((SECONDS + 60))
-  while kill -0 "$pid" 2>/dev/null; do
-    if [ $SECONDS -ge $deadline ]; then
-      say "no clean shutdown after 60 s; killing pid $pid"
-      kill -KILL "$pid" 2>/dev/null || true
-      break
-    fi
-    sleep 0.3
-  done
-  rm -f "$PIDFILE"
-  say "stopped"
+  stop_daemon 60
 }
 
 status() {

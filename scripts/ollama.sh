@@ -37,6 +37,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=daemon.sh
+. "$ROOT/scripts/daemon.sh"
 OLLAMA_VERSION=${OLLAMA_VERSION:-v0.17.4}
 CACHE=${OLLAMA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/autopilot/ollama-$OLLAMA_VERSION}
 BIN=$CACHE/ollama
@@ -146,10 +148,6 @@ model() {
   echo "$MODEL_PATH"
 }
 
-pid_alive() {
-  [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
-}
-
 free_port() {
   "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -192,25 +190,7 @@ start() {
 }
 
 stop() {
-  if ! pid_alive; then
-    rm -f "$PIDFILE"
-    say "not running"
-    return
-  fi
-  local pid
-  pid=$(cat "$PIDFILE")
-  kill -TERM "$pid"
-  local deadline=$((SECONDS + 30))
-  while kill -0 "$pid" 2>/dev/null; do
-    if [ $SECONDS -ge $deadline ]; then
-      say "no clean shutdown after 30 s; killing pid $pid"
-      kill -KILL "$pid" 2>/dev/null || true
-      break
-    fi
-    sleep 0.3
-  done
-  rm -f "$PIDFILE"
-  say "stopped"
+  stop_daemon 30
 }
 
 status() {
