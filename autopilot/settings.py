@@ -43,6 +43,11 @@ def _env(name: str, default: Any, description: str, **kw: Any) -> Any:
     return Field(default, validation_alias=name, description=description, **kw)
 
 
+def _comma_list(raw: str) -> tuple[str, ...]:
+    """The non-empty items of a comma-separated setting, trimmed, in order."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
 class Settings(BaseSettings):
     """All settings of the autopilot (frozen; unknown keys refused).
 
@@ -646,19 +651,19 @@ class Settings(BaseSettings):
         if self.api_keys is None:
             return []
         raw = self.api_keys.get_secret_value().replace("\r", "\n").replace("\n", ",")
-        return [k.strip() for k in raw.split(",") if k.strip()]
+        return list(_comma_list(raw))
 
     def peer_label_list(self) -> tuple[str, ...]:
         """The metric labels that name a called service (``AUTOPILOT_PEER_LABELS``)."""
-        return tuple(x.strip() for x in self.peer_labels.split(",") if x.strip())
+        return _comma_list(self.peer_labels)
 
     def service_label_list(self) -> tuple[str, ...]:
         """``AUTOPILOT_SERVICE_LABELS`` as a tuple of label names, in order."""
-        return tuple(x.strip() for x in self.service_labels.split(",") if x.strip())
+        return _comma_list(self.service_labels)
 
     def otlp_resource_label_list(self) -> tuple[str, ...]:
         """``AUTOPILOT_OTLP_RESOURCE_LABELS`` as a tuple of attribute names."""
-        return tuple(x.strip() for x in self.otlp_resource_labels.split(",") if x.strip())
+        return _comma_list(self.otlp_resource_labels)
 
     def secret_values(self) -> list[str]:
         """Every secret value set (API keys, Slack URL and token, passwords), for redaction."""
