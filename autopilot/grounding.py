@@ -131,6 +131,7 @@ _ENGLISH_SUFFIXES = frozenset({
     "hour", "minute", "second", "day", "week", "percent", "fold", "off", "up", "out",
     "in", "down", "over", "running", "lived", "known", "risk", "priority", "impact",
     "rate", "limited", "limiting", "of", "to", "by", "and", "or", "the", "a",
+    "making", "taking", "handling",
 })
 
 #: Words of incident prose: a hyphenated token made only of these (and of
@@ -150,6 +151,7 @@ _PROSE_WORDS = frozenset({
     "canary", "blue", "green", "feature", "flag", "flags", "schema", "migration", "index",
     "replica", "replicas", "read", "write", "file", "files", "log", "logs", "metric",
     "metrics", "alert", "alerts", "page", "rate", "size", "count", "budget", "window",
+    "decision", "decisions",
 })
 
 

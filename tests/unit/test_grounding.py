@@ -63,6 +63,8 @@ def answer(description: str, *actions: str, reasoning: str = "", confidence: int
     ("connection-pool exhaustion after an error-rate spike, a back-end heap-memory leak",
      []),
     ("order-processor and payments-gateway", ["order-processor", "payments-gateway"]),
+    ("decision-making, risk-taking and error-handling by order-tracking",
+     ["order-tracking"]),
     ("restart `inventory`", ["inventory"]),
 ])
 def test_extract_names_finds_entities_and_not_words(text: str, names: list[str]) -> None:
