@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictStr
 
 from autopilot.models import Anomaly, GroupMember, IncidentGroup, Suspect
 from autopilot.rca import (
@@ -94,17 +96,17 @@ class GroupConfig:
         )
 
 
-def _num(data: Mapping[str, Any], key: str, *, optional: bool = False) -> float | None:
-    value = data.get(key)
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{key}: expected a finite number (epoch s), got {value!r}")
-    return float(value)
+_NonEmpty = Annotated[StrictStr, Field(min_length=1)]
 
 
-@dataclass(frozen=True)
-class MemberUpdate:
+class _Update(BaseModel):
+    """Base of the grouping's records: frozen, unknown keys (such as ``kind``) ignored,
+    NaN and infinity refused; times are strict numbers (epoch s)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
+
+
+class MemberUpdate(_Update):
     """One service's incident as the grouping sees it (the record the live forwarder
     sends on ``autopilot.incident.groups`` with ``"kind": "member"``).
 
@@ -113,12 +115,12 @@ class MemberUpdate:
     :func:`autopilot.rca.evidence_from_incident` of the incident.
     """
 
-    service: str
-    incident_id: str
+    service: _NonEmpty
+    incident_id: _NonEmpty
     state: MemberState
-    opened_at: float
-    updated_at: float
-    closed_at: float | None
+    opened_at: StrictFloat
+    updated_at: StrictFloat
+    closed_at: StrictFloat | None = None
     evidence: ServiceEvidence
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,32 +136,11 @@ class MemberUpdate:
         """Inverse of :meth:`to_dict` (unknown keys such as ``kind`` ignored).
 
         Raises:
-            ValueError: a field is missing or of the wrong type (the message names it).
+            ValueError: a field is missing or of the wrong type (pydantic's
+                ``ValidationError``; the message names the field, e.g.
+                ``evidence.signals.0.z``).
         """
-        if not isinstance(data, Mapping):
-            raise ValueError(f"member update: expected an object, got {type(data).__name__}")
-        service, incident_id = data.get("service"), data.get("incident_id")
-        if not isinstance(service, str) or not service:
-            raise ValueError(f"service: expected a non-empty string, got {service!r}")
-        if not isinstance(incident_id, str) or not incident_id:
-            raise ValueError(f"incident_id: expected a non-empty string, got {incident_id!r}")
-        state = data.get("state")
-        if state not in ("firing", "resolved"):
-            raise ValueError(f"state: expected 'firing' or 'resolved', got {state!r}")
-        evidence = data.get("evidence")
-        if not isinstance(evidence, Mapping):
-            raise ValueError("evidence: expected an object")
-        try:
-            ev = ServiceEvidence.from_dict(evidence)
-        except ValueError as exc:
-            raise ValueError(f"evidence.{exc}") from None
-        opened = _num(data, "opened_at")
-        updated = _num(data, "updated_at")
-        assert opened is not None and updated is not None
-        return cls(service=service, incident_id=incident_id,
-                   state="firing" if state == "firing" else "resolved",
-                   opened_at=opened, updated_at=updated,
-                   closed_at=_num(data, "closed_at", optional=True), evidence=ev)
+        return cls.model_validate(data)
 
     def end(self) -> float:
         """End of its firing interval: ``closed_at`` when resolved, else +inf."""
@@ -168,17 +149,16 @@ class MemberUpdate:
         return self.closed_at if self.closed_at is not None else self.updated_at
 
 
-@dataclass(frozen=True)
-class SignalUpdate:
+class SignalUpdate(_Update):
     """Anomaly evidence of one service, with or without an incident of its own (the
     record the live anomaly forwarder sends on ``autopilot.incident.groups`` with
     ``"kind": "signal"``): ``evidence`` holds the signals that fired or resolved (one
     per Anomaly record, :func:`autopilot.rca.evidence_from_anomaly`); ``at`` is the
     record's event time, epoch s."""
 
-    service: str
+    service: _NonEmpty
     evidence: ServiceEvidence
-    at: float
+    at: StrictFloat
 
     @classmethod
     def from_anomaly(cls, anomaly: Anomaly) -> SignalUpdate:
@@ -196,23 +176,10 @@ class SignalUpdate:
         """Inverse of :meth:`to_dict` (unknown keys such as ``kind`` ignored).
 
         Raises:
-            ValueError: a field is missing or of the wrong type (the message names it).
+            ValueError: a field is missing or of the wrong type (pydantic's
+                ``ValidationError``; the message names the field).
         """
-        if not isinstance(data, Mapping):
-            raise ValueError(f"signal update: expected an object, got {type(data).__name__}")
-        service = data.get("service")
-        if not isinstance(service, str) or not service:
-            raise ValueError(f"service: expected a non-empty string, got {service!r}")
-        evidence = data.get("evidence")
-        if not isinstance(evidence, Mapping):
-            raise ValueError("evidence: expected an object")
-        try:
-            ev = ServiceEvidence.from_dict(evidence)
-        except ValueError as exc:
-            raise ValueError(f"evidence.{exc}") from None
-        at = _num(data, "at")
-        assert at is not None
-        return cls(service=service, evidence=ev, at=at)
+        return cls.model_validate(data)
 
 
 def escalated(old: SignalEvidence, new: SignalEvidence, config: GroupConfig) -> bool:
@@ -229,13 +196,30 @@ def escalated(old: SignalEvidence, new: SignalEvidence, config: GroupConfig) -> 
     return abs(new.z) >= factor * abs(old.z)
 
 
-@dataclass(frozen=True)
-class _Signals:
+class _Seen(NamedTuple):
+    """A signal and its newest record's event time (``last_at``, epoch s)."""
+
+    signal: SignalEvidence
+    last_at: StrictFloat
+
+
+def _seen_pairs(value: object) -> object:
+    """Stored form ``[{…signal, "last_at": t}]`` → ``[{"signal": {…}, "last_at": t}]``
+    (a missing ``last_at`` stays missing, so the error names it); ``None`` → empty."""
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        return value
+    return [{"signal": raw, **({"last_at": raw["last_at"]} if "last_at" in raw else {})}
+            if isinstance(raw, Mapping) else raw for raw in value]
+
+
+class _Signals(_Update):
     """One service's anomaly evidence: metric name → (signal, its newest record's
     event time)."""
 
-    service: str
-    signals: tuple[tuple[SignalEvidence, float], ...]
+    service: _NonEmpty
+    signals: Annotated[tuple[_Seen, ...], BeforeValidator(_seen_pairs)] = ()
 
     def last_at(self) -> float:
         return max((t for _, t in self.signals), default=-math.inf)
@@ -252,24 +236,27 @@ class _Signals:
         """With the update's signals: a still-firing signal keeps its ``first_at``
         unless it :func:`escalated` (then the new record's episode replaces it); the
         strongest ``max_signals_per_service`` kept."""
-        by_name = {sig.metric_name: (sig, t) for sig, t in self.signals}
+        by_name = {sig.metric_name: _Seen(sig, t) for sig, t in self.signals}
         for sig in update.evidence.signals:
             old = by_name.get(sig.metric_name)
-            if old is not None and old[0].firing and not escalated(old[0], sig, config):
-                first = min(old[0].first_at, sig.first_at)
-                z = sig.z if sig.firing else old[0].z
-                sig = SignalEvidence(sig.metric_name, sig.family, z, first, sig.firing)
-            by_name[sig.metric_name] = (sig, max(update.at, old[1] if old else update.at))
-        kept = sorted(by_name.values(), key=lambda p: (-abs(p[0].z), p[0].metric_name))
+            if old is not None and old.signal.firing and not escalated(old.signal, sig, config):
+                sig = SignalEvidence(
+                    metric_name=sig.metric_name, family=sig.family,
+                    z=sig.z if sig.firing else old.signal.z,
+                    first_at=min(old.signal.first_at, sig.first_at), firing=sig.firing)
+            by_name[sig.metric_name] = _Seen(sig, max(update.at, old.last_at if old else update.at))
+        kept = sorted(by_name.values(), key=lambda p: (-abs(p.signal.z), p.signal.metric_name))
         kept = kept[:max(0, config.max_signals_per_service)]
-        return _Signals(self.service, tuple(sorted(kept, key=lambda p: p[0].metric_name)))
+        return _Signals(service=self.service,
+                        signals=tuple(sorted(kept, key=lambda p: p.signal.metric_name)))
 
     def expired(self, now: float, config: GroupConfig) -> _Signals:
         """Without resolved signals older than ``join_window_s`` and firing ones not
         re-sent for ``forget_after_s``."""
-        return _Signals(self.service, tuple(
-            (sig, t) for sig, t in self.signals
-            if now - t <= (config.forget_after_s if sig.firing else config.join_window_s)))
+        return _Signals(service=self.service, signals=tuple(
+            seen for seen in self.signals
+            if now - seen.last_at <= (config.forget_after_s if seen.signal.firing
+                                      else config.join_window_s)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"service": self.service,
@@ -277,19 +264,8 @@ class _Signals:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> _Signals:
-        service = data.get("service")
-        if not isinstance(service, str) or not service:
-            raise ValueError(f"service: expected a non-empty string, got {service!r}")
-        signals = []
-        for raw in data.get("signals") or ():
-            signals.append((SignalEvidence.from_dict(raw), _req_time(raw, "last_at")))
-        return cls(service, tuple(signals))
-
-
-def _req_time(data: Mapping[str, Any], key: str) -> float:
-    value = _num(data, key)
-    assert value is not None
-    return value
+        """Inverse of :meth:`to_dict`. Raises ValueError naming the field at fault."""
+        return cls.model_validate(data)
 
 
 @dataclass
@@ -453,7 +429,8 @@ def _with_episodes(ev: ServiceEvidence, entry: _Signals) -> ServiceEvidence:
     if not changed:
         return ev
     signals = tuple(by_name[k] for k in sorted(by_name))
-    return replace(ev, signals=signals, onset=min(sig.first_at for sig in signals))
+    return ev.model_copy(update={"signals": signals,
+                                 "onset": min(sig.first_at for sig in signals)})
 
 
 def _signal_suspects(group: _Group, state: GroupState, members: Mapping[str, ServiceEvidence],
@@ -648,7 +625,7 @@ def step_signal(
     new = state.copy() if state is not None else GroupState()
     if not config.signal_suspects:
         return new, []
-    old = new.signals.get(update.service) or _Signals(update.service, ())
+    old = new.signals.get(update.service) or _Signals(service=update.service)
     new.signals[update.service] = old.merged(update, config)
     for service, entry in list(new.signals.items()):
         kept = entry.expired(now, config)

@@ -39,7 +39,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictFloat, StrictInt, StrictStr
 
 from autopilot.models import Anomaly, FaultKind, Incident, Suspect
 from autopilot.servicegraph import ServiceGraph, named_services
@@ -116,17 +118,41 @@ def _is_client_side(metric_name: str) -> bool:
     return "client" in _norm_name(metric_name)
 
 
-@dataclass(frozen=True)
-class SignalEvidence:
+_FAMILIES: frozenset[str] = frozenset(("resource", "latency", "error", "traffic", "alert",
+                                       "other"))
+
+
+def _known_family(value: object) -> object:
+    """An unknown or missing family reads as ``other`` (stored states stay loadable)."""
+    return value if isinstance(value, str) and value in _FAMILIES else "other"
+
+
+def _none_empty(value: object) -> object:
+    """``None`` (a missing list in an old record) reads as empty."""
+    return () if value is None else value
+
+
+_EMPTY_OK = BeforeValidator(_none_empty)
+
+
+class _Evidence(BaseModel):
+    """Base of the evidence records: frozen, unknown keys ignored, NaN and infinity
+    refused (``allow_inf_nan=False``); numbers are strict (no strings, no booleans)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
+
+
+class SignalEvidence(_Evidence):
     """One signal of a service: ``z`` is its z-score (signed; dimensionless),
     ``first_at`` when it first left its baseline (epoch s), ``firing`` whether it
-    still fires. ``family`` is :func:`family` with the direction applied."""
+    still fires. ``family`` is :func:`family` with the direction applied (an unknown
+    or missing one reads as ``other``; a missing ``firing`` as True)."""
 
-    metric_name: str
-    family: Family
-    z: float
-    first_at: float
-    firing: bool
+    metric_name: StrictStr
+    family: Annotated[Family, BeforeValidator(_known_family)] = "other"
+    z: StrictFloat
+    first_at: StrictFloat
+    firing: Annotated[bool, BeforeValidator(bool)] = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of the fields."""
@@ -138,38 +164,13 @@ class SignalEvidence:
         """Inverse of :meth:`to_dict` (unknown keys ignored).
 
         Raises:
-            ValueError: a field is missing or of the wrong type (named).
+            ValueError: a field is missing or of the wrong type (pydantic's
+                ``ValidationError``; the message names the field).
         """
-        fam = data.get("family", "other")
-        return cls(
-            metric_name=_req_str(data, "metric_name"),
-            family=fam if fam in _FAMILIES else "other",
-            z=_req_float(data, "z"),
-            first_at=_req_float(data, "first_at"),
-            firing=bool(data.get("firing", True)),
-        )
+        return cls.model_validate(data)
 
 
-_FAMILIES: frozenset[str] = frozenset(("resource", "latency", "error", "traffic", "alert",
-                                       "other"))
-
-
-def _req_str(data: Mapping[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise ValueError(f"{key}: expected a string, got {type(value).__name__}")
-    return value
-
-
-def _req_float(data: Mapping[str, Any], key: str) -> float:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{key}: expected a finite number, got {value!r}")
-    return float(value)
-
-
-@dataclass(frozen=True)
-class ServiceEvidence:
+class ServiceEvidence(_Evidence):
     """What one service's incident says, reduced to what the ranking needs.
 
     ``onset``: when it first left its baseline (epoch s; ``None`` when unknown);
@@ -178,16 +179,18 @@ class ServiceEvidence:
     with ``named_lines`` the number of its error lines naming each (parallel tuple;
     empty means one each); ``error_lines``: how many error lines it had;
     ``has_telemetry``: False for a service known only from others' error lines.
+    Missing (or ``null``) lists read as empty.
     """
 
-    service: str
-    onset: float | None
-    signals: tuple[SignalEvidence, ...] = ()
-    deployments: tuple[tuple[float, str], ...] = ()
-    named: tuple[str, ...] = ()
-    error_lines: int = 0
-    has_telemetry: bool = True
-    named_lines: tuple[int, ...] = ()
+    service: StrictStr
+    onset: StrictFloat | None = None
+    signals: Annotated[tuple[SignalEvidence, ...], _EMPTY_OK] = ()
+    deployments: Annotated[
+        tuple[tuple[StrictFloat, Annotated[str, BeforeValidator(str)]], ...], _EMPTY_OK] = ()
+    named: Annotated[tuple[Annotated[str, BeforeValidator(str)], ...], _EMPTY_OK] = ()
+    error_lines: StrictInt = 0
+    has_telemetry: Annotated[bool, BeforeValidator(bool)] = True
+    named_lines: Annotated[tuple[Annotated[int, BeforeValidator(int)], ...], _EMPTY_OK] = ()
 
     def lines_naming(self, service: str) -> int:
         """How many of this service's error lines name ``service`` (0 when none)."""
@@ -211,32 +214,14 @@ class ServiceEvidence:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ServiceEvidence:
-        """Inverse of :meth:`to_dict` (unknown keys ignored; missing lists empty).
+        """Inverse of :meth:`to_dict` (unknown keys ignored; missing lists empty;
+        ``deployments`` items ``[time, version]``).
 
         Raises:
-            ValueError: a field has the wrong type (the message names it).
+            ValueError: a field has the wrong type (pydantic's ``ValidationError``;
+                the message names the field, e.g. ``signals.0.z``).
         """
-        onset = data.get("onset")
-        deployments = []
-        for item in data.get("deployments") or ():
-            if not isinstance(item, list | tuple) or len(item) != 2:
-                raise ValueError(f"deployments: expected [time, version], got {item!r}")
-            deployments.append((_req_float({"t": item[0]}, "t"), str(item[1])))
-        named = data.get("named") or []
-        named_lines = data.get("named_lines") or []
-        error_lines = data.get("error_lines", 0)
-        if not isinstance(error_lines, int) or isinstance(error_lines, bool):
-            raise ValueError(f"error_lines: expected an integer, got {error_lines!r}")
-        return cls(
-            service=_req_str(data, "service"),
-            onset=None if onset is None else _req_float(data, "onset"),
-            signals=tuple(SignalEvidence.from_dict(s) for s in data.get("signals") or ()),
-            deployments=tuple(deployments),
-            named=tuple(str(n) for n in named),
-            error_lines=error_lines,
-            has_telemetry=bool(data.get("has_telemetry", True)),
-            named_lines=tuple(int(n) for n in named_lines),
-        )
+        return cls.model_validate(data)
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -505,7 +505,7 @@ def _after(ev: rca.ServiceEvidence, since: float) -> rca.ServiceEvidence:
     """``ev`` with only the signals that began at or after ``since``."""
     kept = tuple(s for s in ev.signals if s.first_at >= since)
     onset = min((s.first_at for s in kept), default=None)
-    return replace(ev, signals=kept, onset=onset)
+    return ev.model_copy(update={"signals": kept, "onset": onset})
 
 
 @dataclass(frozen=True)

@@ -20,73 +20,36 @@ from typing import Any
 import pytest
 from aiokafka.partitioner import murmur2
 
-from tests.factories import metric
+from tests.integration.cascade_support import (
+    ALONE,
+    LEAF,
+    MIDDLE,
+    TOP,
+    fail,
+    open_incident,
+    slack_env,
+    warm,
+    write_graph,
+)
 from tests.integration.conftest import (
-    WARM,
     BrokerUnderTest,
     Worker,
-    as_bytes,
     assert_quiet_for,
     consume_all,
-    produce,
     wait_for,
 )
-from tests.standins import SlackWebApiServer, free_port
+from tests.standins import SlackWebApiServer
 
 pytestmark = pytest.mark.integration
 
-START = 1_700_000_000.0
-STEP = 15.0
-PATTERN = [100.0, 104.0, 96.0, 102.0, 98.0, 105.0, 95.0, 101.0, 99.0, 100.0]
-FAIL_AT = START + WARM * STEP
-LEAF, MIDDLE, TOP, ALONE = "orders-db", "payments-api", "frontend", "billing"
 #: service → (metric, event-time delay of its failure after FAIL_AT, s)
 FAILURES = {LEAF: ("cpu_percent", 0.0), MIDDLE: ("latency_ms", 60.0),
             TOP: ("latency_ms", 120.0), ALONE: ("latency_ms", 60.0)}
-GRAPH = f"# caller -> callee\n{TOP} -> {MIDDLE}\n{MIDDLE} -> {LEAF}\n"
-
-
-def _env(slack: SlackWebApiServer, graph: Path, **extra: str) -> dict[str, str]:
-    return {
-        "SLACK_BOT_TOKEN": slack.token,
-        "SLACK_CHANNEL": "alerts",
-        "SLACK_API_URL": slack.base_url,
-        "OLLAMA_URL": f"http://127.0.0.1:{free_port()}",  # nothing there: rule-based analysis
-        "OLLAMA_TIMEOUT_S": "2",
-        "AUTOPILOT_SERVICE_GRAPH": str(graph),
-        # long enough for the group to form before a member's first message is due
-        "AUTOPILOT_GROUP_WAIT_S": "6",
-        "AUTOPILOT_GROUP_INTERVAL_S": "1",
-        **extra,
-    }
-
-
-def _send(broker: BrokerUnderTest, service: str, items: list[dict[str, Any]]) -> None:
-    produce(broker.bootstrap, broker.topic("autopilot.metrics"),
-            [(service.encode(), as_bytes(item)) for item in items])
-
-
-def _warm(broker: BrokerUnderTest, worker: Worker) -> None:
-    for service, (name, _) in FAILURES.items():
-        _send(broker, service, [metric(service, PATTERN[i % 10], START + i * STEP, name=name)
-                                for i in range(WARM)])
-    def warmed(service: str, name: str) -> bool:
-        series = worker.get(f"/baselines/{service}").json()["series"]
-        return bool(series.get(f"{service}|{name}|", {}).get("samples_seen") == WARM)
-
-    for service, (name, _) in FAILURES.items():
-        wait_for(partial(warmed, service, name), 90, f"{service} warmed up")
 
 
 def _fail(broker: BrokerUnderTest, service: str) -> None:
     name, delay = FAILURES[service]
-    _send(broker, service, [metric(service, 1500.0, FAIL_AT + delay + j * STEP, name=name)
-                            for j in range(3)])
-
-
-def _incident(worker: Worker, service: str) -> dict[str, Any] | None:
-    r = worker.get(f"/incidents/{service}")
-    return r.json()["open_incident"] if r.status_code == 200 else None
+    fail(broker, service, name, delay=delay)
 
 
 def _service_graph(worker: Worker) -> dict[str, Any] | None:
@@ -111,11 +74,11 @@ def _latest_records(broker: BrokerUnderTest) -> dict[str, dict[str, Any]]:
 def _run_cascade(broker: BrokerUnderTest, workers: list[Worker],
                  slack: SlackWebApiServer) -> None:
     w = workers[0]
-    _warm(broker, w)
+    warm(broker, w, {service: name for service, (name, _) in FAILURES.items()})
     # The leaf fails first; its callers follow once its incident is grouped (the
     # first member to open is the group's primary: its conversation is the group's).
     _fail(broker, LEAF)
-    wait_for(lambda: (_incident(w, LEAF) or {}).get("group"), 60, "the leaf's incident group")
+    wait_for(lambda: (open_incident(w, LEAF) or {}).get("group"), 60, "the leaf's incident group")
     for service in (MIDDLE, TOP, ALONE):
         _fail(broker, service)
 
@@ -180,16 +143,14 @@ def _run_cascade(broker: BrokerUnderTest, workers: list[Worker],
 
 @pytest.fixture
 def graph_file(tmp_path: Path) -> Path:
-    path = tmp_path / "graph.txt"
-    path.write_text(GRAPH)
-    return path
+    return write_graph(tmp_path)
 
 
 def test_a_cascade_is_one_conversation_naming_the_leaf_first(
     broker: BrokerUnderTest, start_worker: Callable[..., Worker], graph_file: Path,
 ) -> None:
     with SlackWebApiServer() as slack:
-        worker = start_worker(_env(slack, graph_file))
+        worker = start_worker(slack_env(slack, graph_file))
         _run_cascade(broker, [worker], slack)
 
 
@@ -199,7 +160,7 @@ def test_the_cascade_groups_across_two_workers(
     partitions = {s: (murmur2(s.encode()) & 0x7FFFFFFF) % 4 for s in (LEAF, MIDDLE, TOP)}
     assert len(set(partitions.values())) == 3, partitions  # at least two owners of 2 workers
     with SlackWebApiServer() as slack:
-        env = _env(slack, graph_file, AUTOPILOT_PARTITIONS="4")
+        env = slack_env(slack, graph_file, AUTOPILOT_PARTITIONS="4")
         w1 = start_worker(env, name="w1")
         w2 = start_worker(env, name="w2")
         wait_for(lambda: w1.get("/ready").status_code == 200

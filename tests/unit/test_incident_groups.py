@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -32,7 +32,8 @@ def member(service: str, *, at: float = T0, metric: str = "PodServerLatencyP99(s
            state: Literal["firing", "resolved"] = "firing",
            closed_at: float | None = None, named: tuple[str, ...] = (),
            updated_at: float | None = None, incident_id: str | None = None) -> MemberUpdate:
-    signal = SignalEvidence(metric, family, z, at, state == "firing")
+    signal = SignalEvidence(metric_name=metric, family=family, z=z, first_at=at,
+                            firing=state == "firing")
     evidence = ServiceEvidence(service=service, onset=at, signals=(signal,), named=named,
                                named_lines=tuple(10 for _ in named),
                                error_lines=10 if named else 0)
@@ -75,7 +76,8 @@ def test_a_group_of_one_is_returned_with_its_suspects() -> None:
 
 def test_a_slow_database_under_two_services_is_one_group_led_by_the_database() -> None:
     # db's own signal began first (onset T0), though its incident opened later
-    late_db = dataclasses.replace(member("db", at=T0), opened_at=T0 + 90, updated_at=T0 + 90)
+    late_db = member("db", at=T0).model_copy(update={"opened_at": T0 + 90,
+                                                     "updated_at": T0 + 90})
     updates = [member("checkout", at=T0 + 60), late_db, member("cart", at=T0 + 120)]
     state, changes = feed(updates, SHOP)
     last = changes[-1][0]
@@ -209,9 +211,64 @@ def test_member_update_round_trip_and_bad_input() -> None:
         MemberUpdate.from_dict({**data, "state": "open"})
     with pytest.raises(ValueError, match="opened_at"):
         MemberUpdate.from_dict({**data, "opened_at": "yesterday"})
-    with pytest.raises(ValueError, match="evidence.z"):
+    with pytest.raises(ValueError, match=r"evidence\.signals\.0\.z"):
         MemberUpdate.from_dict({**data, "evidence": {**data["evidence"], "signals": [
             {"metric_name": "m", "z": None, "first_at": T0}]}})
+
+
+#: ``MemberUpdate``, ``SignalUpdate`` and the state's ``signals`` entry as written by the
+#: dataclass versions (before the pydantic models): tables hold these, they must load.
+STORED_EVIDENCE: dict[str, Any] = {
+    "service": "checkout", "onset": 1767000000.0,
+    "signals": [{"metric_name": "cpu_usage_percent", "family": "resource", "z": 7.5,
+                 "first_at": 1767000000.0, "firing": True},
+                {"metric_name": "http_errors_total", "family": "error", "z": -3.25,
+                 "first_at": 1767000060.5, "firing": False}],
+    "deployments": [[1766999000.0, "v2.4.1"]], "named": ["payments", "db"],
+    "named_lines": [3, 1], "error_lines": 4, "has_telemetry": True}
+STORED_MEMBER: dict[str, Any] = {
+    "service": "checkout", "incident_id": "inc-1", "state": "resolved",
+    "opened_at": 1767000000.0, "updated_at": 1767000300.0, "closed_at": 1767000360.0,
+    "evidence": STORED_EVIDENCE}
+STORED_SIGNAL_UPDATE: dict[str, Any] = {
+    "service": "db", "at": 1767000030.0,
+    "evidence": {"service": "db", "onset": 1767000030.0, "signals": [
+        {"metric_name": "cpu_usage_percent", "family": "resource", "z": 7.5,
+         "first_at": 1767000000.0, "firing": True}], "deployments": [], "named": [],
+        "named_lines": [], "error_lines": 0, "has_telemetry": True}}
+STORED_SIGNALS: dict[str, Any] = {"service": "db", "signals": [
+    {"metric_name": "cpu_usage_percent", "family": "resource", "z": 7.5,
+     "first_at": 1767000000.0, "firing": True, "last_at": 1767000030.0},
+    {"metric_name": "http_errors_total", "family": "error", "z": -3.25,
+     "first_at": 1767000060.5, "firing": False, "last_at": 1767000090.0}]}
+
+
+def test_stored_updates_of_the_dataclass_versions_load_unchanged() -> None:
+    update = MemberUpdate.from_dict({**STORED_MEMBER, "kind": "member"})
+    assert (update.state, update.closed_at, update.end()) == ("resolved", 1767000360.0,
+                                                              1767000360.0)
+    assert update.evidence.deployments == ((1766999000.0, "v2.4.1"),)
+    assert update.to_dict() == STORED_MEMBER
+    signal = SignalUpdate.from_dict({**STORED_SIGNAL_UPDATE, "kind": "signal"})
+    assert signal.to_dict() == STORED_SIGNAL_UPDATE
+    stored = {"groups": [{"id": "grp-inc-1", "primary": "inc-1", "members": ["inc-1"],
+                          "last_firing_at": 1767000300.0, "fingerprint": []}],
+              "members": [STORED_MEMBER], "signals": [STORED_SIGNALS]}
+    state = GroupState.from_dict(json.loads(json.dumps(stored)))
+    assert state.to_dict() == stored
+    assert [t for _, t in state.signals["db"].signals] == [1767000030.0, 1767000090.0]
+    missing = {**STORED_SIGNALS, "signals": [{k: v for k, v in STORED_SIGNALS["signals"][0]
+                                              .items() if k != "last_at"}]}
+    assert GroupState.from_dict({**stored, "signals": [missing]}).signals == {}
+
+
+def test_update_validation_names_the_field() -> None:
+    for field, bad in (("service", ""), ("incident_id", 5), ("updated_at", None),
+                       ("closed_at", float("inf")), ("evidence", "x")):
+        with pytest.raises(ValueError, match=field):
+            MemberUpdate.from_dict({**STORED_MEMBER, field: bad})
+    with pytest.raises(ValueError, match="evidence"):
+        SignalUpdate.from_dict({**STORED_SIGNAL_UPDATE, "evidence": None})
 
 
 def test_config_from_settings() -> None:
@@ -229,7 +286,7 @@ def test_config_from_settings() -> None:
 
 def signal(service: str, *, at: float, metric: str = "cpu_usage_percent",
            family: Family = "resource", z: float = 8.0, firing: bool = True) -> SignalUpdate:
-    sig = SignalEvidence(metric, family, z, at, firing)
+    sig = SignalEvidence(metric_name=metric, family=family, z=z, first_at=at, firing=firing)
     return SignalUpdate(service=service, evidence=ServiceEvidence(
         service=service, onset=at, signals=(sig,)), at=at)
 
@@ -376,7 +433,8 @@ def test_a_firing_series_that_steps_up_starts_a_new_episode() -> None:
 
 def test_escalated() -> None:
     def sig(z: float, firing: bool = True) -> SignalEvidence:
-        return SignalEvidence("cpu_usage_percent", "resource", z, T0, firing)
+        return SignalEvidence(metric_name="cpu_usage_percent", family="resource", z=z,
+                              first_at=T0, firing=firing)
 
     assert CONFIG.escalation_factor == 20.0
     assert escalated(sig(2.0), sig(40.0), CONFIG)

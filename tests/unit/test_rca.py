@@ -7,9 +7,9 @@ weights, so the benchmark may tune the defaults.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -43,7 +43,8 @@ def ev(service: str, *signals: tuple[str, float, float], onset: float | None = N
        deployments: tuple[tuple[float, str], ...] = (), named: tuple[str, ...] = (),
        error_lines: int = 0) -> ServiceEvidence:
     """Evidence of ``service`` with signals ``(metric_name, z, first_at)``."""
-    sigs = tuple(SignalEvidence(m, family(m, "metric"), z, at, True) for m, z, at in signals)
+    sigs = tuple(SignalEvidence(metric_name=m, family=family(m, "metric"), z=z, first_at=at,
+                                firing=True) for m, z, at in signals)
     first = min((s.first_at for s in sigs), default=None)
     return ServiceEvidence(service=service, onset=onset if onset is not None else first,
                            signals=sigs, deployments=deployments, named=named,
@@ -100,8 +101,8 @@ def test_slow_database_under_two_services(config: RcaConfig) -> None:
     assert all(0.0 <= s.score <= 1.0 for s in suspects)
     # control: the same signals at the same minute, but the database calls the
     # others (graph reversed): it is no longer the deepest, so no longer first
-    same_minute = [dataclasses.replace(e, onset=T0, signals=tuple(
-        dataclasses.replace(s, first_at=T0) for s in e.signals)) for e in evidence]
+    same_minute = [e.model_copy(update={"onset": T0, "signals": tuple(
+        s.model_copy(update={"first_at": T0}) for s in e.signals)}) for e in evidence]
     assert order(same_minute, graph, config)[0] == "db"
     reversed_graph = graph_of(("db", "checkout"), ("db", "cart"))
     assert order(same_minute, reversed_graph, config)[0] != "db"
@@ -137,7 +138,7 @@ def test_bad_deployment_in_the_middle_of_a_chain(config: RcaConfig) -> None:
     assert suspects[0].fault_kind == "bad_deployment"
     assert any("deployed v2.4.0 5 min before its onset" in r for r in suspects[0].reasons)
     # control: the deployment two hours earlier is no evidence
-    old = [dataclasses.replace(e, deployments=((T0 - 7200, "v2.4.0"),)) if
+    old = [e.model_copy(update={"deployments": ((T0 - 7200, "v2.4.0"),)}) if
            e.service == "checkout" else e for e in evidence]
     top = rank_suspects({e.service: e for e in old}, graph, config=config)
     checkout = next(s for s in top if s.service == "checkout")
@@ -207,6 +208,52 @@ def test_evidence_round_trip_and_bad_input() -> None:
         ServiceEvidence.from_dict({**data, "onset": "soon"})
     with pytest.raises(ValueError, match="service"):
         ServiceEvidence.from_dict({k: v for k, v in data.items() if k != "service"})
+
+
+#: ``SignalEvidence.to_dict()`` / ``ServiceEvidence.to_dict()`` as written by the
+#: dataclass versions (before the pydantic models): tables hold these, they must load.
+STORED_SIGNAL: dict[str, Any] = {"metric_name": "http_errors_total", "family": "error",
+                                 "z": -3.25, "first_at": 1767000060.5, "firing": False}
+STORED_SERVICE: dict[str, Any] = {
+    "service": "checkout", "onset": 1767000000.0,
+    "signals": [{"metric_name": "cpu_usage_percent", "family": "resource", "z": 7.5,
+                 "first_at": 1767000000.0, "firing": True}, STORED_SIGNAL],
+    "deployments": [[1766999000.0, "v2.4.1"]], "named": ["payments", "db"],
+    "named_lines": [3, 1], "error_lines": 4, "has_telemetry": True}
+STORED_GHOST: dict[str, Any] = {"service": "ghost", "onset": None, "signals": [],
+                                "deployments": [], "named": [], "named_lines": [],
+                                "error_lines": 0, "has_telemetry": True}
+
+
+def test_stored_evidence_of_the_dataclass_versions_loads_unchanged() -> None:
+    signal = SignalEvidence.from_dict(STORED_SIGNAL)
+    assert signal == SignalEvidence(metric_name="http_errors_total", family="error", z=-3.25,
+                                    first_at=1767000060.5, firing=False)
+    assert signal.to_dict() == STORED_SIGNAL
+    service = ServiceEvidence.from_dict(STORED_SERVICE)
+    assert service.deployments == ((1766999000.0, "v2.4.1"),)
+    assert service.signals[1] == signal and service.lines_naming("payments") == 3
+    assert service.to_dict() == STORED_SERVICE
+    assert list(service.to_dict()) == list(STORED_SERVICE)  # same key order
+    assert ServiceEvidence.from_dict(STORED_GHOST).to_dict() == STORED_GHOST
+
+
+def test_evidence_leniency_is_kept() -> None:
+    # unknown or missing family → "other", missing firing → True, missing lists empty
+    signal = SignalEvidence.from_dict({"metric_name": "m", "family": "weird", "z": 1,
+                                       "first_at": 2, "extra": "ignored"})
+    assert (signal.family, signal.firing, signal.z) == ("other", True, 1.0)
+    bare = ServiceEvidence.from_dict({"service": "a", "signals": None})
+    assert bare.to_dict() == {**STORED_GHOST, "service": "a"}
+    with pytest.raises(ValueError, match="signals.0.z"):
+        ServiceEvidence.from_dict({**STORED_SERVICE, "signals": [{**STORED_SIGNAL, "z": "x"}]})
+    for bad in (float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="first_at"):
+            SignalEvidence.from_dict({**STORED_SIGNAL, "first_at": bad})
+    with pytest.raises(ValueError, match="deployments"):
+        ServiceEvidence.from_dict({**STORED_SERVICE, "deployments": [[1.0, "v", 3]]})
+    with pytest.raises(ValueError, match="error_lines"):
+        ServiceEvidence.from_dict({**STORED_SERVICE, "error_lines": 2.5})
 
 
 def test_ties_are_broken_by_name_and_limit_applies() -> None:
@@ -302,10 +349,9 @@ def test_errors_explained_by_a_dependency_point_at_it(config: RcaConfig) -> None
     # its error line blames payments-gateway, which turns slow two minutes later
     # (the control's weights: under a heavier depth weight the gateway leads anyway)
     graph = graph_of(("frontend", "payments-gateway"))
-    frontend = dataclasses.replace(
-        ev("frontend", ("http_request_duration_p99_seconds", 9.0, T0),
-           ("http_5xx_per_second", 8.0, T0), error_lines=1, named=("payments-gateway",)),
-        named_lines=(1,))
+    frontend = ev("frontend", ("http_request_duration_p99_seconds", 9.0, T0),
+                  ("http_5xx_per_second", 8.0, T0), error_lines=1,
+                  named=("payments-gateway",)).model_copy(update={"named_lines": (1,)})
     gateway = ev("payments-gateway", ("http_request_duration_p99_seconds", 4.0, T0 + 120))
     suspects = rank_suspects({"frontend": frontend, "payments-gateway": gateway}, graph,
                              config=config)
@@ -315,7 +361,7 @@ def test_errors_explained_by_a_dependency_point_at_it(config: RcaConfig) -> None
                for r in suspects[0].reasons)
     # control: only 1 of its 3 error lines names the gateway — its errors are its
     # own, and it is ranked first
-    own = dataclasses.replace(frontend, error_lines=3)
+    own = frontend.model_copy(update={"error_lines": 3})
     suspects = rank_suspects({"frontend": own, "payments-gateway": gateway}, graph,
                              config=config)
     assert [s.service for s in suspects] == ["frontend", "payments-gateway"]
