@@ -50,6 +50,7 @@ PURE_MODULES = [
     "autopilot.servicegraph",
     "autopilot.rca",
     "autopilot.incident_groups",
+    "autopilot.seasonal",
 ]
 FORBIDDEN = {"faust", "httpx", "slack_sdk", "redis", "aiohttp", "aiokafka"}
 
