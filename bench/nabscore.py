@@ -46,6 +46,7 @@ __all__ = [
     "load_profiles",
     "parse_nab_time",
     "prepare_file",
+    "detections",
     "score_corpus",
 ]
 
@@ -76,6 +77,12 @@ def load_profiles(path: Path) -> list[Profile]:
 def parse_nab_time(text: str) -> datetime:
     """Parse NAB's ``YYYY-MM-DD HH:MM:SS[.ffffff]`` timestamps (naive, UTC)."""
     text = text.strip()
+    try:  # the fast path; strptime below for anything fromisoformat reads differently
+        parsed = datetime.fromisoformat(text)
+        if parsed.tzinfo is None and len(text) >= 19 and text[10] == " ":
+            return parsed
+    except ValueError:
+        pass
     for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
         try:
             return datetime.strptime(text, fmt)  # noqa: DTZ007 - NAB times are naive UTC
@@ -236,6 +243,28 @@ def score_corpus(
     span = perfect - null
     score = 100.0 * (raw - null) / span if span else 0.0
     return {"score": score, "raw": raw, "threshold": t, "null": null, "perfect": perfect}
+
+
+def detections(files: Sequence[FileRows], threshold: float) -> dict[str, int]:
+    """What a detector does at ``threshold`` (rows with score ≥ it detect), after probation.
+
+    Returns:
+        ``{"detected": scorable windows with at least one detection,
+        "scorable_windows": windows outside the probationary period,
+        "false_detections": detecting rows outside every window}``.
+    """
+    detected = scorable = false = 0
+    for f in files:
+        hit: set[int] = set()
+        for s, w in zip(f.scores, f.window, strict=True):
+            if s >= threshold:
+                if w >= 0:
+                    hit.add(w)
+                else:
+                    false += 1
+        detected += len(hit)
+        scorable += len(f.scorable_windows)
+    return {"detected": detected, "scorable_windows": scorable, "false_detections": false}
 
 
 def read_series(path: Path) -> tuple[list[str], list[float]]:

@@ -79,7 +79,7 @@ def test_ranked_scoring_picks_the_best_threshold() -> None:
 def test_scores_match_the_shared_reference_scorer_on_the_same_results(tmp_path: Path) -> None:
     results_dir = tmp_path / "results"
     ours = {r["mode"]: r for r in (
-        bench_detection.run_mode(mode, REPO / "bench" / "nab", results_dir)
+        bench_detection.run_mode(mode, REPO / "bench" / "nab-tuning", results_dir)
         for mode in ("adaptive", "seed")
     )}
     out = tmp_path / "shared.json"
