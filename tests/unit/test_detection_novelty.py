@@ -110,6 +110,23 @@ def test_a_value_in_a_never_seen_part_of_the_range_scores_one() -> None:
     assert verdicts[-1].score < 1.0
 
 
+def test_a_tunable_set_on_the_package_reaches_the_stage_that_reads_it() -> None:
+    # bench/detection.py --ablation sets module constants on autopilot.detection; the
+    # density memory lives in autopilot.detection.novelty.
+    from autopilot import detection
+
+    config = replace(ADAPTIVE, season_days=0, episode_s=600.0)
+    _, verdicts = feed(bimodal(900) + [0.8], config)
+    assert verdicts[-1].score == 1.0  # control: the density memory finds it novel
+    saved = detection.DENSITY_BINS
+    try:
+        detection.DENSITY_BINS = 0  # the memory off
+        b, verdicts = feed(bimodal(900) + [0.8], config)
+    finally:
+        detection.DENSITY_BINS = saved
+    assert verdicts[-1].score < 1.0 and b.density == ()
+
+
 def test_a_value_in_a_well_visited_part_of_the_range_is_not_novel() -> None:
     # Uniform values over 0–100 fill every bin; 50 is ordinary.
     rng = random.Random(4)
