@@ -1,8 +1,9 @@
 """Seasonal expectation and behaviour-change signals of one series (pure, O(1) per sample).
 
-Not yet wired into the detector (:mod:`autopilot.detection`); the API is one small
-mutable class, :class:`SeasonalModel`, fed with ``update(ts_s, value)`` in event-time
-order, returning a :class:`SeasonalScore`, with ``encode()``/``decode()`` to compact,
+Wired into the adaptive detector by :mod:`autopilot.detection.seasonal` (rule 9 of
+:mod:`autopilot.detection`); the API is one small mutable class,
+:class:`SeasonalModel`, fed with ``update(ts_s, value)`` in event-time order,
+returning a :class:`SeasonalScore`, with ``encode()``/``decode()`` to compact,
 versioned bytes for the baselines table.
 
 Seasonal expectation (additive decomposition, value ≈ level + season(slot))
@@ -165,6 +166,8 @@ _SCALARS: tuple[tuple[str, str], ...] = (
     ("w_ad_weekly", "d"), ("w_sq_weekly", "d"), ("w_full", "q"),
 )
 _SCALAR_FMT = "<B" + "".join(code for _, code in _SCALARS)
+_SCALAR_NAMES = tuple(name for name, _ in _SCALARS)
+_SCALAR_HEAD = struct.calcsize(_SCALAR_FMT)
 _ARRAYS_BYTES = (DAILY_SLOTS + WEEKLY_SLOTS) * 9
 #: Bytes of an encoded state (fixed).
 STATE_BYTES = struct.calcsize(_SCALAR_FMT) + _ARRAYS_BYTES
@@ -426,11 +429,13 @@ class SeasonalModel:
 
     # -- the step ------------------------------------------------------------------
 
-    def update(self, ts_s: float, value: float) -> SeasonalScore:
+    def update(self, ts_s: float, value: float, signals: bool = True) -> SeasonalScore:
         """Score ``value`` at ``ts_s`` (UTC epoch seconds), then learn it.
 
         Returns the sample's :class:`SeasonalScore` (scored against the state before
-        the sample). Raises ValueError when ``ts_s`` or ``value`` is not finite.
+        the sample); with ``signals=False`` its behaviour-change signals are left at
+        0.0 (not computed; the state learns the same). Raises ValueError when ``ts_s``
+        or ``value`` is not finite.
         """
         if not (math.isfinite(ts_s) and math.isfinite(value)):
             raise ValueError(
@@ -498,7 +503,7 @@ class SeasonalModel:
             self.last_ts = ts_s
         self.prev_x = x
 
-        if self.n < BEHAVIOUR_WARMUP:
+        if self.n < BEHAVIOUR_WARMUP or not signals:
             return SeasonalScore(period, expected, spread, z)
         tiny = 1e-9 * abs(self.fast_mean) + 1e-9
         return SeasonalScore(
@@ -598,16 +603,16 @@ class SeasonalModel:
 
         Raises ValueError naming the problem for another version or a wrong length.
         """
-        model = cls()
         if not data:
-            return model
+            return cls()
         if data[0] != STATE_VERSION:
             raise ValueError(f"seasonal state version {data[0]} is not {STATE_VERSION}")
         if len(data) != STATE_BYTES:
             raise ValueError(f"seasonal state has {len(data)} bytes, expected {STATE_BYTES}")
-        head = struct.calcsize(_SCALAR_FMT)
+        model = cls.__new__(cls)  # every slot is set below
+        head = _SCALAR_HEAD
         values = struct.unpack(_SCALAR_FMT, data[:head])[1:]
-        for (name, _), value in zip(_SCALARS, values, strict=True):
+        for name, value in zip(_SCALAR_NAMES, values, strict=True):
             setattr(model, name, value)
         at = head
         for name, slots in (("d", DAILY_SLOTS), ("w", WEEKLY_SLOTS)):

@@ -315,6 +315,12 @@ class Settings(BaseSettings):
         "slot (±15 min) on one of these days is routine: damped, no alert (0: off)",
         ge=0, le=14, json_schema_extra={"unit": "days"},
     )
+    detection_seasonal: Literal["off", "on", "behaviour"] = _env(
+        "AUTOPILOT_DETECTION_SEASONAL", "on",
+        "Adaptive: score the departure from the seasonal expectation (time of day / day "
+        "of week, once a daily or weekly period is confirmed) as well as from the level "
+        "(on); behaviour: also the spike-rate signal; off: as before",
+    )
     direction_up: str = _env(
         "AUTOPILOT_DIRECTION_UP", "latency,duration,error,fail,timeout,5xx,4xx",
         "Metric-name substrings that only alert upwards (comma-separated)",

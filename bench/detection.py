@@ -133,6 +133,8 @@ ABLATION: list[tuple[str, dict, dict]] = [
      {"DENSITY_BINS": 0}),
     ("novelty without the \\|z\\| > 5 bar", {"novelty_z": 0.0}, {}),
     ("a recovery ends the alert episode", {}, {"RECOVERY_ENDS_EPISODE": True}),
+    ("without the seasonal expectation", {"seasonal": "off"}, {}),
+    ("seasonal expectation and spike rate (behaviour)", {"seasonal": "behaviour"}, {}),
 ]
 #: ``--ablation``: one-at-a-time values around the defaults (DetectorConfig fields in
 #: lower case, autopilot.detection constants in upper case).

@@ -77,10 +77,30 @@ and the seed's Anomaly fields (z-score, baseline mean and std, deviation %, seve
        unchanged (the warm-up falls in NAB's probation period).
        Inside an episode the anomaly score is damped below ``alert_score / 2`` so
        rankings reflect new episodes.
+    9. *Seasonal expectation* (``seasonal``, ``AUTOPILOT_DETECTION_SEASONAL``, on):
+       :class:`autopilot.seasonal.SeasonalModel` learns the expected value and its
+       spread per half hour of the UTC day and per hour of the UTC week, and
+       detects the rhythm out of sample: a daily period is confirmed after two days
+       of data, a weekly one after two weeks (Datadog's "agile"/"robust" need three
+       seasons, Watchdog two weeks). Once a period is confirmed the sample is also
+       scored against it: with z_s = (value − expected) / spread, the directional
+       |z_s| (the direction rules of 2 apply) capped at 10 competes with the level's,
+       r = max(min(|z|, 10), min(|z_s|, 10)), and the larger departure is the one
+       that counts for severity, the |z| bar of 8, the anomaly likelihood, novelty
+       and firing — and the one the Anomaly reports (mean = expected value, std =
+       spread, z-score = z_s; ``extras["seasonal_period"]`` says which period). A
+       night value at the day's level, inside the all-time range, now alerts. Until
+       a period is confirmed, and for a series without one, the stage adds nothing:
+       such a series is scored bit for bit as with the stage off. ``behaviour``
+       also feeds the model's spike-rate z-score (denser spikes than usual) to the
+       likelihood as a raw score (measured: fewer alerts as shipped but a lower
+       ranked score on NAB, so not the default).
     Per-sample work is O(1) (plus, when the range grows, re-binning 48 counts; per
-    record, one copy of the routine memory and the counts); the state is a few dozen
-    scalars, 48 counts and, once a departure beyond ``z_threshold`` came, 3 × 96 + 2
-    bytes of routine memory (≈ 1.1 KB of JSON; at most 14 days of memory, ≈ 3 KB).
+    record, one copy of the routine memory and the counts, and one encode of the
+    seasonal model); the state is a few dozen scalars, 48 counts, once a departure
+    beyond ``z_threshold`` came, 3 × 96 + 2 bytes of routine memory (≈ 1.1 KB of
+    JSON; at most 14 days of memory, ≈ 3 KB), and the seasonal model's 2,313 bytes
+    (≈ 3.1 KB of JSON): at most ≈ 6.5 KB of JSON per series.
 
 Severity (both modes): medium when |z| > 2.5, high when |z| > 3, critical when
 |z| > 4 (seed defaults, all settings).
@@ -130,7 +150,8 @@ Modules (each a part of the algorithm above):
 - :mod:`.seed` — the seed mode;
 - :mod:`.adaptive` — the adaptive mode's per-sample loop, chaining its stages:
   :mod:`.baseline` (rules 1, 3, 4), :mod:`.likelihood` (5), :mod:`.novelty` (6),
-  :mod:`.routine` (7), :mod:`.episodes` (8, firing and recovery);
+  :mod:`.routine` (7), :mod:`.episodes` (8, firing and recovery), :mod:`.seasonal`
+  (9, over :mod:`autopilot.seasonal`);
 - :mod:`.detector` — :func:`step`, :func:`step_record`, :func:`detect_series` and the
   Anomaly records.
 

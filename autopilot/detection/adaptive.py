@@ -3,11 +3,14 @@ stages in the order of :mod:`autopilot.detection`'s rules (part of that package)
 
 Per sample: a counter becomes a rate (:mod:`.baseline`); the value is scored against
 the baseline it does not yet belong to (cold until ``min_samples`` are learned):
-z-score and direction (:mod:`.scoring`), anomaly likelihood (:mod:`.likelihood`),
+z-score and direction (:mod:`.scoring`), with the seasonal stage on also against the
+seasonal expectation once a period is confirmed (:mod:`.seasonal`; the larger
+departure counts and is reported), anomaly likelihood (:mod:`.likelihood`),
 routine memory (:mod:`.routine`), novelty (:mod:`.novelty`), episode and firing
 (:mod:`.episodes`); then it is learned: the raw-score law, the range and value
 density, the robust location and scale. O(1) per sample (plus, when the range grows,
-re-binning 48 counts; per record, one copy of the routine memory and the counts).
+re-binning 48 counts; per record, one copy of the routine memory and the counts, and
+one encode of the seasonal model).
 
 The loop keeps the state in local variables and builds one
 :class:`~autopilot.detection.state.Baseline` at the end of the record; the state
@@ -31,8 +34,15 @@ from autopilot.detection.likelihood import RAW_SCORE_CAP, anomaly_score, learn_r
 from autopilot.detection.novelty import is_novel, learn_range, load_density
 from autopilot.detection.routine import load_ring, remember_and_damp, ring_length
 from autopilot.detection.scoring import deviation_percent, directional, z_score
+from autopilot.detection.seasonal import (
+    behaviour_raw,
+    load_model,
+    save_model,
+    seasonal_departure,
+)
 from autopilot.detection.state import Baseline, Verdict, new_baseline, new_verdict
 from autopilot.models import Severity
+from autopilot.seasonal import SeasonalScore
 
 __all__ = ["run_adaptive"]
 
@@ -77,6 +87,9 @@ def run_adaptive(
     ring, newest = load_ring(b.season, b.season_slot, ring_len)
     nbins = novelty.DENSITY_BINS
     counts, total = load_density(b.density, nbins)
+    model = load_model(b.seasonal) if config.seasonal != "off" else None
+    behaviour = config.seasonal == "behaviour"
+    sc: SeasonalScore | None = None
 
     counter, direction = config.counter, config.direction
     up, down = direction == "up", direction == "down"
@@ -103,6 +116,9 @@ def run_adaptive(
             append(new_verdict(value, mean, std, 0.0, 0.0, False, None, True, {}, 0.0))
             continue
         dx = x - mean
+        if model is not None:  # the seasonal score, against the model before x
+            finite = x - x == 0.0 and timestamp - timestamp == 0.0
+            sc = model.update(timestamp, x, behaviour) if finite else None
 
         if learned < min_samples:
             append(new_verdict(x, mean, std, 0.0, 0.0, False, None, True, {}, 0.0))
@@ -110,7 +126,18 @@ def run_adaptive(
             # Score: z-score, direction, severity (the seed's rule), likelihood.
             z = z_score(x, mean, std)
             d_z = directional(z, up, down)
+            ref_mean, ref_std, ref_z = mean, std, z
+            period = None
+            if sc is not None and sc.expected is not None and sc.spread is not None:
+                # Seasonal stage: the larger departure counts, and is reported.
+                s_z, s_dz = seasonal_departure(sc, up, down)
+                if s_dz > d_z:
+                    d_z, ref_mean, ref_std, ref_z = s_dz, sc.expected, sc.spread, s_z
+                    period = sc.period
             raw = RAW_SCORE_CAP if RAW_SCORE_CAP < d_z else d_z
+            if behaviour and sc is not None:
+                b_raw = behaviour_raw(sc)
+                raw = b_raw if b_raw > raw else raw
             short = score_short + short_w * (raw - score_short)
             magnitude = abs(d_z)
             severity = (critical if magnitude > z_critical else high if magnitude > z_high
@@ -135,14 +162,16 @@ def run_adaptive(
                 timestamp, hot, severity, novel, score, last_alert, last_alert_rank,
                 episode_s, damp)
             extras: dict[str, Any] = {"in_episode": in_episode, "direction": direction}
+            if period is not None:
+                extras["seasonal_period"] = period
             signal = None
             ended = False
             if alert or firing[2] != 0 or firing[0] is not None:
                 signal, ended, firing = track_firing(
-                    x, timestamp, alert, hot, severity, in_episode, d_z, mean, std,
+                    x, timestamp, alert, hot, severity, in_episode, d_z, ref_mean, ref_std,
                     last_alert, extras, firing, up, down, z_threshold, recover_z,
                     recover_samples, resend_s, episode_s, ends_episode)
-            append(new_verdict(x, mean, std, z, deviation_percent(x, mean), alert,
+            append(new_verdict(x, ref_mean, ref_std, ref_z, deviation_percent(x, ref_mean), alert,
                                severity if alert else None, False, extras, score, signal))
             if alert:
                 last_alert = timestamp
@@ -163,5 +192,6 @@ def run_adaptive(
         b.window, b.head, mean, b.m2, count, offsets, last_ts, b.mode, learned, scale,
         run_count, run_sum, run_side, score_short, score_mean, score_var, score_n,
         last_alert, last_alert_rank, prev_value, prev_time, range_low, range_high,
-        bytes(ring), newest, tuple(counts), *firing,
+        bytes(ring), newest, tuple(counts),
+        b.seasonal if model is None else save_model(model), *firing,
     ), verdicts

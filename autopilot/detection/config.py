@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_UP_PATTERNS",
     "MAX_SCORE",
     "MODES",
+    "SEASONAL_MODES",
     "ZERO_VARIANCE_SCALE",
     "Direction",
     "DetectorConfig",
@@ -33,6 +34,10 @@ MAX_SCORE = 1e9
 MAX_MEAN = MAX_SCORE * MAX_SCORE
 #: Detector modes: the seed's rolling z-score and the default adaptive detector.
 MODES = ("adaptive", "seed")
+#: Seasonal stage settings (:mod:`autopilot.detection.seasonal`): ``off``; ``on``, the
+#: departure from the seasonal expectation is scored; ``behaviour``, also the
+#: behaviour-change signals (spike rate, variance collapse).
+SEASONAL_MODES = ("off", "on", "behaviour")
 #: Metric-name substrings (lower case) that only alert upwards by default.
 DEFAULT_UP_PATTERNS = ("latency", "duration", "error", "fail", "timeout", "5xx", "4xx")
 #: Metric-name substrings (lower case) that only alert downwards by default.
@@ -75,6 +80,10 @@ class DetectorConfig:
             ``novelty_z`` (``AUTOPILOT_NOVELTY_Z``, 6.0).
         season_days: days of time-of-day memory for routine departures
             (``AUTOPILOT_SEASON_DAYS``, 3; 0 turns it off).
+        seasonal: the seasonal stage, one of :data:`SEASONAL_MODES`
+            (``AUTOPILOT_DETECTION_SEASONAL``, ``on``): with ``on`` the departure from
+            the seasonal expectation (time of day / day of week, once a period is
+            confirmed) is scored as well as the one from the level baseline.
         direction: ``both``, ``up`` or ``down``; set per series by :meth:`for_metric`.
         counter: score the per-second increase; set per series by :meth:`for_metric`.
         up_patterns, down_patterns, counter_suffixes: name rules used by
@@ -109,6 +118,7 @@ class DetectorConfig:
     spatial_tolerance: float = 0.05
     novelty_z: float = 5.0
     season_days: int = 3
+    seasonal: str = "on"
     direction: Direction = "both"
     counter: bool = False
     up_patterns: tuple[str, ...] = DEFAULT_UP_PATTERNS
@@ -130,6 +140,9 @@ class DetectorConfig:
             raise ValueError(f"direction must be both, up or down, not {self.direction!r}")
         if self.season_days < 0:
             raise ValueError(f"season_days must be >= 0, not {self.season_days!r}")
+        if self.seasonal not in SEASONAL_MODES:
+            raise ValueError(
+                f"seasonal must be one of {SEASONAL_MODES}, not {self.seasonal!r}")
         if self.recover_samples < 1:
             raise ValueError(f"recover_samples must be >= 1, not {self.recover_samples!r}")
 
@@ -153,6 +166,7 @@ class DetectorConfig:
             spatial_tolerance=settings.spatial_tolerance,
             novelty_z=settings.novelty_z,
             season_days=settings.season_days,
+            seasonal=settings.detection_seasonal,
             up_patterns=_split(settings.direction_up),
             down_patterns=_split(settings.direction_down),
             counter_suffixes=_split(settings.counter_suffixes),

@@ -122,6 +122,6 @@ def run_seed(
         tuple(window), head, mean, m2, count, offsets, last_ts, b.mode, b.learned, b.scale,
         b.run_count, b.run_sum, b.run_side, b.score_short, b.score_mean, b.score_var,
         b.score_n, b.last_alert, b.last_alert_rank, b.prev_value, b.prev_time,
-        b.low, b.high, b.season, b.season_slot, b.density,
+        b.low, b.high, b.season, b.season_slot, b.density, b.seasonal,
         firing_mean, firing_std, firing_rank, recover_run, last_sent,
     ), verdicts

@@ -6,7 +6,8 @@ baselines table's JSON codec (version 2; version 1, the seed-only form, and stat
 written before a field existed still load). :class:`Verdict` is the score of one
 sample. Sizes: seed, 8 bytes × ``window_size`` plus scalars (≈ 11 KB of JSON at
 1000); adaptive, a few dozen scalars, ``DENSITY_BINS`` (48) counts and the routine
-memory's ``96 × season_days + 2`` bytes (≈ 1.1 KB of JSON, at most ≈ 3 KB).
+memory's ``96 × season_days + 2`` bytes (≈ 1.1 KB of JSON, at most ≈ 3 KB), and with
+the seasonal stage on the seasonal expectation's 2,313 bytes (≈ 3.1 KB of JSON).
 
 :func:`new_baseline` and :func:`new_verdict` build both without the frozen
 dataclasses' ``__init__`` (the per-sample loops' cost: the slots are written
@@ -29,7 +30,8 @@ from autopilot.detection.config import MAX_MEAN
 from autopilot.detection.scoring import finite
 from autopilot.models import Severity
 
-__all__ = ["NOT_FIRING", "Baseline", "Verdict", "new_baseline", "new_verdict", "slot_setter"]
+__all__ = ["NOT_FIRING", "Baseline", "Verdict", "forget_seasonal_text", "new_baseline",
+           "new_verdict", "slot_setter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,11 @@ class Baseline:
         density: adaptive: learned values per bin, :data:`DENSITY_BINS` equal bins
             over [low, high], counted from the end of the likelihood warm-up on
             (empty before, and while the range is a single value).
+        seasonal: adaptive, with the seasonal stage on: the seasonal expectation's
+            state (:meth:`autopilot.seasonal.SeasonalModel.encode`,
+            :data:`autopilot.seasonal.STATE_BYTES` = 2,313 bytes, ≈ 3.1 KB of JSON as
+            base64); empty with the stage off. Written by :meth:`to_dict` only when
+            not empty; a state without it loads and starts a fresh model.
         firing_mean, firing_std: both modes: the reference frozen when the series
             started firing — the mean and std its first alert was scored against
             (``firing_mean`` None: not firing). Recovery is judged against it.
@@ -107,6 +114,7 @@ class Baseline:
     season: bytes = b""
     season_slot: int = -1
     density: tuple[int, ...] = ()
+    seasonal: bytes = b""
     firing_mean: float | None = None
     firing_std: float = 0.0
     firing_rank: int = 0
@@ -147,6 +155,10 @@ class Baseline:
             for name in _ADAPTIVE_FIELDS:
                 data[name] = getattr(self, name)
             data["season"] = base64.b64encode(self.season).decode()
+            if self.seasonal:
+                data["seasonal"] = _seasonal_text(self.seasonal)
+            else:
+                del data["seasonal"]
         if self.firing_mean is not None:
             for name in _FIRING_FIELDS:
                 data[name] = getattr(self, name)
@@ -185,6 +197,7 @@ class Baseline:
         ]
         values[_SEASON_AT] = base64.b64decode(values[_SEASON_AT] or b"")
         values[_DENSITY_AT] = tuple(values[_DENSITY_AT])  # a JSON list of ints
+        values[_SEASONAL_AT] = _seasonal_bytes(values[_SEASONAL_AT] or "")
         return new_baseline((), 0, *values)
 
     def summary(self) -> dict[str, Any]:
@@ -218,6 +231,34 @@ _ADAPTIVE_DEFAULTS = {name: getattr(Baseline(), name) for name in _ADAPTIVE_FIEL
 #: (which leave out window and head).
 _SEASON_AT = _BASELINE_FIELDS.index("season") - 2
 _DENSITY_AT = _BASELINE_FIELDS.index("density") - 2
+_SEASONAL_AT = _BASELINE_FIELDS.index("seasonal") - 2
+
+
+#: Most seasonal states :func:`_seasonal_text` remembers (the oldest is dropped first).
+SEASONAL_TEXT_MEMO_MAX = 1024
+_SEASONAL_TEXT: dict[str, bytes] = {}
+
+
+def _seasonal_text(data: bytes) -> str:
+    """The seasonal model's bytes as base64 text, remembering the pair: the next
+    :meth:`Baseline.from_dict` of the same series (the state just written) gets the
+    bytes back without decoding 3 KB of base64 (the single-sample records' cost)."""
+    text = base64.b64encode(data).decode()
+    if len(_SEASONAL_TEXT) >= SEASONAL_TEXT_MEMO_MAX:
+        del _SEASONAL_TEXT[next(iter(_SEASONAL_TEXT))]
+    _SEASONAL_TEXT[text] = data
+    return text
+
+
+def forget_seasonal_text() -> None:
+    """Forget the remembered seasonal texts (the next loads decode; for tests)."""
+    _SEASONAL_TEXT.clear()
+
+
+def _seasonal_bytes(text: str | bytes) -> bytes:
+    """Inverse of :func:`_seasonal_text` (any base64 text; "" gives b"")."""
+    data = _SEASONAL_TEXT.get(text) if isinstance(text, str) else None
+    return base64.b64decode(text) if data is None else data
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,8 +342,9 @@ def new_baseline(
     run_count: int, run_sum: float, run_side: int, score_short: float, score_mean: float,
     score_var: float, score_n: int, last_alert: float | None, last_alert_rank: int,
     prev_value: float | None, prev_time: float | None, low: float | None, high: float | None,
-    season: bytes, season_slot: int, density: tuple[int, ...], firing_mean: float | None,
-    firing_std: float, firing_rank: int, recover_run: int, last_sent: float,
+    season: bytes, season_slot: int, density: tuple[int, ...], seasonal: bytes,
+    firing_mean: float | None, firing_std: float, firing_rank: int, recover_run: int,
+    last_sent: float,
     _new: Any = object.__new__,
     _cls: type = Baseline,
     _0: Setter = _BASELINE_SLOTS["window"],
@@ -331,11 +373,12 @@ def new_baseline(
     _23: Setter = _BASELINE_SLOTS["season"],
     _24: Setter = _BASELINE_SLOTS["season_slot"],
     _25: Setter = _BASELINE_SLOTS["density"],
-    _26: Setter = _BASELINE_SLOTS["firing_mean"],
-    _27: Setter = _BASELINE_SLOTS["firing_std"],
-    _28: Setter = _BASELINE_SLOTS["firing_rank"],
-    _29: Setter = _BASELINE_SLOTS["recover_run"],
-    _30: Setter = _BASELINE_SLOTS["last_sent"],
+    _26: Setter = _BASELINE_SLOTS["seasonal"],
+    _27: Setter = _BASELINE_SLOTS["firing_mean"],
+    _28: Setter = _BASELINE_SLOTS["firing_std"],
+    _29: Setter = _BASELINE_SLOTS["firing_rank"],
+    _30: Setter = _BASELINE_SLOTS["recover_run"],
+    _31: Setter = _BASELINE_SLOTS["last_sent"],
 ) -> Baseline:
     """``Baseline(...)`` with every field given, in declaration order, without the
     frozen ``__init__`` (the slots are written directly; no defaults, no checks)."""
@@ -366,11 +409,12 @@ def new_baseline(
     _23(b, season)
     _24(b, season_slot)
     _25(b, density)
-    _26(b, firing_mean)
-    _27(b, firing_std)
-    _28(b, firing_rank)
-    _29(b, recover_run)
-    _30(b, last_sent)
+    _26(b, seasonal)
+    _27(b, firing_mean)
+    _28(b, firing_std)
+    _29(b, firing_rank)
+    _30(b, recover_run)
+    _31(b, last_sent)
     return b
 
 

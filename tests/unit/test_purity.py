@@ -24,6 +24,7 @@ PURE_MODULES = [
     "autopilot.detection.novelty",
     "autopilot.detection.routine",
     "autopilot.detection.episodes",
+    "autopilot.detection.seasonal",
     "autopilot.detection.adaptive",
     "autopilot.detection.detector",
     "autopilot.errorrate",

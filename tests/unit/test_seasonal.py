@@ -233,3 +233,18 @@ def test_signal_functions_units() -> None:
     assert dispersion_change(2.0, 1.0, 1e-9) == pytest.approx(1.0)
     assert spike_rate(0.01, 0.01) == 0.0
     assert spike_rate(0.05, 0.002) > 5.0
+
+
+def test_without_signals_the_score_and_the_state_are_the_same() -> None:
+    full, lean = SeasonalModel(), SeasonalModel()
+    rng = random.Random(3)
+    for i in range(int(4 * DAY / STEP)):
+        ts = T0 + i * STEP
+        x = daily_shape(ts) + rng.gauss(0.0, 1.0) + (25.0 if i % 37 == 0 else 0.0)
+        a, b = full.update(ts, x), lean.update(ts, x, signals=False)
+        assert (a.period, a.expected, a.spread, a.z) == (b.period, b.expected, b.spread, b.z)
+        assert (b.variance_collapse, b.dispersion_change, b.spike_rate,
+                b.profile_change) == (0.0, 0.0, 0.0, 0.0)
+    assert lean.encode() == full.encode() and lean.period == "daily"
+    # control: the full model does report a signal on this series
+    assert a.dispersion_change != 0.0 or a.spike_rate != 0.0
