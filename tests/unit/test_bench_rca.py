@@ -162,3 +162,21 @@ def test_anomalies_reach_the_grouping_as_anomaly_evidence(
     scored = bench.replay_day(day, bench.load_settings({}))
     assert "db" in seen and "frontend" in seen
     assert any(s.rank == 1 for s in scored)
+
+
+def test_a_timestamp_far_from_the_time_text_is_read_from_the_time_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "metric").mkdir()
+    t = T0 + timedelta(hours=3, seconds=19)
+    with (tmp_path / "metric" / "ad-5f6585d649-fnmft_metric.csv").open(
+            "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Time", "TimeStamp", "PodName", "CpuUsageRate(%)"])
+        text = t.strftime("%Y-%m-%d %H:%M:%S") + ".607158889 +0000 UTC m=+0.11"
+        w.writerow([text, str(int(t.timestamp()) + 200_000_000), "ad-5f6585d649-fnmft", "5"])
+        w.writerow([text, str(int(t.timestamp()) + 1), "ad-5f6585d649-fnmft", "6"])
+    samples = bench.load_metrics(tmp_path)
+    # the typo (2·10⁸ s ahead) is read from the text; a TimeStamp 1 s off is kept
+    assert [(s[0], s[3]) for s in samples] == [(t.timestamp(), 5.0), (t.timestamp() + 1, 6.0)]
+    assert "1 TimeStamp(s)" in capsys.readouterr().err
