@@ -99,9 +99,6 @@ WARMUP_AFTER_S = 1800.0
 WARMUP_S = 3 * 3600.0
 #: Columns that are not metrics.
 NOT_METRICS = {"Time", "TimeStamp", "PodName"}
-#: A ``TimeStamp`` further than this from the ``Time`` text is taken from the text (s).
-#: (Online Boutique 2022-08-22 has stamps 2·10⁸ s ahead of their ``Time``.)
-CLOCK_SLACK_S = 120.0
 #: Histogram buckets of metrics per page (the last is "this many or more").
 HIST_BUCKETS = (1, 2, 3, 4, 5)
 
@@ -254,14 +251,6 @@ def metric_name(column: str) -> str:
     return snake.removeprefix("pod_")  # as bench/rca.py's names
 
 
-def _text_time(text: str) -> float | None:
-    try:
-        return datetime.strptime(text.strip()[:19], "%Y-%m-%d %H:%M:%S").replace(
-            tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
-
-
 Series = tuple[str, str, list[tuple[float, float]]]  # service, metric, (epoch s, value)
 
 
@@ -271,7 +260,7 @@ def load_day(day_dir: Path) -> tuple[list[Series], int]:
     Returns:
         ``(series, fixed)``: one entry per pod and metric column (pods of one service
         share the service name), and how many rows took their time from ``Time``
-        (:data:`CLOCK_SLACK_S`).
+        (``rca.row_time``).
 
     Raises:
         PagingBenchError: no files, a file without ``TimeStamp``/``PodName``, a bad time.
@@ -290,13 +279,11 @@ def load_day(day_dir: Path) -> tuple[list[Series], int]:
             cols: dict[str, list[tuple[float, float]]] = {c: [] for c in columns}
             service = ""
             for line, row in enumerate(reader, start=2):
-                t = nezha._float(row["TimeStamp"] or "")
+                t, from_text = nezha.row_time(row)
                 if t is None:
                     raise PagingBenchError(f"{path}: line {line}: bad TimeStamp "
                                            f"{row['TimeStamp']!r}")
-                tt = _text_time(row.get("Time") or "")
-                if tt is not None and abs(tt - t) > CLOCK_SLACK_S:
-                    t, fixed = tt, fixed + 1
+                fixed += from_text
                 service = nezha.service_of(row["PodName"])
                 for c in columns:
                     v = nezha._float(row.get(c) or "")

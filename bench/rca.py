@@ -261,13 +261,21 @@ def _float(text: str) -> float | None:
 CLOCK_TOLERANCE_S = 3600.0
 
 
-def _time_text(text: str) -> float | None:
-    """Epoch s of a ``Time`` column (``2022-08-22 03:51:19.607158889 +0000 UTC m=+…``,
-    read to the second), or None."""
+def row_time(row: Mapping[str, str | None]) -> tuple[float | None, bool]:
+    """The time of one metric row, epoch s (None when ``TimeStamp`` is no number), and
+    whether it was read from the ``Time`` text (``2022-08-22 03:51:19.607158889 +0000
+    UTC m=+…``, to the second) because ``TimeStamp`` is more than
+    :data:`CLOCK_TOLERANCE_S` from it."""
+    t = _float(row.get("TimeStamp") or "")
+    if t is None:
+        return None, False
     try:
-        return _parse_time(text[:19])
+        text_t = _parse_time((row.get("Time") or "")[:19])
     except ValueError:
-        return None
+        return t, False
+    if abs(t - text_t) > CLOCK_TOLERANCE_S:
+        return text_t, True
+    return t, False
 
 
 def load_metrics(day_dir: Path) -> list[tuple[float, str, str, float]]:
@@ -290,13 +298,10 @@ def load_metrics(day_dir: Path) -> list[tuple[float, str, str, float]]:
                 raise RcaBenchError(f"{path}: needs the columns TimeStamp and PodName")
             fixed = 0
             for line, row in enumerate(reader, start=2):
-                t = _float(row["TimeStamp"] or "")
+                t, from_text = row_time(row)
                 if t is None:
                     raise RcaBenchError(f"{path}: line {line}: bad TimeStamp {row['TimeStamp']!r}")
-                text_t = _time_text(row.get("Time") or "")
-                if text_t is not None and abs(t - text_t) > CLOCK_TOLERANCE_S:
-                    t = text_t
-                    fixed += 1
+                fixed += from_text
                 service = service_of(row["PodName"])
                 for column, name in METRICS.items():
                     v = _float(row.get(column) or "")
