@@ -226,6 +226,9 @@ def _load_csv(path: Path, text: str) -> list[InputRow]:
             continue
         if len(fields) <= max(ti, vi):
             raise BacktestError(f"{path}:{line}: expected timestamp and value")
+        if len(fields) > len(header):
+            raise BacktestError(f"{path}:{line}: {len(fields)} fields, the header names "
+                                f"{len(header)} (a comma inside a value must be quoted)")
         stamp = fields[ti]
         try:
             value = float(fields[vi])

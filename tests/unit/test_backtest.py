@@ -103,6 +103,8 @@ def test_prometheus_range_query_export_is_accepted(tmp_path: Path) -> None:
         ("timestamp,value\n2024-05-01,abc\n", "not a number"),
         ("timestamp,value\nyesterday,1\n", "bad timestamp"),
         ("timestamp,value\n2024-05-01,inf\n", "not finite"),
+        ("timestamp,value\n2024-05-01,1\n2024-05-02,1,3\n",
+         r"bad.csv:3: 3 fields, the header names 2"),
         ('{"data": {"result": []}}', "holds 0 series"),
         ('{"status": "success", "data": {"resultType": "vector", "result": []}}',
          "not an instant query"),
