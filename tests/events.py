@@ -7,11 +7,15 @@ Import it inside the test, beside the agent: it loads :mod:`autopilot.app`.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
 from faust.events import Event
 from faust.types import EventT
 from faust.types.tuples import Message
 
-__all__ = ["keyed_metrics_event"]
+__all__ = ["AckedTopic", "keyed_metrics_event", "metrics_agent_in_memory"]
 
 
 def keyed_metrics_event(value: bytes, offset: int) -> EventT[bytes]:
@@ -26,3 +30,35 @@ def keyed_metrics_event(value: bytes, offset: int) -> EventT[bytes]:
         timestamp_type=0, headers=headers, key=None, value=value, checksum=None,
     )
     return Event(app, None, value, headers, message)
+
+
+class AckedTopic:
+    """A topic whose ``send`` keeps the value in :attr:`sent` and returns a future that
+    is already resolved: like Faust's FutureMessage, awaiting it waits for the broker's
+    ack, which has come."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
+        self.sent.append(value)
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return acked
+
+
+def metrics_agent_in_memory(monkeypatch: pytest.MonkeyPatch,
+                            tables: dict[bytes, Any] | None = None,
+                            index: dict[bytes, Any] | None = None) -> AckedTopic:
+    """Point the metrics agent (:mod:`autopilot.agents.metrics`) at in-memory
+    ``baselines`` and ``series_index`` tables (new empty ones unless given), no
+    recent-samples store, and an :class:`AckedTopic` for its anomalies, returned."""
+    from autopilot.agents import metrics as agent
+
+    topic = AckedTopic()
+    monkeypatch.setattr(agent, "baselines", {} if tables is None else tables)
+    monkeypatch.setattr(agent, "series_index", {} if index is None else index)
+    monkeypatch.setattr(agent, "anomalies_topic", topic)
+    monkeypatch.setattr(agent, "remember_samples", lambda key, points: None)
+    monkeypatch.setattr(agent, "forget_samples", lambda key: None)
+    return topic

@@ -196,27 +196,14 @@ def test_backtest_and_the_live_agent_send_identical_anomalies(mode: str, monkeyp
     from autopilot.agents import metrics as agent
 
     from autopilot.series import SeriesLimits
-    from tests.events import keyed_metrics_event
+    from tests.events import keyed_metrics_event, metrics_agent_in_memory
 
     rows, _ = load_series(NAB_LATENCY)
     config = replace(CONFIG, mode=mode)
     service, metric = "checkout", "api_latency_ms"
     backtest = run_backtest(rows, config, service=service, metric=metric)
 
-    sent: list[bytes] = []
-
-    class Topic:
-        async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
-            sent.append(value)
-            # Like Faust's FutureMessage: awaiting it waits for the broker's ack.
-            acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            acked.set_result(None)
-            return acked
-
-    monkeypatch.setattr(agent, "baselines", {})
-    monkeypatch.setattr(agent, "series_index", {})
-    monkeypatch.setattr(agent, "anomalies_topic", Topic())
-    monkeypatch.setattr(agent, "remember_samples", lambda key, points: None)
+    topic = metrics_agent_in_memory(monkeypatch)
 
     async def run() -> None:
         for offset, start in enumerate(range(0, len(rows), 7)):
@@ -227,7 +214,7 @@ def test_backtest_and_the_live_agent_send_identical_anomalies(mode: str, monkeyp
             await agent.process(event, config, SeriesLimits())
 
     asyncio.run(run())
-    live = [json.loads(v) for v in sent]
+    live = [json.loads(v) for v in topic.sent]
     offline = []
     for record in backtest.records:
         assert record.anomaly is not None  # the backtest keeps records that carry one

@@ -37,23 +37,10 @@ def _samples() -> list[dict[str, Any]]:
 def _run(per_record: int, mode: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list, dict]:
     from autopilot.agents import metrics as agent
 
-    from tests.events import keyed_metrics_event
+    from tests.events import keyed_metrics_event, metrics_agent_in_memory
 
-    sent: list[dict] = []
     tables: dict[bytes, Any] = {}
-
-    class Topic:
-        async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
-            sent.append(json.loads(value))
-            # Like Faust's FutureMessage: awaiting it waits for the broker's ack.
-            acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            acked.set_result(None)
-            return acked
-
-    monkeypatch.setattr(agent, "baselines", tables)
-    monkeypatch.setattr(agent, "series_index", {})
-    monkeypatch.setattr(agent, "anomalies_topic", Topic())
-    monkeypatch.setattr(agent, "remember_samples", lambda key, points: None)
+    topic = metrics_agent_in_memory(monkeypatch, tables)
     config = DetectorConfig.from_settings(load_settings({"AUTOPILOT_DETECTOR_MODE": mode}))
     samples = _samples()
 
@@ -64,7 +51,7 @@ def _run(per_record: int, mode: str, monkeypatch: pytest.MonkeyPatch) -> tuple[l
 
     asyncio.run(run())
     finals = {k: {f: v for f, v in d.items() if f != "offsets"} for k, d in tables.items()}
-    return sent, finals
+    return [json.loads(v) for v in topic.sent], finals
 
 
 @pytest.mark.parametrize("mode", ["adaptive", "seed"])

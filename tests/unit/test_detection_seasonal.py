@@ -177,26 +177,14 @@ def test_the_backtest_and_the_live_agent_send_the_same_seasonal_anomalies(monkey
     from autopilot.backtest import InputRow, run_backtest
     from autopilot.series import SeriesLimits
     from tests import factories
-    from tests.events import keyed_metrics_event
+    from tests.events import keyed_metrics_event, metrics_agent_in_memory
 
     values = night_jump(daily(8))
     rows = [InputRow(text=str(T0 + i * STEP), epoch_s=T0 + i * STEP, value=v)
             for i, v in enumerate(values)]
     service, metric = "checkout", "requests_per_s"
     backtest = run_backtest(rows, ON, service=service, metric=metric)
-    sent: list[bytes] = []
-
-    class Topic:
-        async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
-            sent.append(value)
-            acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            acked.set_result(None)
-            return acked
-
-    monkeypatch.setattr(agent, "baselines", {})
-    monkeypatch.setattr(agent, "series_index", {})
-    monkeypatch.setattr(agent, "anomalies_topic", Topic())
-    monkeypatch.setattr(agent, "remember_samples", lambda key, points: None)
+    topic = metrics_agent_in_memory(monkeypatch)
 
     async def run() -> None:
         for offset, start in enumerate(range(0, len(rows), 7)):
@@ -205,7 +193,7 @@ def test_the_backtest_and_the_live_agent_send_the_same_seasonal_anomalies(monkey
             await agent.process(keyed_metrics_event(value, offset), ON, SeriesLimits())
 
     asyncio.run(run())
-    live = [json.loads(v) for v in sent]
+    live = [json.loads(v) for v in topic.sent]
     offline = [json.loads(r.anomaly.model_dump_json()) for r in backtest.records
                if r.anomaly is not None]
     assert live == offline

@@ -268,22 +268,11 @@ def _run_agent(records: list[list[dict[str, Any]]], monkeypatch: pytest.MonkeyPa
     from autopilot.agents import metrics as agent
 
     from autopilot.detection import DetectorConfig
-    from tests.events import keyed_metrics_event
+    from tests.events import keyed_metrics_event, metrics_agent_in_memory
 
     tables = {} if tables is None else tables
     index = {} if index is None else index
-
-    class Topic:
-        async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
-            acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            acked.set_result(None)
-            return acked
-
-    monkeypatch.setattr(agent, "baselines", tables)
-    monkeypatch.setattr(agent, "series_index", index)
-    monkeypatch.setattr(agent, "anomalies_topic", Topic())
-    monkeypatch.setattr(agent, "remember_samples", lambda key, points: None)
-    monkeypatch.setattr(agent, "forget_samples", lambda key: None)
+    metrics_agent_in_memory(monkeypatch, tables, index)
     config = DetectorConfig.from_settings(load_settings({}))
 
     async def run() -> None:

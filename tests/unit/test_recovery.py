@@ -388,25 +388,13 @@ def test_the_live_agent_sends_what_the_backtest_records(
 
     from autopilot import telemetry
     from autopilot.series import SeriesLimits
-    from tests.events import keyed_metrics_event
+    from tests.events import keyed_metrics_event, metrics_agent_in_memory
 
     values = noise(150) + [400.0] * 45 + noise(12, seed=12) + [400.0, 100.0, 100.0]
     rows = [InputRow(str(i), T0 + i * STEP_S, v) for i, v in enumerate(values)]
     config = replace(DetectorConfig(), mode=mode)
     backtest = run_backtest(rows, config, service="checkout", metric="cpu_ratio")
-    sent: list[bytes] = []
-
-    class Topic:
-        async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
-            sent.append(value)
-            acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            acked.set_result(None)
-            return acked
-
-    monkeypatch.setattr(agent, "baselines", {})
-    monkeypatch.setattr(agent, "series_index", {})
-    monkeypatch.setattr(agent, "anomalies_topic", Topic())
-    monkeypatch.setattr(agent, "remember_samples", lambda key, points: None)
+    topic = metrics_agent_in_memory(monkeypatch)
     resolved = telemetry.SIGNAL_RECORDS.labels(kind="metric", state="resolved")
     before = resolved._value.get()
 
@@ -418,7 +406,7 @@ def test_the_live_agent_sends_what_the_backtest_records(
             await agent.process(keyed_metrics_event(value, offset), config, SeriesLimits())
 
     asyncio.run(run())
-    live = [json.loads(v) for v in sent]
+    live = [json.loads(v) for v in topic.sent]
     offline = [json.loads(anomaly_of(r).model_dump_json()) for r in backtest.records]
     assert live == offline
     states = [a["state"] for a in live]
