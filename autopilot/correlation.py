@@ -31,6 +31,14 @@ a new alert at time t,
    of each other;
 4. **two or more** anomalies fall within ``window_s`` (10 min).
 
+**Corroboration** (``alone_for_s``, ``AUTOPILOT_ALONE_FOR_S``; 0, off, by default): a
+critical *metric* anomaly no longer opens on its own (rule 1 keeps Alertmanager alerts
+and error-rate spikes); its series opens one when a re-send shows it still firing
+``alone_for_s`` after it (re-)fired (:attr:`Signal.fired_at`), like a Prometheus
+rule's ``for``. Rule 4 counts distinct series, and a resolved incident re-opens only on
+evidence that would open one (:func:`_reopens`); a re-fire kept quietly with it that
+recovers publishes nothing.
+
 Its signals are the series of the anomalies that opened it; its id is derived from
 fixed fields (the service and the event time of its first evidence), never from LLM
 text, so a replay produces the same id. A service has at most one incident.
@@ -145,6 +153,10 @@ class CorrelationConfig:
         max_signals: signals kept per incident, and signals outside an incident per
             service (200; beyond it the oldest resolved, else the least recently seen,
             is dropped).
+        alone_for_s: corroboration (``AUTOPILOT_ALONE_FOR_S``, 0): when set, a critical
+            metric anomaly alone opens an incident only once its series has fired this
+            long, rule 4 counts distinct series, and a resolved incident re-opens only on
+            evidence that would open one. 0: rule 1 at once, rule 4 counts alerts.
     """
 
     window_s: int = 600
@@ -156,6 +168,7 @@ class CorrelationConfig:
     reopen_window_s: int = 3600
     max_timeline: int = 50
     max_signals: int = 200
+    alone_for_s: int = 0
 
     @classmethod
     def from_settings(cls, settings: Any) -> CorrelationConfig:
@@ -166,6 +179,7 @@ class CorrelationConfig:
             close_after_s=settings.incident_close_s,
             alert_close_after_s=settings.alert_close_s,
             reopen_window_s=settings.reopen_window_s,
+            alone_for_s=settings.alone_for_s,
         )
 
 
@@ -419,6 +433,7 @@ def _signal_from(a: Anomaly) -> Signal:
         baseline_mean=a.baseline_mean,
         z_score=a.z_score,
         summary=a.alert.summary if a.alert is not None else None,
+        fired_at=a.detected_at,
     )
 
 
@@ -461,7 +476,8 @@ def _fire(sig: Signal | None, a: Anomaly) -> tuple[Signal, Change]:
         return _signal_from(a), "new"
     if sig.state == "resolved":
         refired = _observe(sig, a).model_copy(
-            update={"state": "firing", "resolved_at": None, "severity": a.severity}
+            update={"state": "firing", "resolved_at": None, "severity": a.severity,
+                    "fired_at": a.detected_at}
         )
         return refired, "refired"
     observed = _observe(sig, a)
@@ -550,16 +566,38 @@ def _rules(
     kinds = {a.kind for a in nearby}
     if {"metric", "error_rate"} <= kinds:
         reasons.append(f"metric anomaly and error-rate spike within {window_min} min")
-    if new.severity is Severity.CRITICAL:
+    if new.severity is Severity.CRITICAL and (new.kind != "metric" or not config.alone_for_s):
+        # A critical metric anomaly alone waits for corroboration (:func:`_persisted`).
         reasons.append(
             f"critical alert {new.metric_name}" if new.kind == "alert"
             else f"critical anomaly on {new.metric_name} (z={new.z_score:.1f})")
-    if len(nearby) >= 2:
-        alerts = sum(a.kind == "alert" for a in nearby)
-        what = ("alerts" if alerts == len(nearby) else
-                "anomalies" if not alerts else "signals (alerts and anomalies)")
-        reasons.append(f"{len(nearby)} {what} within {window_min} min")
+    # Corroboration counts series: two alerts of one series (an escalation, a
+    # re-fire) are one.
+    evidence = list({series_of(a): a for a in nearby}.values()) if config.alone_for_s else nearby
+    if len(evidence) >= 2:
+        alerts = sum(a.kind == "alert" for a in evidence)
+        if alerts == len(evidence):
+            what = "alerts"
+        elif config.alone_for_s:
+            what = "anomalous series" if not alerts else "series (alerts and anomalies)"
+        else:
+            what = "anomalies" if not alerts else "signals (alerts and anomalies)"
+        reasons.append(f"{len(evidence)} {what} within {window_min} min")
     return reasons
+
+
+def _persisted(sig: Signal, a: Anomaly, config: CorrelationConfig) -> str | None:
+    """The reason a lone critical metric series opens an incident when it is still
+    firing ``alone_for_s`` after it (re-)fired (a re-send ``a`` says so), else None."""
+    if not config.alone_for_s or sig.kind != "metric" or sig.state != "firing":
+        return None
+    if sig.severity is not Severity.CRITICAL:
+        return None
+    firing_s = (a.detected_at - (sig.fired_at or sig.first_at)).total_seconds()
+    if firing_s < config.alone_for_s:
+        return None
+    return (f"critical anomaly on {a.metric_name} (z={sig.z_score:.1f}) firing for "
+            f"{_duration(firing_s)}")
 
 
 def _record(inc: OpenIncident, status: str, notify: bool, ctx: _Ctx) -> Incident:
@@ -699,9 +737,12 @@ def _open(
     reasons: list[str],
     at: datetime,
     ctx: _Ctx,
+    opened_at: datetime | None = None,
 ) -> tuple[CorrelationState, Incident]:
-    """Open an incident from the alerts ``kept``; their series' signals move into it."""
-    opened_at = kept[0].detected_at
+    """Open an incident from the alerts ``kept``; their series' signals move into it.
+    ``opened_at`` (the incident's start, part of its id) defaults to the first alert's
+    time."""
+    opened_at = opened_at or kept[0].detected_at
     reason = "; ".join(reasons)
     fallback = {s.series: s for s in _signals_from(kept)}
     signals = tuple(_get(state.signals, key) or sig for key, sig in fallback.items())
@@ -791,6 +832,11 @@ def _on_recovery(
     if member.state == "resolved":
         return state, []  # a repeated recovery
     signals = _put(inc.signals, _recover(member, a), config.max_signals)
+    if (inc.state == "resolved" and inc.closed_at is not None
+            and member.fired_at is not None and member.fired_at > inc.closed_at):
+        # A re-fire kept quietly with the resolved incident (not corroborated, see
+        # :func:`_reopens`) recovers: it was never told, so neither is this.
+        return replace(state, incident=replace(inc, signals=signals)), []
     entries = [
         _entry(
             t,
@@ -837,8 +883,15 @@ def _on_firing(
         sig, change = _fire(loose, a)
         if change == "refresh":
             # Still firing, outside any incident: no new evidence for the rules, and
-            # no reason to re-open a resolved incident it never belonged to.
-            return replace(state, signals=_put(state.signals, sig, config.max_signals)), []
+            # no reason to re-open a resolved incident it never belonged to; a lone
+            # critical series that has fired long enough opens one (corroboration).
+            state = replace(state, signals=_put(state.signals, sig, config.max_signals))
+            reason = _persisted(sig, a, config) if inc is None else None
+            if reason is None:
+                return state, []
+            state, record = _open(state, [a], [reason], a.detected_at, ctx,
+                                  opened_at=sig.fired_at or sig.first_at)
+            return state, [record]
         state, kept = _remember(state, a, config)
         if inc is None:
             state = replace(state, signals=_put(state.signals, sig, config.max_signals))
@@ -880,6 +933,11 @@ def _apply(
     late = inc.state == "resolved" and inc.closed_at is not None and t <= inc.closed_at
     if inc.state == "firing" and not alert:
         return replace(state, incident=inc), []  # a refresh: alive, nothing to tell
+    if inc.state == "resolved" and not late and not _reopens(state, a, sig, alert, ctx):
+        # Not corroborated (a lone series, not yet firing for ``alone_for_s``): the
+        # signal is kept with the resolved incident, which re-opens only when the
+        # opening rules hold (a refresh of it re-checks).
+        return replace(state, incident=inc), []
 
     entries: list[TimelineEntry] = []
     if inc.state == "resolved" and not late:
@@ -923,6 +981,23 @@ def _apply(
     # A late refresh tells nothing new; a re-open always does.
     notify = alert or status == "reopened"
     return replace(state, incident=inc), [_record(inc, status, notify, ctx)]
+
+
+def _reopens(
+    state: CorrelationState, a: Anomaly, sig: Signal, alert: bool, ctx: _Ctx
+) -> bool:
+    """Whether firing evidence ``a`` (an alert when ``alert``, else a refresh) of signal
+    ``sig`` re-opens a resolved incident: always without corroboration
+    (``alone_for_s`` 0), else when the opening rules hold for the alerts around it or
+    its series has fired alone long enough (:func:`_persisted`)."""
+    config = ctx.config
+    if not config.alone_for_s or _persisted(sig, a, config) is not None:
+        return True
+    if not alert:
+        return False
+    window = timedelta(seconds=config.window_s)
+    nearby = [x for x in _anoms(state.recent) if abs(x.detected_at - a.detected_at) <= window]
+    return bool(_rules(a, nearby or [a], ctx.deployments, config))
 
 
 def on_deployment(

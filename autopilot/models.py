@@ -354,6 +354,9 @@ class Signal(_Record):
     last_value: float = 0.0
     baseline_mean: float = 0.0
     z_score: float = 0.0
+    #: When it last started firing: its first alert, or its latest re-fire after a
+    #: recovery (left out of the JSON when unknown, as in states written before it).
+    fired_at: Timestamp | None = Field(default=None, exclude_if=lambda v: v is None)
     #: An ``alert`` signal's summary annotation (left out of the JSON otherwise).
     summary: str | None = Field(default=None, exclude_if=lambda v: v is None)
 

@@ -412,6 +412,17 @@ class Settings(BaseSettings):
         "repeat_interval of 4 h, so a long outage is not closed between re-sends; never "
         "shorter than AUTOPILOT_INCIDENT_CLOSE_S)", ge=1
     )
+    alone_for_s: int = _env(
+        "AUTOPILOT_ALONE_FOR_S", 0,
+        "Corroboration: a critical metric anomaly with nothing to corroborate it (no second "
+        "series of the service, error-rate spike or deployment within the window) opens an "
+        "incident only when its series is still firing this long after it fired (s, event "
+        "time; checked on the detector's re-sends, every AUTOPILOT_SIGNAL_RESEND_S), like "
+        "a Prometheus rule's 'for'; two alerts of one series are then one series, and a "
+        "resolved incident re-opens only on evidence that would open it. 0 (the default): "
+        "a critical anomaly opens one at once, and two alerts of one series count as two "
+        "anomalies (docs/incident-lifecycle.md)", ge=0,
+    )
     close_check_interval_s: float = _env(
         "AUTOPILOT_CLOSE_CHECK_INTERVAL_S", 30.0, "Wall-clock check for quiet incidents (s)", gt=0
     )

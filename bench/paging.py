@@ -44,6 +44,11 @@ window holds its start (windows of consecutive injections can overlap).
   their window on any service — what the page rule's merging cannot show when
   injections follow each other every few minutes.
 
+**What the autopilot pages** (the ``paged`` keys): the metrics agent's records of the
+same series (alerts, re-sends, recoveries) are applied per service, in event time, by
+the correlation agent's step (:func:`incident_pages`); every incident opened or
+re-opened is a page, merged by the same rule and scored the same way.
+
 The histogram counts, per page, how many distinct metrics of the service alerted in it
 (all pages and false pages): the evidence for corroborating across a service's metrics.
 
@@ -80,9 +85,13 @@ sys.path.insert(0, str(HERE.parent))
 
 import rca as nezha  # noqa: E402
 
+from autopilot import correlation  # noqa: E402
 from autopilot.backtest import InputRow, run_backtest  # noqa: E402
+from autopilot.correlation import CorrelationConfig, CorrelationState  # noqa: E402
+from autopilot.deployments import DeploymentHistory  # noqa: E402
 from autopilot.detection import DetectorConfig  # noqa: E402
 from autopilot.errors import ConfigError  # noqa: E402
+from autopilot.models import Anomaly  # noqa: E402
 from autopilot.settings import Settings, load_settings  # noqa: E402
 
 DEFAULT_DATA = HERE / "data" / "nezha"
@@ -305,8 +314,9 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _backtest(task: tuple[Series, float | None, float]) -> list[Alert]:
-    """Backtest one series (after its warm-up); its alerts after the warm-up."""
+def _backtest(task: tuple[Series, float | None, float]) -> tuple[list[Alert], list[Anomaly]]:
+    """Backtest one series (after its warm-up): its alerts after the warm-up, and every
+    record the metrics agent would publish after it (alerts, re-sends, recoveries)."""
     (service, metric, samples), warm_from, first = task
     rows: list[InputRow] = []
     if warm_from is not None:
@@ -317,8 +327,37 @@ def _backtest(task: tuple[Series, float | None, float]) -> list[Alert]:
     n_warm = len(rows)
     rows += [InputRow(_iso(t), t, v) for t, v in samples]
     result = run_backtest(rows, _JOB["config"], service=service, metric=metric)
-    return [Alert(rows[i].epoch_s, service, metric)
-            for i, r in enumerate(result.rows) if i >= n_warm and r.alert]
+    alerts = [Alert(rows[i].epoch_s, service, metric)
+              for i, r in enumerate(result.rows) if i >= n_warm and r.alert]
+    records = [f.anomaly for f in result.records
+               if f.anomaly is not None and f.anomaly.detected_at.timestamp() >= first]
+    return alerts, records
+
+
+def incident_pages(records: Iterable[Anomaly]) -> list[Alert]:
+    """What the autopilot pages: the metrics agent's records of each service, in event
+    time order, applied by the correlation agent's own step
+    (:func:`autopilot.correlation.step`, shipped settings, no deployments or error
+    lines); every incident it opens or re-opens is one page at the time of the record
+    that opened it (one :class:`Alert` per firing signal of the incident, so the
+    histogram counts its signals; they merge into one page)."""
+    by_service: dict[str, list[Anomaly]] = defaultdict(list)
+    for a in records:
+        by_service[a.service].append(a)
+    config = _JOB["correlation"]
+    pages: list[Alert] = []
+    for service, items in by_service.items():
+        items.sort(key=lambda a: (a.detected_at, a.series, a.state != "resolved"))
+        state = CorrelationState()
+        for a in items:
+            state, out = correlation.step(state, a, source=None,
+                                          deployments=DeploymentHistory(), errors=[],
+                                          wall_now=a.detected_at.timestamp(),
+                                          config=config)
+            pages += [Alert(a.detected_at.timestamp(), service, sig.metric_name)
+                      for inc in out if inc.status in ("opened", "reopened")
+                      for sig in inc.signals if sig.state == "firing"]
+    return pages
 
 
 @dataclass
@@ -335,6 +374,7 @@ class Day:
     incidents: list[Incident]
     alerts: list[Alert]
     fixed_times: int
+    pages: list[Alert] = field(default_factory=list)
 
 
 def replay_day(day_dir: Path, warmup: bool, jobs: int) -> Day:
@@ -347,15 +387,20 @@ def replay_day(day_dir: Path, warmup: bool, jobs: int) -> Day:
     warm_from = cases[-1].at + WARMUP_AFTER_S if (warmup and cases) else None
     tasks = [(s, warm_from, first) for s in series]
     alerts: list[Alert] = []
+    records: list[Anomaly] = []
     t0 = time.monotonic()
     if jobs > 1:
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            for k, got in enumerate(pool.imap_unordered(_backtest, tasks, chunksize=4), 1):
+            for k, (got, recs) in enumerate(
+                    pool.imap_unordered(_backtest, tasks, chunksize=4), 1):
                 alerts += got
+                records += recs
                 _progress(day_dir, k, len(tasks), t0)
     else:
         for k, task in enumerate(tasks, 1):
-            alerts += _backtest(task)
+            got, recs = _backtest(task)
+            alerts += got
+            records += recs
             _progress(day_dir, k, len(tasks), t0)
     free: list[tuple[float, float]] = []
     if incidents:
@@ -366,7 +411,7 @@ def replay_day(day_dir: Path, warmup: bool, jobs: int) -> Day:
         free = [(first, last)]
     names = frozenset(s[0] for s in series)
     return Day(day_dir.parent.name, day_dir.name, len(names), len(series), names,
-               last - first, free, incidents, alerts, fixed)
+               last - first, free, incidents, alerts, fixed, incident_pages(records))
 
 
 def _progress(day_dir: Path, k: int, n: int, t0: float) -> None:
@@ -378,8 +423,10 @@ def _progress(day_dir: Path, k: int, n: int, t0: float) -> None:
 # --------------------------------------------------------------------------- report
 
 
-def summarise(days: Sequence[Day]) -> dict[str, Any]:
-    """The numbers of one or more days (pages are merged per day and service)."""
+def summarise(days: Sequence[Day], paged: bool = False) -> dict[str, Any]:
+    """The numbers of one or more days (pages are merged per day and service): of the
+    detector's alerts (the issue's rule), or with ``paged`` of the incidents the
+    correlation step opens (:func:`incident_pages`), merged by the same rule."""
     pages_n = 0
     service_days = free_service_days = 0.0
     free_pages = 0
@@ -390,7 +437,7 @@ def summarise(days: Sequence[Day]) -> dict[str, Any]:
     all_incidents: list[Incident] = []
     all_alerts: list[Alert] = []
     for d in days:
-        pages = merge_pages(d.alerts)
+        pages = merge_pages(d.pages if paged else d.alerts)
         pages_n += len(pages)
         all_pages += pages
         all_incidents += d.incidents
@@ -434,7 +481,17 @@ def _f(v: float | None, digits: int = 2) -> str:
 
 
 def table(summary: Mapping[str, Mapping[str, Any]]) -> str:
-    """Markdown tables: the paging measure per system and overall, then the histogram."""
+    """Markdown tables: the paging measure per system and overall, of the detector's
+    alerts and of the incidents the autopilot opens, then the histograms."""
+    return "\n\n".join([
+        "Alerts (the detector's ``alert`` column, merged by the page rule):", "",
+        _table(summary),
+        "Incidents (what the autopilot pages: the correlation rules over the same "
+        "records, merged by the page rule):", "",
+        _table({k: v["paged"] for k, v in summary.items()})])
+
+
+def _table(summary: Mapping[str, Mapping[str, Any]]) -> str:
     lines = [
         "| system | services | days | service-days | pages | pages/service-day | precision "
         "| recall (any service) | recall (root-cause service) | chance (any / root) "
@@ -483,6 +540,9 @@ def run(data: Path, warmup: bool, jobs: int) -> dict[str, dict[str, Any]]:
         by_system[day.system].append(day)
     out = {name: summarise(ds) for name, ds in by_system.items()}
     out["overall"] = summarise(days)
+    for name, ds in by_system.items():
+        out[name]["paged"] = summarise(ds, paged=True)
+    out["overall"]["paged"] = summarise(days, paged=True)
     return out
 
 
@@ -510,7 +570,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         return 2
     overrides = dict(s.split("=", 1) for s in args.set)
     try:
-        _JOB["config"] = DetectorConfig.from_settings(load_settings(overrides))
+        settings = load_settings(overrides)
+        _JOB["config"] = DetectorConfig.from_settings(settings)
+        _JOB["correlation"] = CorrelationConfig.from_settings(settings)
     except (ValueError, ConfigError) as exc:
         print(f"error: --set: {exc}", file=sys.stderr)
         return 2

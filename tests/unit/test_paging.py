@@ -140,6 +140,10 @@ def test_end_to_end_on_a_tiny_day(tmp_path: Path) -> None:
     assert s["services"] == 2 and s["incidents"] == 1
     assert s["recall_root"] == 1.0  # the latency jump pages on db inside its window
     assert s["true_pages"] >= 1
+    # What the autopilot pages: the correlation step opens an incident on db in time.
+    paged = s["paged"]
+    assert paged["recall_root"] == 1.0 and paged["true_pages"] >= 1
+    assert paged["incidents"] == 1 and paged["pages"] <= s["pages"]
 
 
 def test_bad_data_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,127 @@
+"""Unit tests of corroboration in autopilot.correlation (``AUTOPILOT_ALONE_FOR_S``).
+
+With ``alone_for_s`` set, a critical metric anomaly with nothing to corroborate it
+opens an incident only when its series is still firing that long after it fired (a
+Prometheus rule's ``for``); two alerts of one series are one series for rule 4; a
+resolved incident re-opens only on evidence that would open one. Each test has its
+control: the same records with ``alone_for_s`` 0 (today's rules) behave otherwise.
+
+Times are event time, in minutes after T0 (the builders in test_correlation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from autopilot.correlation import CorrelationConfig
+from autopilot.models import Incident, Severity
+from autopilot.settings import load_settings
+from tests.unit.test_correlation import CONFIG, Run, anomaly, at, deployments, recovery
+
+FOR_5M = replace(CONFIG, alone_for_s=300)
+
+
+def statuses(records: list[Incident]) -> list[str]:
+    return [r.status for r in records]
+
+
+def test_the_setting_reaches_the_config_and_is_off_by_default() -> None:
+    assert CorrelationConfig.from_settings(load_settings({})).alone_for_s == 0
+    got = CorrelationConfig.from_settings(load_settings({"AUTOPILOT_ALONE_FOR_S": "300"}))
+    assert got.alone_for_s == 300
+
+
+def test_a_lone_critical_spike_that_recovers_at_once_pages_nobody() -> None:
+    run = Run(config=FOR_5M)
+    assert run(anomaly(0, Severity.CRITICAL)) == []
+    assert run(recovery(2)) == []
+    assert run.state.incident is None
+    # Control: without corroboration the same spike opens an incident at once.
+    control = Run()
+    assert statuses(control(anomaly(0, Severity.CRITICAL))) == ["opened"]
+
+
+def test_a_lone_critical_series_still_firing_after_alone_for_opens_on_its_re_send() -> None:
+    run = Run(config=FOR_5M)
+    assert run(anomaly(0, Severity.CRITICAL)) == []
+    assert run(anomaly(4, Severity.CRITICAL)) == []  # a re-send before 5 min: waits
+    (opened,) = run(anomaly(5, Severity.CRITICAL))
+    assert opened.status == "opened" and opened.notify
+    assert opened.opened_at == at(0)  # the incident began when the series fired
+    assert "firing for 5 min" in opened.trigger_reason
+    assert [s.series for s in opened.signals] == ["checkout|api_latency_ms|"]
+    # A medium series firing as long is not critical: it waits for corroboration.
+    medium = Run(config=FOR_5M)
+    assert medium(anomaly(0, Severity.MEDIUM)) == []
+    assert medium(anomaly(10, Severity.MEDIUM)) == []
+
+
+def test_two_alerts_of_one_series_are_one_series() -> None:
+    run = Run(config=FOR_5M)
+    assert run(anomaly(0, Severity.MEDIUM)) == []
+    assert run(recovery(1)) == []
+    assert run(anomaly(3, Severity.MEDIUM)) == []  # the same series fires again
+    assert run.state.incident is None
+    control = Run()
+    control(anomaly(0, Severity.MEDIUM))
+    control(recovery(1))
+    assert statuses(control(anomaly(3, Severity.MEDIUM))) == ["opened"]
+
+
+def test_a_second_series_corroborates_at_once() -> None:
+    run = Run(config=FOR_5M)
+    assert run(anomaly(0, Severity.CRITICAL)) == []
+    (opened,) = run(anomaly(1, Severity.HIGH, metric="cpu_percent"))
+    assert opened.status == "opened"
+    assert "2 anomalous series within 10 min" in opened.trigger_reason
+    assert {s.metric_name for s in opened.signals} == {"api_latency_ms", "cpu_percent"}
+
+
+def test_a_deployment_or_an_error_spike_corroborates_at_once() -> None:
+    run = Run(deps=deployments(0), config=FOR_5M)
+    (opened,) = run(anomaly(5, Severity.CRITICAL))
+    assert "after deployment of version v1.0.0" in opened.trigger_reason
+    run = Run(config=FOR_5M)
+    assert run(anomaly(0, Severity.CRITICAL)) == []
+    (opened,) = run(anomaly(1, Severity.HIGH, kind="error_rate"))
+    assert "metric anomaly and error-rate spike" in opened.trigger_reason
+
+
+def test_critical_alerts_and_error_spikes_still_open_alone() -> None:
+    run = Run(config=FOR_5M)
+    (opened,) = run(anomaly(0, Severity.CRITICAL, kind="error_rate"))
+    assert opened.status == "opened"
+
+
+def _resolved_incident(config: CorrelationConfig) -> Run:
+    """Latency and CPU fire at minutes 0 and 1 (an incident opens at one of them: 1
+    with corroboration, 0 without); both recover by minute 4."""
+    run = Run(config=config)
+    run(anomaly(0, Severity.CRITICAL))
+    run(anomaly(1, Severity.HIGH, metric="cpu_percent"))
+    assert run.state.incident is not None and run.state.incident.state == "firing"
+    run(recovery(3))
+    assert statuses(run(recovery(4, metric="cpu_percent"))) == ["resolved"]
+    return run
+
+
+def test_a_lone_re_fire_does_not_re_open_until_it_has_fired_long_enough() -> None:
+    run = _resolved_incident(FOR_5M)
+    assert run(anomaly(20, Severity.CRITICAL)) == []  # re-fires alone
+    assert run.state.incident is not None and run.state.incident.state == "resolved"
+    assert run(recovery(22)) == []  # and recovers: nobody was paged
+    assert run(anomaly(30, Severity.CRITICAL)) == []
+    (reopened,) = run(anomaly(35, Severity.CRITICAL))  # still firing 5 min later
+    assert reopened.status == "reopened" and reopened.reopened == 1
+    # Control: today's rules re-open on the first re-fire.
+    control = _resolved_incident(CONFIG)
+    assert statuses(control(anomaly(20, Severity.CRITICAL))) == ["reopened"]
+
+
+def test_corroborated_evidence_re_opens_at_once() -> None:
+    run = _resolved_incident(FOR_5M)
+    assert run(anomaly(20, Severity.CRITICAL)) == []
+    (reopened,) = run(anomaly(21, Severity.HIGH, metric="cpu_percent"))
+    assert reopened.status == "reopened"
+    assert {s.metric_name: s.state for s in reopened.signals} == {
+        "api_latency_ms": "firing", "cpu_percent": "firing"}
