@@ -39,6 +39,11 @@ rule's ``for``. Rule 4 counts distinct series, and a resolved incident re-opens 
 evidence that would open one (:func:`_reopens`); a re-fire kept quietly with it that
 recovers publishes nothing.
 
+**Symptoms** (``symptoms``, ``AUTOPILOT_SYMPTOM_METRICS``; empty, off, by default): no
+rule opens or re-opens an incident unless a symptom is among its evidence (a metric
+whose name contains one of the substrings, an error-rate spike, an Alertmanager alert);
+other metrics' anomalies join incidents and corroborate symptoms but open none.
+
 Its signals are the series of the anomalies that opened it; its id is derived from
 fixed fields (the service and the event time of its first evidence), never from LLM
 text, so a replay produces the same id. A service has at most one incident.
@@ -157,6 +162,10 @@ class CorrelationConfig:
             metric anomaly alone opens an incident only once its series has fired this
             long, rule 4 counts distinct series, and a resolved incident re-opens only on
             evidence that would open one. 0: rule 1 at once, rule 4 counts alerts.
+        symptoms: symptom-based paging (``AUTOPILOT_SYMPTOM_METRICS``; empty, off, by
+            default): lower-case metric-name substrings; when set, no rule opens or
+            re-opens an incident unless a symptom is among the evidence (a metric
+            whose name contains one, an error-rate spike or an Alertmanager alert).
     """
 
     window_s: int = 600
@@ -169,6 +178,7 @@ class CorrelationConfig:
     max_timeline: int = 50
     max_signals: int = 200
     alone_for_s: int = 0
+    symptoms: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Any) -> CorrelationConfig:
@@ -180,6 +190,7 @@ class CorrelationConfig:
             alert_close_after_s=settings.alert_close_s,
             reopen_window_s=settings.reopen_window_s,
             alone_for_s=settings.alone_for_s,
+            symptoms=settings.symptom_metric_list(),
         )
 
 
@@ -553,6 +564,9 @@ def _rules(
 ) -> list[str]:
     """Reasons (possibly several) why ``new`` with ``nearby`` opens an incident."""
     reasons: list[str] = []
+    if config.symptoms and not any(_is_symptom(a.kind, a.metric_name, config)
+                                   for a in (new, *nearby)):
+        return reasons  # causes alone (CPU, memory, …) page nobody
     window_min = config.window_s // 60
     if new.severity.rank >= Severity.HIGH.rank:
         recent = deployments.before(new.detected_at, timedelta(seconds=config.deployment_window_s))
@@ -586,12 +600,23 @@ def _rules(
     return reasons
 
 
+def _is_symptom(kind: str, metric_name: str, config: CorrelationConfig) -> bool:
+    """Whether evidence of ``kind`` on ``metric_name`` is a symptom under
+    ``config.symptoms`` (error-rate spikes and Alertmanager alerts always are)."""
+    if kind != "metric":
+        return True
+    name = metric_name.lower()
+    return any(part in name for part in config.symptoms)
+
+
 def _persisted(sig: Signal, a: Anomaly, config: CorrelationConfig) -> str | None:
     """The reason a lone critical metric series opens an incident when it is still
     firing ``alone_for_s`` after it (re-)fired (a re-send ``a`` says so), else None."""
     if not config.alone_for_s or sig.kind != "metric" or sig.state != "firing":
         return None
     if sig.severity is not Severity.CRITICAL:
+        return None
+    if config.symptoms and not _is_symptom(sig.kind, sig.metric_name, config):
         return None
     firing_s = (a.detected_at - (sig.fired_at or sig.first_at)).total_seconds()
     if firing_s < config.alone_for_s:
@@ -987,14 +1012,15 @@ def _reopens(
     state: CorrelationState, a: Anomaly, sig: Signal, alert: bool, ctx: _Ctx
 ) -> bool:
     """Whether firing evidence ``a`` (an alert when ``alert``, else a refresh) of signal
-    ``sig`` re-opens a resolved incident: always without corroboration
-    (``alone_for_s`` 0), else when the opening rules hold for the alerts around it or
-    its series has fired alone long enough (:func:`_persisted`)."""
+    ``sig`` re-opens a resolved incident. Always, with neither corroboration
+    (``alone_for_s``) nor symptoms set; else when its series has fired alone long
+    enough (:func:`_persisted`), when a refresh is of a symptom and ``alone_for_s`` is
+    0, or when the opening rules hold for an alert with the alerts around it."""
     config = ctx.config
-    if not config.alone_for_s or _persisted(sig, a, config) is not None:
+    if not (config.alone_for_s or config.symptoms) or _persisted(sig, a, config) is not None:
         return True
     if not alert:
-        return False
+        return not config.alone_for_s and _is_symptom(sig.kind, sig.metric_name, config)
     window = timedelta(seconds=config.window_s)
     nearby = [x for x in _anoms(state.recent) if abs(x.detected_at - a.detected_at) <= window]
     return bool(_rules(a, nearby or [a], ctx.deployments, config))

@@ -423,6 +423,15 @@ class Settings(BaseSettings):
         "a critical anomaly opens one at once, and two alerts of one series count as two "
         "anomalies (docs/incident-lifecycle.md)", ge=0,
     )
+    symptom_metrics: str = _env(
+        "AUTOPILOT_SYMPTOM_METRICS", "",
+        "Symptom-based paging: when set, a metric anomaly opens (or re-opens) an incident "
+        "only when a metric whose name contains one of these substrings (a symptom users "
+        "feel: latency, errors, success rate, requests) is among its evidence; other "
+        "metrics (causes: CPU, memory, network) join incidents as evidence but open none. "
+        "Error-rate spikes and Alertmanager alerts are symptoms. Empty (the default): any "
+        "metric (comma-separated; docs/incident-lifecycle.md)",
+    )
     close_check_interval_s: float = _env(
         "AUTOPILOT_CLOSE_CHECK_INTERVAL_S", 30.0, "Wall-clock check for quiet incidents (s)", gt=0
     )
@@ -673,6 +682,10 @@ class Settings(BaseSettings):
     def peer_label_list(self) -> tuple[str, ...]:
         """The metric labels that name a called service (``AUTOPILOT_PEER_LABELS``)."""
         return _comma_list(self.peer_labels)
+
+    def symptom_metric_list(self) -> tuple[str, ...]:
+        """``AUTOPILOT_SYMPTOM_METRICS`` as a tuple of lower-case substrings (empty: off)."""
+        return tuple(x.lower() for x in _comma_list(self.symptom_metrics))
 
     def service_label_list(self) -> tuple[str, ...]:
         """``AUTOPILOT_SERVICE_LABELS`` as a tuple of label names, in order."""

@@ -125,3 +125,73 @@ def test_corroborated_evidence_re_opens_at_once() -> None:
     assert reopened.status == "reopened"
     assert {s.metric_name: s.state for s in reopened.signals} == {
         "api_latency_ms": "firing", "cpu_percent": "firing"}
+
+
+# --------------------------------------------------------------------------- symptoms
+
+SYMPTOMS = replace(CONFIG, symptoms=("latency", "error", "success"))
+
+
+def test_the_symptom_setting_reaches_the_config_lower_cased_and_is_off_by_default() -> None:
+    assert CorrelationConfig.from_settings(load_settings({})).symptoms == ()
+    got = CorrelationConfig.from_settings(
+        load_settings({"AUTOPILOT_SYMPTOM_METRICS": " Latency, error ,,"}))
+    assert got.symptoms == ("latency", "error")
+
+
+def test_causes_alone_open_nothing_with_symptoms_set() -> None:
+    run = Run(config=SYMPTOMS)
+    assert run(anomaly(0, Severity.CRITICAL, metric="cpu_percent")) == []
+    assert run(anomaly(1, Severity.CRITICAL, metric="memory_mib")) == []
+    assert run.state.incident is None
+    # Control: without symptoms the CPU spike alone opens an incident.
+    control = Run()
+    assert statuses(control(anomaly(0, Severity.CRITICAL, metric="cpu_percent"))) == [
+        "opened"]
+
+
+def test_a_symptom_opens_with_the_causes_around_it_as_evidence() -> None:
+    run = Run(config=SYMPTOMS)
+    run(anomaly(0, Severity.HIGH, metric="cpu_percent"))
+    run(anomaly(1, Severity.HIGH, metric="memory_mib"))
+    (opened,) = run(anomaly(2, Severity.MEDIUM, metric="api_latency_ms"))
+    assert opened.status == "opened"
+    assert {s.metric_name for s in opened.signals} == {
+        "cpu_percent", "memory_mib", "api_latency_ms"}
+
+
+def test_an_error_rate_spike_is_a_symptom() -> None:
+    run = Run(config=SYMPTOMS)
+    run(anomaly(0, Severity.HIGH, metric="cpu_percent"))
+    (opened,) = run(anomaly(1, Severity.HIGH, kind="error_rate"))
+    assert "metric anomaly and error-rate spike" in opened.trigger_reason
+
+
+def test_a_cause_does_not_re_open_a_resolved_incident_a_symptom_does() -> None:
+    run = Run(config=SYMPTOMS)
+    assert statuses(run(anomaly(0, Severity.CRITICAL))) == ["opened"]  # latency
+    assert statuses(run(recovery(2))) == ["resolved"]
+    # (more than the 10-min window after the latency alert, which would corroborate)
+    assert run(anomaly(15, Severity.CRITICAL, metric="cpu_percent")) == []
+    assert run(anomaly(20, Severity.CRITICAL, metric="cpu_percent")) == []  # a re-send
+    (reopened,) = run(anomaly(25, Severity.CRITICAL, metric="success_rate"))
+    assert reopened.status == "reopened"
+    # Control: without symptoms the CPU alert re-opens it.
+    control = Run()
+    control(anomaly(0, Severity.CRITICAL))
+    control(recovery(2))
+    assert statuses(control(anomaly(15, Severity.CRITICAL, metric="cpu_percent"))) == [
+        "reopened"]
+
+
+def test_with_both_a_lone_cause_never_opens_however_long_it_fires() -> None:
+    run = Run(config=replace(SYMPTOMS, alone_for_s=300))
+    assert run(anomaly(0, Severity.CRITICAL, metric="cpu_percent")) == []
+    assert run(anomaly(5, Severity.CRITICAL, metric="cpu_percent")) == []
+    assert run(anomaly(10, Severity.CRITICAL, metric="cpu_percent")) == []
+    assert run(recovery(12, metric="cpu_percent")) == []
+    assert run.state.incident is None
+    # …while a lone symptom does, once it has fired for 5 min.
+    assert run(anomaly(30, Severity.CRITICAL)) == []
+    (opened,) = run(anomaly(35, Severity.CRITICAL))
+    assert "firing for 5 min" in opened.trigger_reason
