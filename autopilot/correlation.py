@@ -602,8 +602,9 @@ def _rules(
 
 def _is_symptom(kind: str, metric_name: str, config: CorrelationConfig) -> bool:
     """Whether evidence of ``kind`` on ``metric_name`` is a symptom under
-    ``config.symptoms`` (error-rate spikes and Alertmanager alerts always are)."""
-    if kind != "metric":
+    ``config.symptoms`` (error-rate spikes and Alertmanager alerts always are; with
+    no symptoms set, everything is)."""
+    if kind != "metric" or not config.symptoms:
         return True
     name = metric_name.lower()
     return any(part in name for part in config.symptoms)
@@ -738,8 +739,37 @@ def _expire(
         and t > inc.closed_at
         and (t - inc.closed_at).total_seconds() >= config.reopen_window_s
     ):
-        state = replace(state, incident=None, closed=state.closed + 1)
+        state = _forget(state, inc, config)
     return state, out
+
+
+def _quiet_signals(inc: OpenIncident) -> list[Signal]:
+    """Signals of the resolved ``inc`` that fired after its resolution and were kept
+    quietly (not corroborated, :func:`_reopens`): never told in its thread."""
+    closed = inc.closed_at
+    if inc.state != "resolved" or closed is None:
+        return []
+    return [s for s in inc.signals if s.fired_at is not None and s.fired_at > closed]
+
+
+def _quiet_text(sig: Signal) -> str:
+    """Timeline text of a quietly kept signal told at a re-open (from its newest record)."""
+    since = sig.fired_at or sig.first_at
+    return (f"{_name(sig.kind, sig.metric_name)} firing since {since:%H:%M:%S} "
+            f"({sig.severity.value}, z={sig.z_score:.3g}, {_num(sig.last_value)} vs baseline "
+            f"{_num(sig.baseline_mean)})")
+
+
+def _forget(
+    state: CorrelationState, inc: OpenIncident, config: CorrelationConfig
+) -> CorrelationState:
+    """Drop the resolved ``inc`` (``closed`` + 1); its quietly kept signals that still
+    fire stay with the service, so their wait for corroboration goes on."""
+    loose = state.signals
+    for sig in _quiet_signals(inc):
+        if sig.state == "firing":
+            loose = _put(loose, sig, config.max_signals)
+    return replace(state, incident=None, closed=state.closed + 1, signals=loose)
 
 
 def _remember(
@@ -976,6 +1006,10 @@ def _apply(
                 a.severity,
             )
         )
+        for quiet in _quiet_signals(inc):
+            if quiet.state == "firing" and quiet.series != sig.series:
+                # Kept quietly until now: told with the re-open it corroborated.
+                entries.append(_entry(t, "signal", _quiet_text(quiet), quiet.severity))
         inc = replace(
             inc, state="firing", closed_at=None, resolution=None, reopened=inc.reopened + 1
         )
@@ -1020,7 +1054,14 @@ def _reopens(
     if not (config.alone_for_s or config.symptoms) or _persisted(sig, a, config) is not None:
         return True
     if not alert:
-        return not config.alone_for_s and _is_symptom(sig.kind, sig.metric_name, config)
+        if not config.alone_for_s:
+            return _is_symptom(sig.kind, sig.metric_name, config)
+        # Rule 2 for a deployment that arrived after the alert it explains.
+        return (sig.severity.rank >= Severity.HIGH.rank
+                and _is_symptom(sig.kind, sig.metric_name, config)
+                and bool(ctx.deployments.before(
+                    sig.fired_at or sig.first_at,
+                    timedelta(seconds=config.deployment_window_s))))
     window = timedelta(seconds=config.window_s)
     nearby = [x for x in _anoms(state.recent) if abs(x.detected_at - a.detected_at) <= window]
     return bool(_rules(a, nearby or [a], ctx.deployments, config))
@@ -1086,6 +1127,8 @@ def on_deployment(
     corr_window = timedelta(seconds=config.window_s)
     kept = [a for a in recent if abs(a.detected_at - newest.detected_at) <= corr_window]
     reasons = _rules(newest, kept, deployments, config)
+    if not reasons:  # symptoms set and only causes blamed: they open nothing
+        return state, out
     state, record = _open(state, kept, reasons, newest.detected_at, ctx)
     return state, [*out, record]
 
@@ -1121,7 +1164,7 @@ def close_if_quiet(
         inc, record = _stale(inc, ctx)
         return replace(state, incident=inc), [record]
     if quiet >= config.reopen_window_s:
-        return replace(state, incident=None, closed=state.closed + 1), []
+        return _forget(state, inc, config), []
     return state, []
 
 

@@ -13,10 +13,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from autopilot.correlation import CorrelationConfig
-from autopilot.models import Incident, Severity
+from autopilot.correlation import CorrelationConfig, on_deployment
+from autopilot.models import DeploymentEvent, Incident, Severity
 from autopilot.settings import load_settings
-from tests.unit.test_correlation import CONFIG, Run, anomaly, at, deployments, recovery
+from tests.unit.test_correlation import (
+    CONFIG,
+    WALL0,
+    Run,
+    anomaly,
+    at,
+    deployments,
+    recovery,
+)
 
 FOR_5M = replace(CONFIG, alone_for_s=300)
 
@@ -195,3 +203,55 @@ def test_with_both_a_lone_cause_never_opens_however_long_it_fires() -> None:
     assert run(anomaly(30, Severity.CRITICAL)) == []
     (opened,) = run(anomaly(35, Severity.CRITICAL))
     assert "firing for 5 min" in opened.trigger_reason
+
+
+# --------------------------------------------------------------------------- edges
+
+
+def test_a_late_deployment_opens_nothing_for_causes_with_symptoms_set() -> None:
+    dep = DeploymentEvent(timestamp=at(0), service="checkout", version="v2")
+    for config, opens in ((SYMPTOMS, False), (CONFIG, True)):  # with its control
+        run = Run(config=config)
+        run(anomaly(5, Severity.HIGH, metric="cpu_percent"))
+        run.deps = deployments(0)
+        run.state, out = on_deployment(run.state, dep, source=None, deployments=run.deps,
+                                       errors=[], wall_now=WALL0, config=config)
+        assert statuses(out) == (["opened"] if opens else [])
+        assert all(r.trigger_reason for r in out)
+
+
+def test_a_quiet_re_fire_is_told_when_another_signal_re_opens_the_incident() -> None:
+    run = _resolved_incident(FOR_5M)
+    assert run(anomaly(20, Severity.CRITICAL, metric="disk_percent")) == []  # kept quietly
+    (reopened,) = run(anomaly(21, Severity.HIGH, kind="error_rate"))
+    assert reopened.status == "reopened"
+    kinds = [(e.kind, e.text.split(" ")[0]) for e in reopened.timeline[-2:]]
+    assert kinds == [("reopened", "re-opened"), ("signal", "disk_percent")]
+    (recovered,) = run(recovery(23, metric="disk_percent"))  # now told: its recovery too
+    assert recovered.timeline[-1].kind == "signal_resolved"
+
+
+def test_a_quiet_signal_outlives_the_forgotten_incident_and_keeps_its_wait() -> None:
+    run = _resolved_incident(FOR_5M)  # resolved at minute 4
+    assert run(anomaly(60, Severity.CRITICAL, metric="disk_percent")) == []
+    # Minute 65: the re-open hour is over, the incident is forgotten; the series
+    # has fired for 5 min since minute 60, so it opens a new incident now.
+    (opened,) = run(anomaly(65, Severity.CRITICAL, metric="disk_percent"))
+    assert opened.status == "opened" and opened.opened_at == at(60)
+    assert run.state.closed == 1
+
+
+def test_a_late_deployment_re_opens_on_the_quiet_signal_s_next_re_send() -> None:
+    run = _resolved_incident(FOR_5M)
+    assert run(anomaly(25, Severity.HIGH, metric="disk_percent")) == []  # kept quietly
+    dep = DeploymentEvent(timestamp=at(23), service="checkout", version="v2")
+    run.deps = deployments(23)
+    run.state, out = on_deployment(run.state, dep, source=None, deployments=run.deps,
+                                   errors=[], wall_now=WALL0, config=FOR_5M)
+    assert out == []  # after the resolution: joins nothing
+    (reopened,) = run(anomaly(30, Severity.HIGH, metric="disk_percent"))  # its re-send
+    assert reopened.status == "reopened"
+    # Control: without the deployment the high series alone never re-opens it.
+    control = _resolved_incident(FOR_5M)
+    control(anomaly(25, Severity.HIGH, metric="disk_percent"))
+    assert control(anomaly(30, Severity.HIGH, metric="disk_percent")) == []
