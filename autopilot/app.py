@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from autopilot.actions import load_actions
 from autopilot.errors import ConfigError
@@ -27,11 +28,14 @@ from autopilot.servicegraph import load_graph_file
 from autopilot.settings import Settings, load_settings
 
 __all__ = [
+    "AutopilotApp",
+    "AutopilotWorker",
     "app",
     "broker_credentials",
     "check_broker_access",
     "check_startup",
     "faust_options",
+    "fetch_max_wait_ms",
     "settings",
     "web_client_ssl_context",
     "web_ssl_context",
@@ -96,6 +100,8 @@ def faust_options(s: Settings) -> dict[str, Any]:
         # every 5 minutes by default; seen on Apache Kafka 3.9 (the incidents and
         # alerts topics unconsumed for > 60 s). 10 s bounds that stall.
         "consumer_metadata_max_age_ms": METADATA_MAX_AGE_MS,
+        # Restores the root log level after Faust's start-up spinner (AutopilotWorker).
+        "Worker": AutopilotWorker,
     }
 
 
@@ -374,7 +380,89 @@ class _LazyOptions(Mapping[str, Any]):
         return len(self._data)
 
 
-app = faust.App(
+class _ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread, with the worker consumer's fetch wait from
+    ``AUTOPILOT_FETCH_MAX_WAIT_MS`` instead of Faust's fixed 1,500 ms."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka keeps the keyword argument in this attribute and builds its Fetcher
+        # from it in start(), which has not run yet; Faust passes no other way in.
+        if not hasattr(consumer, "_fetch_max_wait_ms"):  # an aiokafka that changed
+            raise RuntimeError("aiokafka.AIOKafkaConsumer has no _fetch_max_wait_ms: "
+                               "AUTOPILOT_FETCH_MAX_WAIT_MS cannot be applied")
+        consumer._fetch_max_wait_ms = fetch_max_wait_ms(self.app)
+        return consumer
+
+
+class _Consumer(aiokafka_driver.Consumer):
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(aiokafka_driver.Transport):
+    """Faust's ``kafka://`` transport (aiokafka) with :class:`_ConsumerThread`."""
+
+    Consumer = _Consumer
+
+
+class AutopilotApp(faust.App):
+    """``faust.App`` whose worker consumer waits ``AUTOPILOT_FETCH_MAX_WAIT_MS`` per fetch.
+
+    Faust's aiokafka driver creates the worker's consumer with ``fetch_max_wait_ms=1500``
+    and has no setting for it. The broker holds a fetch that finds no new record for that
+    long; a broker that answers only when the wait ends (Tansu) or a fetch already in
+    flight when a partition is resumed then delays each hop of the pipeline by up to
+    1.5 s. The measurements are in ``docs/performance.md`` (latency).
+    """
+
+    #: the wait (ms) when no :class:`Settings` apply, e.g. an app built by a test.
+    fetch_max_wait_ms: int | None = None
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+
+class AutopilotWorker(faust.Worker):
+    """``faust.Worker`` that gives the root logger its level back once the worker runs.
+
+    At ``-l warn`` (the default) Faust's start-up spinner sets the root logger to DEBUG
+    and adds a handler, so that every log record advances the spinner, and leaves both
+    in place after start-up. Every ``debug`` call of every library is then built,
+    formatted and run through the handlers' filters (the secret redactor,
+    ``agents/security.py``) before being dropped: aiokafka logs each request and
+    response with the repr of a fetch over every partition, which made most of an idle
+    worker's CPU time (docs/performance.md, latency). This removes the spinner's
+    handler and restores the level ``-l`` asked for after the spinner finishes.
+    """
+
+    _root_level: int = logging.WARNING
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        """Remember the level ``-l`` asked for (``level``), then let Faust set up."""
+        self._root_level = level or logging.WARNING
+        super().on_setup_root_logger(logger, level)
+
+    def _on_startup_end_spinner(self) -> None:
+        super()._on_startup_end_spinner()
+        from faust.utils.terminal import SpinnerHandler
+
+        root = logging.getLogger()
+        spinners = [h for h in root.handlers if isinstance(h, SpinnerHandler)]
+        if spinners:
+            for handler in spinners:
+                root.removeHandler(handler)
+            root.setLevel(self._root_level)
+
+
+def fetch_max_wait_ms(app_: Any) -> int:
+    """The worker consumer's fetch wait (ms): ``app_.fetch_max_wait_ms`` when set, else
+    ``AUTOPILOT_FETCH_MAX_WAIT_MS`` of the process settings."""
+    explicit = getattr(app_, "fetch_max_wait_ms", None)
+    return int(explicit) if explicit is not None else settings().fetch_max_wait_ms
+
+
+app = AutopilotApp(
     APP_ID,
     # autopilot.web.routes registers the HTTP routes (autopilot.web.routes.ROUTES).
     autodiscover=["autopilot.agents", "autopilot.tables", "autopilot.web"],

@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     commit_interval_s: float = _env(
         "AUTOPILOT_COMMIT_INTERVAL_S", 2.0, "How often consumed offsets are committed (s)", gt=0
     )
+    fetch_max_wait_ms: int = _env(
+        "AUTOPILOT_FETCH_MAX_WAIT_MS", 100,
+        "Fetch wait of the worker's consumer (ms; Kafka's fetch.max.wait.ms, which Faust "
+        "fixes at 1500): how long the broker may hold a fetch that finds no new record. "
+        "It bounds the produce-to-anomaly latency where the broker answers only when the "
+        "wait ends; lower values cost idle CPU (docs/performance.md)", ge=10, le=30_000
+    )
     audit_retention_days: float = _env(
         "AUTOPILOT_AUDIT_RETENTION_DAYS", 90.0,
         "Retention of the autopilot.audit topic (days; its retention.ms when the worker "
@@ -415,8 +422,9 @@ class Settings(BaseSettings):
     alone_for_s: int = _env(
         "AUTOPILOT_ALONE_FOR_S", 0,
         "Corroboration: a critical metric anomaly with nothing to corroborate it (no second "
-        "series of the service, error-rate spike or deployment within the window) opens an "
-        "incident only when its series is still firing this long after it fired (s, event "
+        "series of the service or error-rate spike within AUTOPILOT_CORRELATION_WINDOW_S, "
+        "no deployment within AUTOPILOT_DEPLOYMENT_WINDOW_S before it) opens an incident "
+        "only when its series is still firing this long after it fired (s, event "
         "time; checked on the detector's re-sends, every AUTOPILOT_SIGNAL_RESEND_S), like "
         "a Prometheus rule's 'for'; two alerts of one series are then one series, and a "
         "resolved incident re-opens only on evidence that would open it. 0 (the default): "
@@ -429,7 +437,8 @@ class Settings(BaseSettings):
         "only when a metric whose name contains one of these substrings (a symptom users "
         "feel: latency, errors, success rate, requests) is among its evidence; other "
         "metrics (causes: CPU, memory, network) join incidents as evidence but open none. "
-        "Error-rate spikes and Alertmanager alerts are symptoms. Empty (the default): any "
+        "Error-rate spikes and Alertmanager alerts are symptoms. A plain substring match: "
+        "'duration' also matches go_gc_duration_seconds. Empty (the default): any "
         "metric (comma-separated; docs/incident-lifecycle.md)",
     )
     close_check_interval_s: float = _env(
