@@ -3,8 +3,9 @@
 
     python bench/throughput.py [--broker kafka://HOST:PORT] [--services 500]
         [--metrics 20] [--batch 500] [--records 1000] [--json OUT.json]
-        [--worker-env KEY=VALUE ...] [--soak SECONDS [--soak-interval 30]
-        [--store rocksdb://|memory://]]
+        [--worker-env KEY=VALUE ...] [--remote-write-requests 300]
+        [--remote-write-shards 4] [--no-remote-write | --remote-write-only]
+        [--soak SECONDS [--soak-interval 30] [--store rocksdb://|memory://]]
 
 Generates seed-shaped metric traffic for S services × M metrics (default 500 × 20 =
 10,000 series) with a few injected anomalies. A *batched* record is a JSON list of
@@ -26,6 +27,18 @@ topics afterwards) and measures, on the same records:
   at half the measured batched capacity;
 * ``state_bytes_per_series`` — RocksDB files of the baselines table plus the
   worker's resident memory growth, divided by the series count;
+* ``remote_write_decode_samples_per_s`` — the worker's own remote write decoder
+  (:func:`autopilot.formats.remote_write.decode_remote_write`) in this process, over
+  ``--remote-write-requests`` snappy-compressed WriteRequests of 2,000 samples
+  (Prometheus' default ``max_samples_per_send``) of the same series (the limit);
+* ``remote_write_samples_per_s`` / ``remote_write_p50_ms`` / ``remote_write_p99_ms`` /
+  ``remote_write_errors`` — a fresh worker taking the same bodies on
+  ``POST /api/v1/write`` from httpx over ``--remote-write-shards`` connections (like
+  Prometheus' queue shards, each posting its requests one after the other, no
+  retries, none started after ``--remote-write-seconds``): samples of 2xx answers per
+  second, request → answer time of those, and the requests answered otherwise
+  (``remote_write_requests`` were sent; the worker's rate limit is off for this phase;
+  ``--no-remote-write`` skips it, ``--remote-write-only`` runs only it);
 
 and the ratios against the limits. Worker throughput is read from the worker's own
 ``autopilot_samples_processed_total{stage="metrics"}`` counter. ``--soak N`` instead
@@ -322,10 +335,12 @@ class WorkerProc:
                 env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
         wait_http(f"http://127.0.0.1:{self.port}/ready", self.proc)
 
-    def samples(self) -> int:
-        """The worker's ``autopilot_samples_processed_total{stage="metrics"}``."""
+    def samples(self, stage: str = "metrics") -> int:
+        """The worker's ``autopilot_samples_processed_total{stage=…}`` (``metrics``:
+        processed by the metrics agent; ``remote_write``: taken by remote write)."""
         text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
-        m = re.search(r'autopilot_samples_processed_total\{stage="metrics"\} ([0-9.e+]+)', text)
+        pattern = r'autopilot_samples_processed_total\{stage="' + re.escape(stage) + r'"\} (\S+)'
+        m = re.search(pattern, text)
         return int(float(m.group(1))) if m else 0
 
     def rss_bytes(self) -> int:
@@ -442,11 +457,195 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[idx]
 
 
+# ----------------------------------------------------------------------------- remote_write
+
+#: Prometheus' default ``queue_config.max_samples_per_send``: samples per WriteRequest.
+SAMPLES_PER_SEND = 2000
+#: The headers Prometheus sends with a remote write 1.0 request.
+REMOTE_WRITE_HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
+                        "X-Prometheus-Remote-Write-Version": "0.1.0",
+                        "User-Agent": "autopilot-bench/remote_write"}
+
+
+def remote_write_bodies(services: int, metrics: int, shards: int, requests: int,
+                        samples_per_send: int = SAMPLES_PER_SEND, seed: int = 5,
+                        ) -> list[list[tuple[bytes, int]]]:
+    """Per shard, the ``(body, samples)`` WriteRequests it posts, in order.
+
+    The ``services × metrics`` series (labels ``__name__`` = ``mNN``, ``service`` =
+    ``svc-NNNN``, ``job``, ``instance``) are split over ``shards`` like Prometheus'
+    queue shards do by label hash (here: series index modulo ``shards``), so every
+    series' samples stay in time order within one shard. A shard sends its series
+    one sample each per 15-s scrape round (time ``T0`` + round × 15 s, in
+    milliseconds), cut into requests of ``samples_per_send`` samples, one
+    ``TimeSeries`` per sample as Prometheus sends them. The ``requests`` requests are
+    dealt to the shards in turn. Bodies are snappy (block format) compressed
+    protobuf, built with :func:`autopilot.formats.remote_write.encode_write_request`.
+
+    Raises:
+        ValueError: a count below 1, or more shards than series.
+    """
+    from autopilot.formats.remote_write import encode_write_request
+
+    if min(services, metrics, shards, requests, samples_per_send) < 1:
+        raise ValueError("services, metrics, shards, requests and samples_per_send must be ≥ 1")
+    if shards > services * metrics:
+        raise ValueError(f"{shards} shards for {services * metrics} series: at most one "
+                         "shard per series")
+    rng = random.Random(seed)
+    labels = [{"__name__": f"m{i % metrics:02d}", "service": f"svc-{i // metrics:04d}",
+               "job": "bench", "instance": f"10.0.{i // metrics // 250}.{i // metrics % 250}:9100"}
+              for i in range(services * metrics)]
+    out: list[list[tuple[bytes, int]]] = []
+    for k in range(shards):
+        own = labels[k::shards]
+        count = requests // shards + (1 if k < requests % shards else 0)
+        bodies: list[tuple[bytes, int]] = []
+        position = 0  # samples this shard has sent: round = position // len(own)
+        for _ in range(count):
+            series: list[tuple[dict[str, str], list[tuple[float, int]]]] = []
+            for p in range(position, position + samples_per_send):
+                ms = int((T0 + (p // len(own)) * STEP_S) * 1000)
+                series.append((own[p % len(own)], [(100.0 + rng.gauss(0.0, 5.0), ms)]))
+            position += samples_per_send
+            bodies.append((encode_write_request(series), samples_per_send))
+        out.append(bodies)
+    return out
+
+
+def measure_decode(bodies: list[tuple[bytes, int]]) -> float:
+    """Samples/s of :func:`autopilot.formats.remote_write.decode_remote_write` (the
+    worker's own decoder, default service labels) over ``bodies``, in this process.
+
+    Raises:
+        RuntimeError: a body decodes to another number of samples than it says.
+    """
+    from autopilot.formats.remote_write import decode_remote_write
+
+    total = 0
+    started = time.perf_counter()
+    for body, samples in bodies:
+        decoded = decode_remote_write(body)
+        if len(decoded.records) != samples:
+            raise RuntimeError(f"a body of {samples} samples decoded to "
+                               f"{len(decoded.records)} ({decoded.reason()})")
+        total += samples
+    return total / (time.perf_counter() - started)
+
+
+class RemoteWriteRun:
+    """What :func:`post_remote_write` saw.
+
+    Attributes:
+        requests: requests sent.
+        accepted_samples: samples of the requests answered 2xx.
+        seconds: wall time from the first request to the last answer.
+        latencies_ms: request → answer time of every 2xx request (ms).
+        errors: the other outcomes by HTTP status (``"429"``) or exception class name
+            (``"ConnectError"``), with their counts.
+    """
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.accepted_samples = 0
+        self.seconds = 0.0
+        self.latencies_ms: list[float] = []
+        self.errors: dict[str, int] = {}
+
+    @property
+    def samples_per_s(self) -> float:
+        """Accepted samples per second (NaN when nothing ran)."""
+        return self.accepted_samples / self.seconds if self.seconds > 0 else float("nan")
+
+
+async def post_remote_write(url: str, shards: list[list[tuple[bytes, int]]],
+                            timeout_s: float = 60.0, seconds: float | None = None,
+                            ) -> RemoteWriteRun:
+    """POST every shard's bodies to ``url`` (``…/api/v1/write``) with httpx, one
+    connection per shard at a time, each shard's requests one after the other (as a
+    Prometheus queue shard sends them), without retries. With ``seconds``, a shard
+    starts no request after that many seconds (its last one is still awaited).
+
+    A 2xx answer counts the request's samples as accepted; any other status or a
+    transport error counts in :attr:`RemoteWriteRun.errors`.
+    """
+    run_ = RemoteWriteRun()
+    limits = httpx.Limits(max_connections=len(shards), max_keepalive_connections=len(shards))
+    async with httpx.AsyncClient(limits=limits, timeout=timeout_s) as client:
+
+        async def shard(bodies: list[tuple[bytes, int]]) -> None:
+            for body, samples in bodies:
+                sent = time.perf_counter()
+                if seconds is not None and sent - started >= seconds:
+                    return
+                run_.requests += 1
+                try:
+                    r = await client.post(url, content=body, headers=REMOTE_WRITE_HEADERS)
+                except httpx.HTTPError as exc:
+                    outcome = type(exc).__name__
+                else:
+                    if 200 <= r.status_code < 300:
+                        run_.latencies_ms.append((time.perf_counter() - sent) * 1000.0)
+                        run_.accepted_samples += samples
+                        continue
+                    outcome = str(r.status_code)
+                run_.errors[outcome] = run_.errors.get(outcome, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(shard(bodies) for bodies in shards))
+        run_.seconds = time.perf_counter() - started
+    return run_
+
+
+def measure_remote_write(bootstrap: str, workdir: Path, args: argparse.Namespace
+                         ) -> dict[str, float]:
+    """The remote_write phase: decode rate in process, then a fresh worker taking the
+    same bodies over HTTP; returns the ``remote_write_*`` keys."""
+    shards = remote_write_bodies(args.services, args.metrics, args.remote_write_shards,
+                                 args.remote_write_requests)
+    flat = [b for bodies in shards for b in bodies]
+    out = {"remote_write_decode_samples_per_s": measure_decode(flat)}
+    say(f"    decode in process: {out['remote_write_decode_samples_per_s']:,.0f} samples/s")
+    # The per-client rate limit (50 requests/s by default) would cap this at
+    # 100 k samples/s: off, so the worker's own limit is measured (--worker-env wins).
+    worker = WorkerProc(bootstrap, workdir, "remote_write",
+                        extra_env={"AUTOPILOT_RATE_LIMIT_RPS": "0", **worker_env(args.worker_env)})
+    try:
+        url = f"http://127.0.0.1:{worker.port}/api/v1/write"
+        from autopilot.formats.remote_write import encode_write_request
+
+        warm = encode_write_request([({"__name__": "bench_warmup", "service": "svc-warmup"},
+                                      [(1.0, int(T0 * 1000))])])
+        r = httpx.post(url, content=warm, headers=REMOTE_WRITE_HEADERS, timeout=60)
+        if r.status_code != 204:
+            raise RuntimeError(f"warm-up remote write answered {r.status_code}: {r.text[:200]}")
+        posted = asyncio.run(post_remote_write(url, shards,
+                                               seconds=args.remote_write_seconds))
+        counted = worker.samples("remote_write") - 1  # less the warm-up sample
+    finally:
+        worker.stop()
+    out["remote_write_samples_per_s"] = posted.samples_per_s
+    out["remote_write_p99_ms"] = percentile(posted.latencies_ms, 99)
+    out["remote_write_p50_ms"] = percentile(posted.latencies_ms, 50)
+    out["remote_write_requests"] = float(posted.requests)
+    out["remote_write_errors"] = float(sum(posted.errors.values()))
+    say(f"    {posted.requests} requests; {posted.accepted_samples:,} of "
+        f"{posted.requests * SAMPLES_PER_SEND:,} samples accepted in "
+        f"{posted.seconds:.1f} s over {len(shards)} connections: "
+        f"{posted.samples_per_s:,.0f} samples/s, p50 {out['remote_write_p50_ms']:.0f} ms, "
+        f"p99 {out['remote_write_p99_ms']:.0f} ms; errors {posted.errors or 'none'}; "
+        f"the worker counted {counted:,}")
+    if counted != posted.accepted_samples:
+        raise RuntimeError(f"{posted.accepted_samples} samples answered 2xx but the worker "
+                           f"counted {counted} remote_write samples")
+    return out
+
+
 # ----------------------------------------------------------------------------- main
 
 
 def run(args: argparse.Namespace) -> dict[str, float]:
-    """The five phases of the module docstring; returns the flat result."""
+    """The phases of the module docstring; returns the flat result."""
     workdir = Path(tempfile.mkdtemp(prefix="autopilot-bench-"))
     say(f"work directory: {workdir}")
     batched = list(batched_records(args.services, args.metrics, args.batch, args.records))
@@ -455,24 +654,25 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     say(f"traffic: {args.services} services x {args.metrics} metrics, {len(batched)} batched "
         f"records of {args.batch} samples ({samples} samples); {len(single)} single records")
     out: dict[str, float] = {}
+    phases = 5 if args.no_remote_write else 6
 
     with fresh_broker(args.broker, workdir) as bootstrap:
-        say("1/5 raw aiokafka consume + decode …")
+        say(f"1/{phases} raw aiokafka consume + decode …")
         out["raw_samples_per_s"] = asyncio.run(measure_raw(bootstrap, batched))
         say(f"    {out['raw_samples_per_s']:,.0f} samples/s")
     with fresh_broker(args.broker, workdir) as bootstrap:
-        say("2/5 trivial Faust agent …")
+        say(f"2/{phases} trivial Faust agent …")
         out["faust_floor_records_per_s"] = measure_floor(bootstrap, single, workdir)
         say(f"    {out['faust_floor_records_per_s']:,.0f} records/s")
     with fresh_broker(args.broker, workdir) as bootstrap:
-        say("3/5 metrics agent, one sample per record …")
+        say(f"3/{phases} metrics agent, one sample per record …")
         rate, worker = measure_worker(bootstrap, single, workdir, "single",
                                       worker_env(args.worker_env))
         worker.stop()
         out["single_samples_per_s"] = rate
         say(f"    {rate:,.0f} samples/s")
     with fresh_broker(args.broker, workdir) as bootstrap:
-        say("4/5 metrics agent, batched records …")
+        say(f"4/{phases} metrics agent, batched records …")
         rss_before = 0
         rate, worker = measure_worker(bootstrap, batched, workdir, "batched",
                                       worker_env(args.worker_env))
@@ -486,7 +686,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
             out["state_bytes_per_series"] = store / series
             say(f"    state on disk {store / 1e6:.1f} MB for {series} series "
                 f"({store / series:,.0f} B/series); worker RSS {rss_before / 1e6:.0f} MB")
-            say("5/5 latency at half the batched capacity …")
+            say(f"5/{phases} latency at half the batched capacity …")
             per_record_ts = max(1, args.batch // args.metrics)
             start_index = (args.records // args.services + 1) * per_record_ts
             lat = asyncio.run(measure_latency(
@@ -499,8 +699,16 @@ def run(args: argparse.Namespace) -> dict[str, float]:
                 f"over {len(lat)} anomalies")
         finally:
             worker.stop()
+    if not args.no_remote_write:
+        with fresh_broker(args.broker, workdir) as bootstrap:
+            say(f"6/{phases} remote_write: {args.remote_write_requests} WriteRequests of "
+                f"{SAMPLES_PER_SEND} samples over {args.remote_write_shards} connections …")
+            out.update(measure_remote_write(bootstrap, workdir, args))
     out["batched_over_raw"] = out["batched_samples_per_s"] / out["raw_samples_per_s"]
     out["single_over_faust_floor"] = out["single_samples_per_s"] / out["faust_floor_records_per_s"]
+    if not args.no_remote_write:
+        out["remote_write_over_decode"] = (out["remote_write_samples_per_s"]
+                                           / out["remote_write_decode_samples_per_s"])
     return out
 
 
@@ -575,6 +783,16 @@ def main() -> int:
     p.add_argument("--single-records", type=int, default=20_000,
                    help="single-sample records for phase 3")
     p.add_argument("--latency-seconds", type=float, default=20.0)
+    p.add_argument("--remote-write-requests", type=int, default=300,
+                   help=f"WriteRequests of {SAMPLES_PER_SEND} samples for the remote_write phase")
+    p.add_argument("--remote-write-seconds", type=float, default=60.0,
+                   help="the remote_write phase starts no request after this many seconds")
+    p.add_argument("--remote-write-shards", type=int, default=4,
+                   help="concurrent connections (Prometheus queue shards) of the "
+                   "remote_write phase")
+    p.add_argument("--no-remote-write", action="store_true", help="skip the remote_write phase")
+    p.add_argument("--remote-write-only", action="store_true",
+                   help="run only the remote_write phase")
     p.add_argument("--soak", type=float, default=0.0, help="soak for this many seconds instead")
     p.add_argument("--soak-interval", type=float, default=30.0,
                    help="seconds between the soak's memory reports (stderr)")
@@ -585,9 +803,21 @@ def main() -> int:
                    help="the worker's table store (AUTOPILOT_STORE: rocksdb:// or memory://)")
     p.add_argument("--json", type=Path, help="write the numbers as one flat JSON object")
     args = p.parse_args()
+    if args.no_remote_write and args.remote_write_only:
+        p.error("--no-remote-write and --remote-write-only exclude each other")
     if args.records < args.services:
         p.error("--records must be at least --services so every series exists")
-    out = soak(args) if args.soak else run(args)
+    if args.soak:
+        out = soak(args)
+    elif args.remote_write_only:
+        workdir = Path(tempfile.mkdtemp(prefix="autopilot-bench-"))
+        say(f"work directory: {workdir}")
+        with fresh_broker(args.broker, workdir) as bootstrap:
+            out = measure_remote_write(bootstrap, workdir, args)
+        out["remote_write_over_decode"] = (out["remote_write_samples_per_s"]
+                                           / out["remote_write_decode_samples_per_s"])
+    else:
+        out = run(args)
     width = max(len(k) for k in out)
     print(f"{'metric':<{width}}  value")
     for k, v in out.items():
