@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import stage_profile as sp  # noqa: E402
 
-SITE = "/work/main/.venv/lib/python3.11/site-packages"
+REPO = str(sp.ROOT)  # this checkout, wherever it is: its frames are named from it
+SITE = f"{REPO}/.venv/lib/python3.11/site-packages"
 LIB = "/usr/lib/python3.11"
-REPO = "/work/main"
 
 LOOP = f"_run_once ({LIB}/asyncio/base_events.py:1922);_run ({LIB}/asyncio/events.py:80)"
 AGENT = (f"{LOOP};_execute_actor ({SITE}/faust/agents/agent.py:674);"
