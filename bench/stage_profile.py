@@ -42,8 +42,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,42 +277,14 @@ def record(pid: int, seconds: float, rate: int, out: Path) -> None:
             "kernel.yama.ptrace_scope=0.")
 
 
-@contextmanager
-def worker_loglevel(level: str | None) -> Iterator[None]:
-    """While open, ``throughput.WorkerProc`` starts the worker with ``-l level`` instead
-    of its ``-l warn`` (SystemExit when its command line no longer ends that way).
-
-    Faust's default level (WARN) installs a terminal spinner handler at DEBUG and sets
-    the root logger to DEBUG, so every library's debug record is built; below WARN the
-    spinner is off. This option measures that difference.
-    """
-    if not level:
-        yield
-        return
-    real = subprocess.Popen
-
-    def popen(cmd: Any, *a: Any, **kw: Any) -> Any:
-        if isinstance(cmd, list) and "worker" in cmd:
-            if cmd[-2:] != ["-l", "warn"]:
-                raise SystemExit(f"--worker-loglevel: unexpected worker command {cmd}")
-            cmd = [*cmd[:-1], level]
-        return real(cmd, *a, **kw)
-
-    setattr(subprocess, "Popen", popen)  # noqa: B010 (mypy: Popen is a class)
-    try:
-        yield
-    finally:
-        setattr(subprocess, "Popen", real)  # noqa: B010
-
-
 def profile_path(name: str, bootstrap: str, records: list[tuple[bytes, bytes, int]],
                  workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Profile one fresh worker while it works through ``records``; the summary plus
     ``input_samples`` (processed during the window), ``window_s`` and the load."""
     import throughput as tp
 
-    with worker_loglevel(args.worker_loglevel):
-        worker = tp.WorkerProc(bootstrap, workdir, f"profile-{name}")
+    worker = tp.WorkerProc(bootstrap, workdir, f"profile-{name}",
+                           loglevel=args.worker_loglevel or "warn")
     try:
         total = sum(n for _, _, n in records)
         say(f"{name}: producing {len(records):,} records ({total:,} samples) …")

@@ -312,10 +312,12 @@ def _rate(read_count: Any, total: int, timeout_s: float = 900.0) -> float:
 
 
 class WorkerProc:
-    """One ``autopilot worker`` process on a fresh data directory."""
+    """One ``autopilot worker`` process on a fresh data directory (``-l loglevel``;
+    ``warn`` is Faust's default)."""
 
     def __init__(self, bootstrap: str, workdir: Path, name: str,
-                 store: str = "rocksdb://", extra_env: dict[str, str] | None = None) -> None:
+                 store: str = "rocksdb://", extra_env: dict[str, str] | None = None,
+                 loglevel: str = "warn") -> None:
         self.port = free_port()
         self.datadir = workdir / f"{name}-data"
         namespace = f"{RUN_ID}-{name}"
@@ -331,7 +333,7 @@ class WorkerProc:
         env.update(extra_env or {})
         with open(workdir / f"{name}.log", "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "autopilot", "worker", "-l", "warn"],
+                [sys.executable, "-m", "autopilot", "worker", "-l", loglevel],
                 env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
         wait_http(f"http://127.0.0.1:{self.port}/ready", self.proc)
 
