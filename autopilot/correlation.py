@@ -610,6 +610,12 @@ def _is_symptom(kind: str, metric_name: str, config: CorrelationConfig) -> bool:
     return any(part in name for part in config.symptoms)
 
 
+def _fired_at(sig: Signal) -> datetime:
+    """When ``sig`` last started firing (states written before ``fired_at``: its first
+    alert)."""
+    return sig.fired_at or sig.first_at
+
+
 def _persisted(sig: Signal, a: Anomaly, config: CorrelationConfig) -> str | None:
     """The reason a lone critical metric series opens an incident when it is still
     firing ``alone_for_s`` after it (re-)fired (a re-send ``a`` says so), else None."""
@@ -617,9 +623,9 @@ def _persisted(sig: Signal, a: Anomaly, config: CorrelationConfig) -> str | None
         return None
     if sig.severity is not Severity.CRITICAL:
         return None
-    if config.symptoms and not _is_symptom(sig.kind, sig.metric_name, config):
+    if not _is_symptom(sig.kind, sig.metric_name, config):
         return None
-    firing_s = (a.detected_at - (sig.fired_at or sig.first_at)).total_seconds()
+    firing_s = (a.detected_at - _fired_at(sig)).total_seconds()
     if firing_s < config.alone_for_s:
         return None
     return (f"critical anomaly on {a.metric_name} (z={sig.z_score:.1f}) firing for "
@@ -743,19 +749,21 @@ def _expire(
     return state, out
 
 
+def _is_quiet(inc: OpenIncident, sig: Signal) -> bool:
+    """Whether ``sig`` fired after the resolved ``inc`` was resolved and was kept with
+    it quietly (not corroborated, :func:`_reopens`): never told in its thread."""
+    return (inc.state == "resolved" and inc.closed_at is not None
+            and sig.fired_at is not None and sig.fired_at > inc.closed_at)
+
+
 def _quiet_signals(inc: OpenIncident) -> list[Signal]:
-    """Signals of the resolved ``inc`` that fired after its resolution and were kept
-    quietly (not corroborated, :func:`_reopens`): never told in its thread."""
-    closed = inc.closed_at
-    if inc.state != "resolved" or closed is None:
-        return []
-    return [s for s in inc.signals if s.fired_at is not None and s.fired_at > closed]
+    """The signals of ``inc`` that :func:`_is_quiet`."""
+    return [s for s in inc.signals if _is_quiet(inc, s)]
 
 
 def _quiet_text(sig: Signal) -> str:
     """Timeline text of a quietly kept signal told at a re-open (from its newest record)."""
-    since = sig.fired_at or sig.first_at
-    return (f"{_name(sig.kind, sig.metric_name)} firing since {since:%H:%M:%S} "
+    return (f"{_name(sig.kind, sig.metric_name)} firing since {_fired_at(sig):%H:%M:%S} "
             f"({sig.severity.value}, z={sig.z_score:.3g}, {_num(sig.last_value)} vs baseline "
             f"{_num(sig.baseline_mean)})")
 
@@ -887,8 +895,7 @@ def _on_recovery(
     if member.state == "resolved":
         return state, []  # a repeated recovery
     signals = _put(inc.signals, _recover(member, a), config.max_signals)
-    if (inc.state == "resolved" and inc.closed_at is not None
-            and member.fired_at is not None and member.fired_at > inc.closed_at):
+    if _is_quiet(inc, member):
         # A re-fire kept quietly with the resolved incident (not corroborated, see
         # :func:`_reopens`) recovers: it was never told, so neither is this.
         return replace(state, incident=replace(inc, signals=signals)), []
@@ -945,7 +952,7 @@ def _on_firing(
             if reason is None:
                 return state, []
             state, record = _open(state, [a], [reason], a.detected_at, ctx,
-                                  opened_at=sig.fired_at or sig.first_at)
+                                  opened_at=_fired_at(sig))
             return state, [record]
         state, kept = _remember(state, a, config)
         if inc is None:
@@ -1060,8 +1067,7 @@ def _reopens(
         return (sig.severity.rank >= Severity.HIGH.rank
                 and _is_symptom(sig.kind, sig.metric_name, config)
                 and bool(ctx.deployments.before(
-                    sig.fired_at or sig.first_at,
-                    timedelta(seconds=config.deployment_window_s))))
+                    _fired_at(sig), timedelta(seconds=config.deployment_window_s))))
     window = timedelta(seconds=config.window_s)
     nearby = [x for x in _anoms(state.recent) if abs(x.detected_at - a.detected_at) <= window]
     return bool(_rules(a, nearby or [a], ctx.deployments, config))
