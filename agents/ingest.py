@@ -13,6 +13,17 @@ Each forwarded record carries the header ``x-autopilot-source`` =
 position, so replaying this stage after a crash (which re-sends records under new
 keyed offsets) changes no table (:mod:`autopilot.replay`).
 
+The metrics stage batches (``AUTOPILOT_INGEST_BATCH_RECORDS``, default 500, within
+``AUTOPILOT_INGEST_BATCH_WITHIN_MS``, default 20 ms: Faust's ``take_events``): the
+valid items of up to that many consecutive input records go on as one keyed record
+per service, so a one-sample-per-record producer (prometheus-kafka-adapter,
+Telegraf) pays the second stage's per-record cost once per service and batch. Such a
+record names each item's input position in the header ``x-autopilot-sources``
+(:func:`autopilot.replay.format_sources`; one input record still gets
+``x-autopilot-source``), and the metrics agent deduplicates item by item. The input
+offsets of a batch are committed after the whole batch was forwarded (at least once,
+as before). ``AUTOPILOT_INGEST_BATCH_RECORDS=1`` forwards record by record.
+
 One bad item never sinks a record: the valid items of a record are forwarded, and
 each refused item is dead-lettered on its own (value: the item as sent, its JSON or
 its lines; headers: the reason, the input position and ``x-autopilot-item``, the
@@ -31,6 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 
 from faust.types import EventT, StreamT, TopicT
+from prometheus_client import Counter
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticSerializationError
 
@@ -58,8 +70,8 @@ from autopilot.streams import (
     metrics_topic,
 )
 
-from .boundary import each_record
-from .deadletter import dead_letter_headers, where
+from .boundary import each_record, internal_reason
+from .deadletter import dead_letter, dead_letter_headers, where
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +124,25 @@ def source_of(event: EventT[bytes]) -> tuple[str, int]:
             if parsed is not None:
                 return parsed
     return replay.stream_id(msg.topic, msg.partition), msg.offset
+
+
+def positions_of(event: EventT[bytes], items: int) -> list[replay.Position] | None:
+    """The input position of each of a keyed record's ``items`` items, when the record
+    carries :data:`autopilot.replay.SOURCES_HEADER` (a batch of input records); ``None``
+    when all its items come from one position (:func:`source_of`).
+
+    Raises:
+        BadRecord: the header is malformed or names another number of items.
+    """
+    headers = event.message.headers or ()
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    for name, value in pairs:
+        if name == replay.SOURCES_HEADER:
+            try:
+                return replay.parse_sources(value, items)
+            except ValueError as exc:
+                raise BadRecord(str(exc)) from None
+    return None
 
 
 def screen(decoded: Decoded, source: str, now_s: float | None = None) -> Decoded:
@@ -256,14 +287,7 @@ async def forward(
         BadRecord: no item of the record can be used (the caller dead-letters it
             whole); refused items of a record with valid ones are dead-lettered here.
     """
-    result = decode(event)
-    decoded: Decoded | None = None
-    if isinstance(result, Decoded):
-        if result.errors and not result.records:
-            raise BadRecord(result.reason())
-        decoded, items = result, result.records
-    else:
-        items = result
+    items, decoded = _valid_items(event, decode)
     msg = event.message
     headers = [(replay.SOURCE_HEADER, replay.format_source(msg.topic, msg.partition, msg.offset))]
     for service, group in group_by_service(items).items():
@@ -272,14 +296,110 @@ async def forward(
         await dead_letter_items(event, decoded, stage)
 
 
+def _valid_items(event: EventT[bytes], decode: Decode) -> tuple[list[Item], Decoded | None]:
+    """The valid items of one input record, and its :class:`Decoded` (refused items).
+
+    Raises:
+        BadRecord: no item of the record can be used.
+    """
+    result = decode(event)
+    if isinstance(result, Decoded):
+        if result.errors and not result.records:
+            raise BadRecord(result.reason())
+        return list(result.records), result
+    return list(result), None
+
+
+async def forward_batch(
+    events: Sequence[EventT[bytes]], decode: Decode, target: TopicT, stage: str,
+    processed: Counter | None = None,
+) -> int:
+    """Validate consecutive input records and send their items to ``target``: one
+    record per service for the whole batch (the batched form of :func:`forward`).
+
+    Every record passes the same boundary as :func:`autopilot.agents.boundary.guarded`:
+    a record with no valid item is dead-lettered whole with its reason, an unexpected
+    error dead-letters it as ``internal error: …``, and refused items of a record with
+    valid ones are dead-lettered one by one. If sending to ``target`` fails, every
+    record of the batch that was to be forwarded is dead-lettered as an internal
+    error (as :func:`forward` under ``guarded`` does for one record).
+
+    Args:
+        events: input records in the order they were read (any partitions).
+        decode: as for :func:`forward`.
+        target: the ``*.keyed`` topic; key = service (UTF-8), value = JSON list of the
+            service's items in input order, header :func:`autopilot.replay.position_header`
+            (one input position per item).
+        stage: the agent's name (counter label, dead-letter header, log text).
+        processed: ``autopilot_records_processed_total{stage}``, bound once by the caller.
+
+    Returns:
+        How many input records were forwarded (the others were dead-lettered).
+    """
+    groups: dict[str, tuple[list[Item], list[replay.Position]]] = {}
+    forwarded: list[EventT[bytes]] = []
+    for event in events:
+        try:
+            items, decoded = _valid_items(event, decode)
+        except BadRecord as exc:
+            await dead_letter(event, exc.reason, stage)
+            continue
+        except Exception as exc:  # the boundary: one record never stops the agent
+            logger.exception("%s: %s agent failed; dead-lettering", where(event), stage)
+            await dead_letter(event, internal_reason(exc), stage)
+            continue
+        msg = event.message
+        position = (replay.stream_id(msg.topic, msg.partition), msg.offset)
+        for item in items:
+            group = groups.get(item.service)
+            if group is None:
+                group = groups[item.service] = ([], [])
+            group[0].append(item)
+            group[1].append(position)
+        if decoded is not None and decoded.errors:
+            await dead_letter_items(event, decoded, stage)
+        forwarded.append(event)
+    try:
+        for service, (items, positions) in groups.items():
+            await target.send(key=service.encode(), value=encode_items(items),
+                              headers=[replay.position_header(positions)])
+    except Exception as exc:
+        logger.exception("%s: %s agent failed to forward a batch of %d records; "
+                         "dead-lettering them", where(events[0]), stage, len(forwarded))
+        for event in forwarded:
+            await dead_letter(event, internal_reason(exc), stage)
+        return 0
+    (processed or telemetry.RECORDS.labels(stage=stage)).inc(len(forwarded))
+    return len(forwarded)
+
+
 async def _rekey(stream: StreamT[bytes], decode: Decode, target: TopicT, stage: str) -> None:
     await each_record(stream, stage, partial(forward, decode=decode, target=target, stage=stage))
 
 
+async def _rekey_batches(stream: StreamT[bytes], decode: Decode, target: TopicT, stage: str,
+                         max_records: int, within_s: float) -> None:
+    """Forward batches of up to ``max_records`` input records, gathered for at most
+    ``within_s`` seconds (Faust's ``take_events``: the batch's offsets are acknowledged
+    after it was forwarded)."""
+    processed = telemetry.RECORDS.labels(stage=stage)
+    # take_events is Stream's (faust-streaming ≥ 0.9), not declared on StreamT.
+    async for events in stream.take_events(  # type: ignore[attr-defined]
+            max_records, within=within_s):
+        await forward_batch(events, decode, target, stage, processed)
+
+
 @app.agent(metrics_topic, name="metrics.ingest")
 async def ingest_metrics(stream: StreamT[bytes]) -> None:
-    """autopilot.metrics → autopilot.metrics.keyed (validated, keyed by service)."""
-    await _rekey(stream, decode_metrics_items, metrics_keyed_topic, "metrics.ingest")
+    """autopilot.metrics → autopilot.metrics.keyed (validated, keyed by service;
+    batched by ``AUTOPILOT_INGEST_BATCH_RECORDS``)."""
+    s = settings()
+    if s.ingest_batch_records > 1:
+        await _rekey_batches(stream, decode_metrics_items, metrics_keyed_topic,
+                             "metrics.ingest", s.ingest_batch_records,
+                             s.ingest_batch_within_ms / 1000.0)
+    else:
+        await _rekey(stream, decode_metrics_items, metrics_keyed_topic, "metrics.ingest")
 
 
 @app.agent(logs_topic, name="logs.ingest")

@@ -37,6 +37,7 @@ import functools
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from functools import partial
 from math import inf
 from typing import Any
@@ -46,7 +47,7 @@ from faust.types import EventT, StreamT
 
 from autopilot import replay, telemetry
 from autopilot.app import app, settings
-from autopilot.detection import Baseline, DetectorConfig, detect_series
+from autopilot.detection import Baseline, DetectorConfig, SeriesResult, detect_series
 from autopilot.feedback import FeedbackState, screen
 from autopilot.models import MetricPoint, decode_records
 from autopilot.series import SeriesIndex, SeriesLimits, newer_only, split_future
@@ -57,7 +58,7 @@ from .boundary import each_record
 from .charts import forget_samples, remember_samples
 from .deadletter import where
 from .groups import observe_edges
-from .ingest import source_of
+from .ingest import positions_of, source_of
 
 logger = logging.getLogger(__name__)
 STAGE = "metrics"
@@ -84,12 +85,21 @@ async def process(event: EventT[bytes], config: DetectorConfig, limits: SeriesLi
     """Apply one keyed metrics record (see module docstring)."""
     points = decode_records(event.value, MetricPoint)
     stream, offset = source_of(event)
+    positions = positions_of(event, len(points))  # a batch of input records: per item
     by_series: dict[str, list[MetricPoint]] = defaultdict(list)
     stamps: dict[str, list[float]] = defaultdict(list)
-    for p in points:
-        by_series[p.series].append(p)
-        stamps[p.series].append(p.timestamp.timestamp())
-    future = split_future(by_series, stamps, limits.future_horizon(time.time()))
+    froms: dict[str, list[replay.Position]] = defaultdict(list)
+    if positions is None:
+        for p in points:
+            by_series[p.series].append(p)
+            stamps[p.series].append(p.timestamp.timestamp())
+    else:
+        for p, position in zip(points, positions, strict=True):
+            by_series[p.series].append(p)
+            stamps[p.series].append(p.timestamp.timestamp())
+            froms[p.series].append(position)
+    future = split_future(by_series, stamps, limits.future_horizon(time.time()),
+                          *((froms,) if positions is not None else ()))
     if future:
         # The ingest stage refuses these already; a sample that got here anyway (an
         # older worker, a clock step) is dropped before it can move event time.
@@ -134,20 +144,31 @@ async def process(event: EventT[bytes], config: DetectorConfig, limits: SeriesLi
                 edges.append(pair)
         key = series.encode()
         stored = baselines.get(key)
-        base = Baseline.from_dict(stored)
-        if not replay.seen(base.offsets, stream, offset):  # a replay changes nothing anyway
-            kept = newer_only(pts, stamps[series], base.last_timestamp if base.count else -inf,
-                              stored.get(LAST_VALUE_KEY) if stored else None)
-            if len(kept) != len(pts):
-                _OUT_OF_ORDER.inc(len(pts) - len(kept))
-                logger.debug("%s: %s: dropped %d samples not newer than the last applied",
-                             where(event), series, len(pts) - len(kept))
-                if not kept:
-                    continue
-                pts = kept
-        new, results = detect_series(base, pts, offset, config, stream=stream)
+        new = Baseline.from_dict(stored)
+        last_value = stored.get(LAST_VALUE_KEY) if stored else None
+        results: list[SeriesResult] = []
+        applied: list[MetricPoint] = []
+        for run_stream, run_offset, run_pts, run_stamps in _runs(
+                stream, offset, pts, stamps[series], froms.get(series), new):
+            if not replay.seen(new.offsets, run_stream, run_offset):  # else a replay
+                kept = newer_only(run_pts, run_stamps,
+                                  new.last_timestamp if new.count else -inf, last_value)
+                if len(kept) != len(run_pts):
+                    _OUT_OF_ORDER.inc(len(run_pts) - len(kept))
+                    logger.debug("%s: %s: dropped %d samples not newer than the last "
+                                 "applied", where(event), series, len(run_pts) - len(kept))
+                    if not kept:
+                        continue
+                    run_pts = kept
+            new, run_results = detect_series(new, run_pts, run_offset, config,
+                                             stream=run_stream)
+            if run_results:  # else a replay of applied input records
+                results.extend(run_results)
+                applied.extend(run_pts)
+                last_value = run_pts[-1].value
         if not results:
-            continue  # replay of an applied record
+            continue  # replay of applied input records
+        pts = applied
         muted = bool(stored.get(MUTED_KEY)) if stored else False
         mine = told.for_series(series) if told.records else []
         if mine or muted:
@@ -183,6 +204,32 @@ async def process(event: EventT[bytes], config: DetectorConfig, limits: SeriesLi
     _SAMPLES.inc(len(points))
     if edges:  # labels naming the called service: service-graph edges (agents.groups)
         await observe_edges(edges, "label", max(newest.values()))
+
+
+Run = tuple[str, int, list[MetricPoint], list[float]]
+
+
+def _runs(stream: str, offset: int, pts: list[MetricPoint], stamps: list[float],
+          froms: list[replay.Position] | None, base: Baseline) -> Iterator[Run]:
+    """The runs of one series' samples that :func:`detect_series` applies in turn:
+    ``(stream, offset, samples, times)``.
+
+    A record from one input position is one run. A batch (``froms``: each sample's
+    input position) is cut where the input stream changes; in each run the samples
+    from input records applied before are left out (a replayed batch may be cut at
+    other records than the first time), and its offset is its last sample's.
+    ``base`` is the series' baseline before this record: a stream's offsets only
+    grow within a record, so its offsets tell every run which samples were applied.
+    """
+    if froms is None:
+        yield stream, offset, pts, stamps
+        return
+    for run_stream, start, stop in replay.stream_runs(froms):
+        done = base.offsets.get(run_stream, -1)
+        while start < stop and froms[start][1] <= done:
+            start += 1
+        if start < stop:
+            yield run_stream, froms[stop - 1][1], pts[start:stop], stamps[start:stop]
 
 
 @app.agent(metrics_keyed_topic, name="metrics")

@@ -81,7 +81,8 @@ class SeriesLimits:
 
 
 def split_future(
-    by_series: dict[str, list[P]], stamps: dict[str, list[float]], horizon: float
+    by_series: dict[str, list[P]], stamps: dict[str, list[float]], horizon: float,
+    *parallel: dict[str, list[Any]],
 ) -> int:
     """Drop, in place, the samples timed after ``horizon`` (epoch s).
 
@@ -91,6 +92,8 @@ def split_future(
         stamps: series key → the samples' times (epoch s), parallel to ``by_series``;
             kept parallel.
         horizon: :meth:`SeriesLimits.future_horizon`.
+        parallel: further dicts of per-sample lists (e.g. input positions) kept
+            parallel to ``by_series``.
 
     Returns:
         How many samples were dropped.
@@ -105,8 +108,12 @@ def split_future(
         if keep:
             by_series[key] = [by_series[key][i] for i in keep]
             stamps[key] = [times[i] for i in keep]
+            for other in parallel:
+                other[key] = [other[key][i] for i in keep]
         else:
             del by_series[key], stamps[key]
+            for other in parallel:
+                del other[key]
     return dropped
 
 

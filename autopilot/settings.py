@@ -119,6 +119,17 @@ class Settings(BaseSettings):
         "It bounds the produce-to-anomaly latency where the broker answers only when the "
         "wait ends; lower values cost idle CPU (docs/performance.md)", ge=10, le=30_000
     )
+    ingest_batch_records: int = _env(
+        "AUTOPILOT_INGEST_BATCH_RECORDS", 500,
+        "Input records the metrics ingest stage gathers into one batch (one keyed record "
+        "per service per batch; 1 forwards record by record; docs/performance.md)",
+        ge=1, le=100_000
+    )
+    ingest_batch_within_ms: int = _env(
+        "AUTOPILOT_INGEST_BATCH_WITHIN_MS", 20,
+        "How long the metrics ingest stage waits for a batch to fill (ms; added to the "
+        "produce-to-anomaly latency when traffic is light)", ge=1, le=10_000
+    )
     audit_retention_days: float = _env(
         "AUTOPILOT_AUDIT_RETENTION_DAYS", 90.0,
         "Retention of the autopilot.audit topic (days; its retention.ms when the worker "

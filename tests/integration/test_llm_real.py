@@ -399,8 +399,17 @@ def test_the_worker_posts_before_the_real_model_answers_and_queues_analyses_one_
                         notices[service] = notice["analysis"]
             return notices if len(notices) == 2 and len(recorder.ended()) == 2 else None
 
-        notices = wait_for(analysed, 2 * QUEUE_BUDGET_S + 60,
-                           "both analyses folded into the alerts")
+        try:
+            notices = wait_for(analysed, 2 * QUEUE_BUDGET_S + 60,
+                               "both analyses folded into the alerts")
+        except AssertionError as timed_out:  # say what was seen instead
+            seen = {s: worker.get(f"/incidents/{s}").json().get("notifications")
+                    for s in services}
+            calls = [{k: v for k, v in c.items() if k != "answer"} for c in recorder.chats]
+            log = worker.log_path.read_text(errors="replace").splitlines()
+            raise AssertionError(f"{timed_out}; model calls {calls}; "
+                                 f"notifications {seen}; worker log tail:\n"
+                                 + "\n".join(log[-60:])) from None
     chats = recorder.ended()
     assert len(chats) == 2, chats
     # AUTOPILOT_ANALYSIS_CONCURRENCY=1: the second call started after the first ended.
