@@ -14,7 +14,7 @@ position, so replaying this stage after a crash (which re-sends records under ne
 keyed offsets) changes no table (:mod:`autopilot.replay`).
 
 The metrics stage batches (``AUTOPILOT_INGEST_BATCH_RECORDS``, default 500, within
-``AUTOPILOT_INGEST_BATCH_WITHIN_MS``, default 20 ms: Faust's ``take_events``): the
+``AUTOPILOT_INGEST_BATCH_WITHIN_MS``, default 100 ms: Faust's ``take_events``): the
 valid items of up to that many consecutive input records go on as one keyed record
 per service, so a one-sample-per-record producer (prometheus-kafka-adapter,
 Telegraf) pays the second stage's per-record cost once per service and batch. Such a
@@ -383,9 +383,11 @@ async def _rekey_batches(stream: StreamT[bytes], decode: Decode, target: TopicT,
     ``within_s`` seconds (Faust's ``take_events``: the batch's offsets are acknowledged
     after it was forwarded)."""
     processed = telemetry.RECORDS.labels(stage=stage)
+    sizes = telemetry.INGEST_BATCH
     # take_events is Stream's (faust-streaming ≥ 0.9), not declared on StreamT.
     async for events in stream.take_events(  # type: ignore[attr-defined]
             max_records, within=within_s):
+        sizes.observe(len(events))
         await forward_batch(events, decode, target, stage, processed)
 
 

@@ -126,7 +126,7 @@ class Settings(BaseSettings):
         ge=1, le=100_000
     )
     ingest_batch_within_ms: int = _env(
-        "AUTOPILOT_INGEST_BATCH_WITHIN_MS", 20,
+        "AUTOPILOT_INGEST_BATCH_WITHIN_MS", 100,
         "How long the metrics ingest stage waits for a batch to fill (ms; added to the "
         "produce-to-anomaly latency when traffic is light)", ge=1, le=10_000
     )

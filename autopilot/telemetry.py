@@ -115,6 +115,12 @@ LLM_LATENCY = Histogram(
     buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120),
     registry=REGISTRY,
 )
+INGEST_BATCH = Histogram(
+    "autopilot_ingest_batch_records",
+    "Input records per batch of the metrics ingest stage (AUTOPILOT_INGEST_BATCH_RECORDS)",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
+    registry=REGISTRY,
+)
 SLACK_SENDS = Counter(
     "autopilot_slack_sends",
     "Alerts delivered, by outcome (sent, updated, duplicate, console)",
