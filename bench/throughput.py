@@ -5,7 +5,10 @@
         [--metrics 20] [--batch 500] [--records 1000] [--json OUT.json]
         [--worker-env KEY=VALUE ...] [--remote-write-requests 300]
         [--remote-write-shards 4] [--no-remote-write | --remote-write-only]
+        [--repeats 3]
         [--soak SECONDS [--soak-interval 30] [--store rocksdb://|memory://]]
+        [--scaling [--scaling-points 500x20,50x200,...] [--scaling-records 1000]
+                   [--scaling-seconds 120]]
 
 Generates seed-shaped metric traffic for S services × M metrics (default 500 × 20 =
 10,000 series) with a few injected anomalies. A *batched* record is a JSON list of
@@ -22,6 +25,10 @@ topics afterwards) and measures, on the same records:
   the single-sample records of phase 3 (per-record overhead is what it measures);
 * ``single_samples_per_s`` — the real worker (ingest → re-key → metrics agent) with
   one sample per record;
+* phases 2 and 3 run ``--repeats`` times (3), alternating, each run on a fresh broker,
+  because the floor varies by ±30 % between runs: the two keys above are the medians,
+  ``faust_floor_records_per_s_runs`` / ``single_samples_per_s_runs`` list every run in
+  order, and ``single_over_faust_floor`` is the ratio of the medians;
 * ``batched_samples_per_s`` — the real worker with batched records;
 * ``p50_latency_ms`` / ``p99_latency_ms`` — produce → anomaly record, while producing
   at half the measured batched capacity;
@@ -45,8 +52,22 @@ and the ratios against the limits. Worker throughput is read from the worker's o
 holds 1,000 metrics/s for N seconds and reports the worker's resident memory after
 warm-up (60 s, or N/5 when shorter), every ``--soak-interval`` seconds (stderr), at
 half time and at the end; ``rss_second_half_growth_ratio`` (end / half time) tells
-a plateau (≈ 1) from steady growth. Numbers go to stdout as a table and, with
-``--json``, as one flat JSON object.
+a plateau (≈ 1) from steady growth.
+
+``--scaling`` instead runs a sweep of the batched phase (:func:`measure_scaling`):
+20, 200 and 2,000 series per service at 10,000 series in all (500 × 20, 50 × 200,
+5 × 2,000) and 1,000, 10,000 and 100,000 series in all at 200 per service (5 × 200,
+50 × 200, 500 × 200); ``--scaling-points`` picks other ``SERVICESxMETRICS`` points.
+Each point gets a fresh broker and worker and ``--scaling-records`` (1,000) batched
+records of ``--batch`` samples, at least twice the records that create every series;
+samples/s is counted after those first records, over at most ``--scaling-seconds``
+(120), state bytes per series as in phase 4. Its key is ``scaling``: a list of
+``{"services", "series_per_service", "series", "samples", "samples_per_s",
+"state_bytes_per_series", "state_bytes_empty", "rss_bytes"}`` objects, plus
+``scaling_seconds`` (the sweep's wall time).
+
+Numbers go to stdout as a table and, with ``--json``, as one JSON object (numbers,
+and the lists above).
 """
 
 from __future__ import annotations
@@ -54,6 +75,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import re
@@ -271,18 +293,20 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def measure_floor(bootstrap: str, records: list[tuple[bytes, bytes, int]], workdir: Path) -> float:
-    """Records/s of a Faust agent that does nothing per record."""
-    topic = f"{RUN_ID}.floor"
+def measure_floor(bootstrap: str, records: list[tuple[bytes, bytes, int]], workdir: Path,
+                  name: str = "floor") -> float:
+    """Records/s of a Faust agent that does nothing per record (``name``: its topic,
+    app id and log, one per repeat)."""
+    topic = f"{RUN_ID}.{name}"
     asyncio.run(create_topic(bootstrap, topic, 1))
     asyncio.run(produce(bootstrap, topic, records))
     module = workdir / "bench_floor_app.py"
     module.write_text(FLOOR_APP)
     port = free_port()
     env = {**os.environ, "BENCH_BROKER": f"kafka://{bootstrap}", "BENCH_WEB_PORT": str(port),
-           "BENCH_APP_ID": f"{RUN_ID}-floor", "BENCH_TOPIC": topic,
+           "BENCH_APP_ID": f"{RUN_ID}-{name}", "BENCH_TOPIC": topic,
            "PYTHONPATH": str(workdir)}
-    with open(workdir / "floor.log", "ab") as log:
+    with open(workdir / f"{name}.log", "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "bench_floor_app",
                                  "worker", "-l", "warn", "--web-port", str(port)],
                                 env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
@@ -294,16 +318,22 @@ def measure_floor(bootstrap: str, records: list[tuple[bytes, bytes, int]], workd
         stop(proc)
 
 
-def _rate(read_count: Any, total: int, timeout_s: float = 900.0) -> float:
-    """Rate of ``read_count()`` reaching ``total``, from its first movement."""
+def _rate(read_count: Any, total: int, timeout_s: float = 900.0, after: int = 0,
+          window_s: float | None = None) -> float:
+    """Rate of ``read_count()`` reaching ``total``, from its first movement (with
+    ``after``: from the first reading above ``after``; with ``window_s``: over at
+    most that many seconds from there)."""
     deadline = time.monotonic() + timeout_s
     start_count: int | None = None
     start_t: float | None = None
     while time.monotonic() < deadline:
         count = read_count()
         now = time.perf_counter()
-        if start_count is None and count > 0:
+        if start_count is None and count > after:
             start_count, start_t = count, now
+        if (window_s is not None and start_count is not None and start_t is not None
+                and count < total and now > start_t and now - start_t >= window_s):
+            return (count - start_count) / (now - start_t)
         if count >= total and start_count is not None and start_t is not None:
             done = total - start_count
             return done / (now - start_t) if done > 0 and now > start_t else float("nan")
@@ -457,6 +487,16 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     idx = min(len(ordered) - 1, max(0, round(q / 100.0 * (len(ordered) - 1))))
     return ordered[idx]
+
+
+def median(values: list[float]) -> float:
+    """Median of ``values`` without the NaNs (a run that measured nothing); the mean of
+    the two middle values for an even count; NaN when no value is left."""
+    finite = sorted(v for v in values if not math.isnan(v))
+    if not finite:
+        return float("nan")
+    mid = len(finite) // 2
+    return finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2.0
 
 
 # ----------------------------------------------------------------------------- remote_write
@@ -643,11 +683,199 @@ def measure_remote_write(bootstrap: str, workdir: Path, args: argparse.Namespace
     return out
 
 
+# ----------------------------------------------------------------------------- scaling
+
+#: ``(services, metrics per service)`` of the ``--scaling`` sweep: 20, 200 and 2,000
+#: series per service at 10,000 series in all, and 1,000, 10,000 and 100,000 series in
+#: all at 200 per service (the 50 × 200 point serves both).
+SCALING_POINTS: tuple[tuple[int, int], ...] = ((500, 20), (50, 200), (5, 2000), (5, 200),
+                                                (500, 200))
+
+
+def parse_points(text: str) -> list[tuple[int, int]]:
+    """``--scaling-points``: ``"500x20,5x2000"`` → ``[(500, 20), (5, 2000)]``
+    (services × metrics per service, in the order given).
+
+    Raises:
+        ValueError: an item that is not ``SERVICESxMETRICS`` of two integers ≥ 1, a
+            repeated item, or no item at all (the message names the item).
+    """
+    points: list[tuple[int, int]] = []
+    for item in text.split(","):
+        item = item.strip()
+        match = re.fullmatch(r"(\d+)\s*[xX×]\s*(\d+)", item)
+        if not match or min(int(match.group(1)), int(match.group(2))) < 1:
+            raise ValueError(f"--scaling-points item {item!r} is not SERVICESxMETRICS "
+                             "with both at least 1 (e.g. 500x20)")
+        point = (int(match.group(1)), int(match.group(2)))
+        if point in points:
+            raise ValueError(f"--scaling-points item {item!r} is given twice")
+        points.append(point)
+    return points
+
+
+class ScalingPoint:
+    """One point of the sweep.
+
+    Attributes:
+        services: services (keys) of the traffic.
+        metrics: series per service.
+        records: batched records of ``batch`` samples produced for it.
+        warm_records: the first records, which create every series (the rate is
+            measured after them: ``services`` × ⌈``metrics`` / ``batch``⌉).
+        batch: samples per record.
+    """
+
+    def __init__(self, services: int, metrics: int, records: int, warm_records: int,
+                 batch: int) -> None:
+        self.services = services
+        self.metrics = metrics
+        self.records = records
+        self.warm_records = warm_records
+        self.batch = batch
+
+    @property
+    def series(self) -> int:
+        """Series in all (``services × metrics``)."""
+        return self.services * self.metrics
+
+    def __repr__(self) -> str:
+        return (f"ScalingPoint({self.services}x{self.metrics}, records={self.records}, "
+                f"warm_records={self.warm_records}, batch={self.batch})")
+
+
+def scaling_plan(points: list[tuple[int, int]] | tuple[tuple[int, int], ...], batch: int,
+                 records: int) -> list[ScalingPoint]:
+    """The sweep's points in order: each produces ``records`` batched records of
+    ``batch`` samples, or twice its warm-up records when that is more, so the measured
+    window (after every series exists) is at least half of the traffic.
+
+    Raises:
+        ValueError: ``batch`` or ``records`` below 1, or no point.
+    """
+    if batch < 1 or records < 1:
+        raise ValueError(f"batch ({batch}) and records ({records}) must be at least 1")
+    if not points:
+        raise ValueError("the scaling sweep needs at least one point")
+    plan = []
+    for services, metrics in points:
+        warm = services * -(-metrics // batch)
+        plan.append(ScalingPoint(services, metrics, max(records, 2 * warm), warm, batch))
+    return plan
+
+
+def cursor_records(services: int, metrics: int, batch: int, records: int, seed: int = 1,
+                   anomaly_every: int = 97) -> Iterator[tuple[bytes, bytes, int]]:
+    """``(key, value, samples)`` batched records of exactly ``batch`` samples of one
+    service, services in round robin. Service s's n-th sample is metric ``n % metrics``
+    at ``T0 + (n // metrics) × 15 s``, so a record may end inside a timestamp and a
+    service with more than ``batch`` metrics needs ⌈metrics / batch⌉ records per
+    timestamp; every series keeps time order. (For ``metrics`` dividing ``batch`` these
+    are :func:`batched_records`' samples.) Every ``anomaly_every``-th record's last
+    sample is a spike (value 1000) from the 21st timestamp on.
+    """
+    rng = random.Random(seed)
+    cursor = [0] * services
+    for r in range(records):
+        s = r % services
+        svc = f"svc-{s:04d}"
+        items: list[dict[str, Any]] = []
+        for n in range(cursor[s], cursor[s] + batch):
+            items.append({"timestamp": T0 + (n // metrics) * STEP_S,
+                          "metric_name": f"m{n % metrics:02d}",
+                          "value": 100.0 + rng.gauss(0.0, 5.0),
+                          "labels": {"service": svc}})
+        cursor[s] += batch
+        if r % anomaly_every == anomaly_every - 1 and (cursor[s] - 1) // metrics >= 20:
+            items[-1]["value"] = 1000.0
+        yield svc.encode(), json.dumps(items).encode(), batch
+
+
+def measure_scaling(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--scaling`` sweep: per point of :func:`scaling_plan`, a fresh broker and
+    worker take the point's batched records; returns ``{"scaling": [row, ...],
+    "scaling_seconds": wall time}`` with one row per point: ``services``,
+    ``series_per_service``, ``series``, ``samples`` (produced), ``samples_per_s`` (the
+    worker's ``autopilot_samples_processed_total{stage="metrics"}`` from the first
+    reading after the warm-up records to the last sample, or over at most
+    ``--scaling-seconds`` when that comes first), ``state_bytes_per_series`` (the
+    worker's data directory 3 s after that, as in phase 4, ÷ series),
+    ``state_bytes_empty`` (the data directory of the worker before any traffic: RocksDB's
+    fixed files, included above) and ``rss_bytes`` (the worker's resident memory after
+    the samples)."""
+    plan = scaling_plan(args.scaling_points, args.batch, args.scaling_records)
+    workdir = Path(tempfile.mkdtemp(prefix="autopilot-scaling-"))
+    say(f"work directory: {workdir}")
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    for i, point in enumerate(plan, 1):
+        records = list(cursor_records(point.services, point.metrics, point.batch,
+                                      point.records))
+        total = point.records * point.batch
+        say(f"{i}/{len(plan)} {point.services} services x {point.metrics} series = "
+            f"{point.series:,} series: {point.records} records of {point.batch} samples "
+            f"({total:,} samples; rate after the first {point.warm_records}) …")
+        with fresh_broker(args.broker, workdir) as bootstrap:
+            worker = WorkerProc(bootstrap, workdir, f"scaling-{point.services}x{point.metrics}",
+                                extra_env=worker_env(args.worker_env))
+            try:
+                empty = dir_bytes(worker.datadir)
+                asyncio.run(produce(bootstrap, worker.metrics_topic, records))
+                rate = _rate(worker.samples, total, after=point.warm_records * point.batch,
+                             window_s=args.scaling_seconds)
+                time.sleep(3.0)  # let RocksDB flush its memtables (as phase 4)
+                store = dir_bytes(worker.datadir)
+                rss = worker.rss_bytes()
+            finally:
+                worker.stop()
+        rows.append({"services": point.services, "series_per_service": point.metrics,
+                     "series": point.series, "samples": total, "samples_per_s": rate,
+                     "state_bytes_per_series": store / point.series,
+                     "state_bytes_empty": empty, "rss_bytes": rss})
+        say(f"    {rate:,.0f} samples/s; state {store / point.series:,.0f} B/series; "
+            f"RSS {rss / 1e6:.0f} MB")
+    return {"scaling": rows, "scaling_seconds": time.perf_counter() - started}
+
+
+def scaling_table(rows: list[dict[str, Any]]) -> str:
+    """The sweep's rows as a text table (one line per point, a header line)."""
+    lines = [f"{'series/service':>14} {'services':>8} {'series':>8} {'samples/s':>10} "
+             f"{'state B/series':>14} {'RSS MB':>7}"]
+    for row in rows:
+        lines.append(f"{row['series_per_service']:>14,} {row['services']:>8,} "
+                     f"{row['series']:>8,} {row['samples_per_s']:>10,.0f} "
+                     f"{row['state_bytes_per_series']:>14,.0f} "
+                     f"{row['rss_bytes'] / 1e6:>7,.0f}")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- main
 
 
-def run(args: argparse.Namespace) -> dict[str, float]:
-    """The phases of the module docstring; returns the flat result."""
+def _number(v: float) -> str:
+    return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.0f}"
+
+
+def format_result(out: dict[str, Any]) -> str:
+    """The result as stdout shows it: one ``key  value`` line per number, a list's runs
+    joined by `` / ``, the ``scaling`` rows as :func:`scaling_table`."""
+    rows = out.get("scaling")
+    flat = {k: v for k, v in out.items() if k != "scaling"}
+    lines = []
+    if flat:
+        width = max(len(k) for k in flat)
+        lines.append(f"{'metric':<{width}}  value")
+        for k, v in flat.items():
+            shown = " / ".join(_number(x) for x in v) if isinstance(v, list) else _number(v)
+            lines.append(f"{k:<{width}}  {shown}")
+    if rows is not None:
+        lines.append(scaling_table(rows))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The phases of the module docstring; returns the flat result (numbers, and the
+    two ``*_runs`` lists)."""
     workdir = Path(tempfile.mkdtemp(prefix="autopilot-bench-"))
     say(f"work directory: {workdir}")
     batched = list(batched_records(args.services, args.metrics, args.batch, args.records))
@@ -655,24 +883,37 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     single = single_records(batched[: max(1, args.single_records // args.batch)])
     say(f"traffic: {args.services} services x {args.metrics} metrics, {len(batched)} batched "
         f"records of {args.batch} samples ({samples} samples); {len(single)} single records")
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     phases = 5 if args.no_remote_write else 6
 
     with fresh_broker(args.broker, workdir) as bootstrap:
         say(f"1/{phases} raw aiokafka consume + decode …")
         out["raw_samples_per_s"] = asyncio.run(measure_raw(bootstrap, batched))
         say(f"    {out['raw_samples_per_s']:,.0f} samples/s")
-    with fresh_broker(args.broker, workdir) as bootstrap:
-        say(f"2/{phases} trivial Faust agent …")
-        out["faust_floor_records_per_s"] = measure_floor(bootstrap, single, workdir)
-        say(f"    {out['faust_floor_records_per_s']:,.0f} records/s")
-    with fresh_broker(args.broker, workdir) as bootstrap:
-        say(f"3/{phases} metrics agent, one sample per record …")
-        rate, worker = measure_worker(bootstrap, single, workdir, "single",
-                                      worker_env(args.worker_env))
-        worker.stop()
-        out["single_samples_per_s"] = rate
-        say(f"    {rate:,.0f} samples/s")
+    # Phases 2 and 3 alternate, --repeats times, each on a fresh broker; their keys are
+    # the medians, the *_runs keys every run in order.
+    floor_runs: list[float] = []
+    single_runs: list[float] = []
+    for i in range(args.repeats):
+        tag = f" (run {i + 1} of {args.repeats})" if args.repeats > 1 else ""
+        suffix = f"-{i + 1}" if args.repeats > 1 else ""
+        with fresh_broker(args.broker, workdir) as bootstrap:
+            say(f"2/{phases} trivial Faust agent{tag} …")
+            floor_runs.append(measure_floor(bootstrap, single, workdir, f"floor{suffix}"))
+            say(f"    {floor_runs[-1]:,.0f} records/s")
+        with fresh_broker(args.broker, workdir) as bootstrap:
+            say(f"3/{phases} metrics agent, one sample per record{tag} …")
+            rate, worker = measure_worker(bootstrap, single, workdir, f"single{suffix}",
+                                          worker_env(args.worker_env))
+            worker.stop()
+            single_runs.append(rate)
+            say(f"    {rate:,.0f} samples/s")
+    out["faust_floor_records_per_s"] = median(floor_runs)
+    out["faust_floor_records_per_s_runs"] = floor_runs
+    out["single_samples_per_s"] = median(single_runs)
+    out["single_samples_per_s_runs"] = single_runs
+    say(f"    medians: floor {out['faust_floor_records_per_s']:,.0f} records/s, single "
+        f"{out['single_samples_per_s']:,.0f} samples/s")
     with fresh_broker(args.broker, workdir) as bootstrap:
         say(f"4/{phases} metrics agent, batched records …")
         rss_before = 0
@@ -773,8 +1014,10 @@ def soak(args: argparse.Namespace) -> dict[str, float]:
             worker.stop()
 
 
-def main() -> int:
-    """Command-line entry point."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``sys.argv[1:]`` when ``argv`` is None); exits with status 2
+    and a message naming the option on bad input (argparse's ``error``).
+    ``scaling_points`` is a list of ``(services, metrics)``."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--broker", help="kafka://HOST:PORT of a Kafka cluster (default: a fresh "
                    "local Apache Kafka per phase)")
@@ -803,13 +1046,50 @@ def main() -> int:
                    "(repeatable; the worker otherwise runs with the defaults)")
     p.add_argument("--store", default="rocksdb://",
                    help="the worker's table store (AUTOPILOT_STORE: rocksdb:// or memory://)")
-    p.add_argument("--json", type=Path, help="write the numbers as one flat JSON object")
-    args = p.parse_args()
+    p.add_argument("--repeats", type=int, default=3,
+                   help="runs of the trivial Faust agent and of the one-sample phase "
+                   "(alternating, each on a fresh broker); their keys are the medians")
+    p.add_argument("--scaling", action="store_true",
+                   help="run the scaling sweep instead of the default phases")
+    p.add_argument("--scaling-points", default=",".join(f"{s}x{m}" for s, m in SCALING_POINTS),
+                   help="the sweep's SERVICESxMETRICS points, comma-separated (default: "
+                   "%(default)s)")
+    p.add_argument("--scaling-records", type=int, default=1000,
+                   help="batched records per sweep point (at least twice the records that "
+                   "create every series)")
+    p.add_argument("--scaling-seconds", type=float, default=120.0,
+                   help="a sweep point measures its rate over at most this many seconds "
+                   "after its warm-up records")
+    p.add_argument("--json", type=Path, help="write the numbers as one JSON object")
+    args = p.parse_args(argv)
     if args.no_remote_write and args.remote_write_only:
         p.error("--no-remote-write and --remote-write-only exclude each other")
     if args.records < args.services:
         p.error("--records must be at least --services so every series exists")
-    if args.soak:
+    if args.repeats < 1:
+        p.error(f"--repeats must be at least 1, not {args.repeats}")
+    if args.scaling_seconds <= 0:
+        p.error(f"--scaling-seconds must be above 0, not {args.scaling_seconds}")
+    if args.scaling_records < 1:
+        p.error(f"--scaling-records must be at least 1, not {args.scaling_records}")
+    if args.batch < 1:
+        p.error(f"--batch must be at least 1, not {args.batch}")
+    if args.scaling and (args.soak or args.remote_write_only):
+        p.error("--scaling excludes --soak and --remote-write-only")
+    try:
+        args.scaling_points = parse_points(args.scaling_points)
+    except ValueError as exc:
+        p.error(str(exc))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    args = parse_args(argv)
+    out: dict[str, Any]
+    if args.scaling:
+        out = measure_scaling(args)
+    elif args.soak:
         out = soak(args)
     elif args.remote_write_only:
         workdir = Path(tempfile.mkdtemp(prefix="autopilot-bench-"))
@@ -820,10 +1100,7 @@ def main() -> int:
                                            / out["remote_write_decode_samples_per_s"])
     else:
         out = run(args)
-    width = max(len(k) for k in out)
-    print(f"{'metric':<{width}}  value")
-    for k, v in out.items():
-        print(f"{k:<{width}}  {v:,.3f}" if abs(v) < 10 else f"{k:<{width}}  {v:,.0f}")
+    print(format_result(out))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
         say(f"written to {args.json}")
