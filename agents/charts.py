@@ -1,15 +1,19 @@
 """Charts of an incident's series: the sample store and the pictures.
 
-* :func:`remember_samples` — the metrics agent calls it for every series of every
-  record, with the record's points of that series; it keeps the newest
-  :data:`autopilot.charts.DEFAULT_CAPACITY` (240) samples per series in the
-  ``recent_samples`` table (series key → :meth:`autopilot.charts.SampleRing.to_dict`).
-  Values are stored **raw**, also for counters (the ring remembers that the series
-  is a counter; the chart draws its per-second rates, the unit the detector scored
-  and the anomalies and band are in). A sample not newer than the newest kept one
-  (a replay after a crash, a late sample) is ignored, so replays change nothing.
-* :func:`forget_samples` — drop a series' samples (when the metrics agent expires
-  the series).
+* :func:`recent_after` — the metrics agent calls it for every series of every
+  record, with the record's points of that series and the series' stored
+  ``baselines`` value; it returns the newest :data:`autopilot.charts.DEFAULT_CAPACITY`
+  (240) samples (:meth:`autopilot.charts.SampleRing.to_dict`), which the agent keeps
+  in that same value under :data:`RECENT_KEY` (one table write per series and record
+  rather than two: issue #20). Values are stored **raw**, also for counters (the ring
+  remembers that the series is a counter; the chart draws its per-second rates, the
+  unit the detector scored and the anomalies and band are in). A sample not newer
+  than the newest kept one (a replay after a crash, a late sample) is ignored, so
+  replays change nothing. A series written by an older worker has its samples in the
+  ``recent_samples`` table: they are read from there until the series' next write
+  moves them into its ``baselines`` value.
+* :func:`forget_samples` — drop a series' samples from the older table (when the
+  metrics agent expires the series; its ``baselines`` value goes with the rest).
 * :func:`chart_for` / :func:`chart_for_async` — the PNG of one series of the
   service's incident, for the notifier to upload into the incident's thread.
 * :func:`chart_inputs` — what one chart needs, or why there is none; the view
@@ -28,8 +32,9 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from autopilot.tables import baselines, deployments, open_incidents, recent_samples
 
@@ -40,7 +45,8 @@ from autopilot.deployments import DeploymentHistory
 from autopilot.detection import Baseline, DetectorConfig
 from autopilot.models import MetricPoint, parse_timestamp
 
-__all__ = ["chart_for", "chart_for_async", "chart_inputs", "forget_samples", "remember_samples"]
+__all__ = ["RECENT_KEY", "chart_for", "chart_for_async", "chart_inputs", "forget_samples",
+           "recent_after"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,46 +60,60 @@ def _detector_config() -> DetectorConfig:
     return DetectorConfig.from_settings(settings())
 
 
-def _load_ring(series_key: bytes) -> SampleRing:
+#: Key of the recent samples in a ``baselines`` value (Baseline.from_dict ignores it).
+RECENT_KEY = "recent"
+
+
+def _ring_of(series_key: bytes, stored: Mapping[str, Any] | None) -> SampleRing:
+    """The series' kept samples: from its ``baselines`` value ``stored``, else from
+    the ``recent_samples`` table an older worker wrote. A damaged value starts afresh
+    (logged), rather than stop the agent."""
+    data = stored.get(RECENT_KEY) if stored else None
+    where = "baselines"
+    if data is None:
+        data, where = recent_samples.get(series_key), "recent_samples"
     try:
-        return SampleRing.from_dict(recent_samples.get(series_key))
-    except ValueError as exc:  # a damaged value: start afresh rather than stop the agent
-        logger.warning("recent_samples[%r]: %s; starting the series' samples afresh",
-                       series_key, exc)
+        return SampleRing.from_dict(data)
+    except ValueError as exc:
+        logger.warning("%s[%r]: recent samples: %s; starting the series' samples afresh",
+                       where, series_key, exc)
         return SampleRing()
 
 
-def remember_samples(series_key: bytes, points: Sequence[MetricPoint]) -> None:
-    """Add one record's ``points`` of one series to the ``recent_samples`` table.
+def _load_ring(series_key: bytes) -> SampleRing:
+    return _ring_of(series_key, baselines.get(series_key))
+
+
+def recent_after(series_key: bytes, stored: Mapping[str, Any] | None,
+                 points: Sequence[MetricPoint]) -> dict[str, Any] | None:
+    """The series' recent samples with one record's ``points`` added, to be kept in
+    its ``baselines`` value under :data:`RECENT_KEY`.
 
     Args:
         series_key: the series key as the tables use it,
             ``b"service|metric|k=v,…"`` (:attr:`MetricPoint.series` encoded).
+        stored: the series' ``baselines`` value before this record (``None``: none).
         points: the record's samples of that series (any order is accepted; each
             is kept only when newer than the newest kept, so give them oldest
             first). Raw values: a counter's counts, not rates.
 
-    Must run while processing a record of the series' service (the table write goes
-    to that record's partition, like ``baselines``). Writes only when a sample was
-    added. Raises nothing for a damaged stored value (logged, started afresh).
+    Returns:
+        :meth:`SampleRing.to_dict` of the samples now kept, or ``None`` when there
+        are none. Raises nothing for a damaged stored value (logged, started afresh).
     """
-    if not points:
-        return
-    ring = _load_ring(series_key)
-    first = points[0]
-    counter = _detector_config().for_metric(first.metric_name, first.metric_type).counter
-    if counter != ring.counter:
-        ring = SampleRing(ring.times, ring.values, ring.capacity, counter)
-        changed = True
-    else:
-        changed = False
-    new = ring.append_many((p.timestamp.timestamp(), p.value) for p in points)
-    if changed or new is not ring:
-        recent_samples[series_key] = new.to_dict()
+    ring = _ring_of(series_key, stored)
+    if points:
+        first = points[0]
+        counter = _detector_config().for_metric(first.metric_name, first.metric_type).counter
+        if counter != ring.counter:
+            ring = SampleRing(ring.times, ring.values, ring.capacity, counter)
+        ring = ring.append_many((p.timestamp.timestamp(), p.value) for p in points)
+    return ring.to_dict() if len(ring) else None
 
 
 def forget_samples(series_key: bytes) -> None:
-    """Drop a series' samples (call where the metrics agent expires the series)."""
+    """Drop a series' samples kept by an older worker in ``recent_samples`` (call
+    where the metrics agent expires the series)."""
     recent_samples.pop(series_key, None)
 
 

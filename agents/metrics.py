@@ -2,7 +2,10 @@
 
 Consumes ``autopilot.metrics.keyed`` (lists of MetricPoint of one service), applies
 :func:`autopilot.detection.detect_series` per series (one table write per series per
-record; a replayed input record changes nothing: :mod:`autopilot.replay`) and sends
+record, the series' recent samples for charts included:
+:func:`autopilot.agents.charts.recent_after`; a keyed record made from a batch of
+input records names each sample's input position, and a replayed input record changes
+nothing: :mod:`autopilot.replay`) and sends
 the Anomaly records it builds to ``autopilot.anomalies`` — alerts (state ``firing``),
 and the series' firing signal: re-sends while it still fires and its recovery
 (state ``resolved``; :mod:`autopilot.detection`, "Firing and recovery") — waiting
@@ -55,7 +58,7 @@ from autopilot.servicegraph import edges_from_labels
 from autopilot.streams import anomalies_topic, metrics_keyed_topic
 
 from .boundary import each_record
-from .charts import forget_samples, remember_samples
+from .charts import RECENT_KEY, forget_samples, recent_after
 from .deadletter import where
 from .groups import observe_edges
 from .ingest import positions_of, source_of
@@ -133,7 +136,7 @@ async def process(event: EventT[bytes], config: DetectorConfig, limits: SeriesLi
     if new_index is not index:
         series_index[service_key] = new_index.to_dict()
     told = FeedbackState.from_dict(feedback.get(service_key))
-    updates: list[tuple[bytes, Baseline, float, bool]] = []
+    updates: list[tuple[bytes, Baseline, float, bool, dict[str, Any] | None]] = []
     sent = []
     edges: list[tuple[str, str]] = []
     for series, pts in by_series.items():
@@ -177,8 +180,8 @@ async def process(event: EventT[bytes], config: DetectorConfig, limits: SeriesLi
                 _SUPPRESSED.inc(suppressed)
                 logger.info("%s: %s: %d alert(s) not sent: \"Not an incident\" feedback "
                             "matches the departure", where(event), series, suppressed)
-        updates.append((key, new, pts[-1].value, muted))
-        remember_samples(key, pts)  # the recent samples charts draw (bounded)
+        # The recent samples charts draw (bounded) go in the same value.
+        updates.append((key, new, pts[-1].value, muted, recent_after(key, stored, pts)))
         for result in results:
             if result.anomaly is not None:
                 anomaly = result.anomaly
@@ -195,11 +198,13 @@ async def process(event: EventT[bytes], config: DetectorConfig, limits: SeriesLi
     # agent applies a re-sent anomaly once); the other order could lose them.
     for fut in sent:
         await fut
-    for key, new, last_value, muted in updates:
+    for key, new, last_value, muted, recent in updates:
         value = new.to_dict()
         value[LAST_VALUE_KEY] = last_value  # with last_timestamp: what a repeat looks like
         if muted:
             value[MUTED_KEY] = True
+        if recent is not None:
+            value[RECENT_KEY] = recent
         baselines[key] = value
     _SAMPLES.inc(len(points))
     if edges:  # labels naming the called service: service-graph edges (agents.groups)

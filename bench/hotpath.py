@@ -87,7 +87,7 @@ def ingest_stage(records: list[tuple[bytes, bytes, int]]) -> tuple[float, list[A
 
 def metrics_stage(keyed: list[Any]) -> tuple[float, float, int]:
     """``(seconds, seconds in step_record, anomalies)`` of the metrics stage."""
-    from autopilot.agents import metrics
+    from autopilot.agents import charts, metrics
 
     from autopilot.app import settings
     from autopilot.series import SeriesLimits
@@ -96,8 +96,9 @@ def metrics_stage(keyed: list[Any]) -> tuple[float, float, int]:
     limits = SeriesLimits.from_settings(settings())
     metrics.baselines = {}
     metrics.series_index = {}
-    # The chart sample store is a Faust table too (writable only inside an agent).
-    metrics.remember_samples = lambda series_key, points: None
+    # The recent samples charts draw live in the baselines value (measured with it);
+    # the older recent_samples table, read for series without them, is a Faust table.
+    charts.recent_samples = {}
     metrics.forget_samples = lambda series_key: None
     anomalies = metrics.anomalies_topic = _Topic()
     in_detector = [0.0]

@@ -48,7 +48,9 @@ baselines: JSONTable = app.Table(
     key_type=bytes,
     default=None,
     options=rocksdb_options(),
-    help="series key b'service|metric|k=v,…' → autopilot.detection.Baseline.to_dict()",
+    help="series key b'service|metric|k=v,…' → autopilot.detection.Baseline.to_dict(), "
+    "plus 'last_value', 'feedback_muted' and 'recent' (the series' newest samples for "
+    "charts, autopilot.charts.SampleRing.to_dict(): agents.charts.recent_after)",
 )
 series_index: JSONTable = app.Table(
     SERIES_INDEX,
@@ -99,7 +101,8 @@ recent_samples: JSONTable = app.Table(
     help="series key b'service|metric|k=v,…' → autopilot.charts.SampleRing.to_dict(): "
     "{'capacity': int (240), 'counter': bool, 't': base64 little-endian float64 event "
     "times (epoch s), 'v': base64 float64 raw values (a counter's raw counts)}; the newest "
-    "samples of the series, written by the metrics agent (agents.charts.remember_samples)",
+    "samples of the series, as older workers wrote them; read for a series whose "
+    "baselines value has no 'recent' yet (agents.charts), no longer written",
 )
 
 # --- feedback ("Not an incident" per series; autopilot.feedback) -----------------

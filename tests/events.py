@@ -59,6 +59,6 @@ def metrics_agent_in_memory(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(agent, "baselines", {} if tables is None else tables)
     monkeypatch.setattr(agent, "series_index", {} if index is None else index)
     monkeypatch.setattr(agent, "anomalies_topic", topic)
-    monkeypatch.setattr(agent, "remember_samples", lambda key, points: None)
+    monkeypatch.setattr(agent, "recent_after", lambda key, stored, points: None)
     monkeypatch.setattr(agent, "forget_samples", lambda key: None)
     return topic
