@@ -359,10 +359,12 @@ async def forward_batch(
         if decoded is not None and decoded.errors:
             await dead_letter_items(event, decoded, stage)
         forwarded.append(event)
+    limit = keyed_record_limit()
     try:
         for service, (items, positions) in groups.items():
-            await target.send(key=service.encode(), value=encode_items(items),
-                              headers=[replay.position_header(positions)])
+            for value, chunk_positions in split_for_size(items, positions, limit):
+                await target.send(key=service.encode(), value=value,
+                                  headers=[replay.position_header(chunk_positions)])
     except Exception as exc:
         logger.exception("%s: %s agent failed to forward a batch of %d records; "
                          "dead-lettering them", where(events[0]), stage, len(forwarded))
@@ -371,6 +373,55 @@ async def forward_batch(
         return 0
     (processed or telemetry.RECORDS.labels(stage=stage)).inc(len(forwarded))
     return len(forwarded)
+
+
+def keyed_record_limit() -> int:
+    """Bytes a keyed record's value may take: 90 % of the producer's
+    ``max_request_size`` (Faust's ``producer_max_request_size``, 1,000,000 by default;
+    the rest is room for the key, the headers and the record framing)."""
+    return int(app.conf.producer_max_request_size * 0.9)
+
+
+def split_for_size(
+    items: Sequence[Item], positions: Sequence[replay.Position], limit: int
+) -> list[tuple[bytes, list[replay.Position]]]:
+    """The encoded values (:func:`encode_items`) of ``items``, cut into keyed records
+    of at most ``limit`` bytes, each with its items' positions.
+
+    A batch of large input records of one service can hold more than one record may
+    (a broker refuses records over its ``max.message.bytes``). Cuts fall between input
+    records, nearest the middle; the items of one input record are cut only between
+    series (the metrics agent deduplicates per series on the input position, so two
+    keyed records may not both hold samples of one series from one input record). A
+    part that cannot be cut (one series of one input record) is returned as it is,
+    however large. Order within a series is kept.
+
+    Args:
+        items: one service's items, in input order.
+        positions: ``(stream id, offset)`` per item.
+        limit: most bytes per encoded value.
+    """
+    value = encode_items(items)
+    if len(value) <= limit or len(items) < 2:
+        return [(value, list(positions))]
+    middle = len(items) // 2
+    cuts = [i for i in range(1, len(items)) if positions[i] != positions[i - 1]]
+    if cuts:
+        cut = min(cuts, key=lambda i: abs(i - middle))
+        return (split_for_size(items[:cut], positions[:cut], limit)
+                + split_for_size(items[cut:], positions[cut:], limit))
+    # One input record: cut between series (the order of each series is kept).
+    by_series: dict[str, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        by_series[getattr(item, "series", "")].append(i)
+    if len(by_series) < 2:
+        return [(value, list(positions))]
+    names = list(by_series)
+    first = sorted(i for name in names[: len(names) // 2] for i in by_series[name])
+    second = sorted(i for name in names[len(names) // 2:] for i in by_series[name])
+    return (split_for_size([items[i] for i in first], [positions[i] for i in first], limit)
+            + split_for_size([items[i] for i in second], [positions[i] for i in second],
+                             limit))
 
 
 async def _rekey(stream: StreamT[bytes], decode: Decode, target: TopicT, stage: str) -> None:

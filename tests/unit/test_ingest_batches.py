@@ -301,3 +301,78 @@ def test_a_batch_that_cannot_be_forwarded_is_dead_lettered_not_lost(
     assert [d["value"] for d in dead.sent] == [e.value for e in events]
     assert all(dict(d["headers"])["x-autopilot-reason"].startswith(
         b"internal error: RuntimeError: producer closed") for d in dead.sent)
+
+
+# --- keyed records within the producer's size limit ---------------------------------------
+
+
+def _metric_points(n: int, per_record: int, series: int) -> tuple[list[Any], list[Any]]:
+    from autopilot.models import MetricPoint
+
+    items, positions = [], []
+    for i in range(n):
+        items.append(MetricPoint.model_validate(
+            metric("cart", float(i), 1_900_000_000 + i, name=f"m{i % series}")))
+        positions.append(("autopilot.metrics/0", 100 + i // per_record))
+    return items, positions
+
+
+def test_a_batch_over_the_size_limit_is_cut_between_input_records() -> None:
+    from autopilot.agents import ingest
+
+    items, positions = _metric_points(600, per_record=50, series=5)
+    whole = ingest.encode_items(items)
+    parts = ingest.split_for_size(items, positions, len(whole) // 5)
+    assert len(parts) > 4
+    assert all(len(value) <= len(whole) // 5 for value, _ in parts)
+    back = [p for value, _ in parts for p in json.loads(value)]
+    assert back == json.loads(whole)  # every item once, in order
+    assert [p for _, ps in parts for p in ps] == positions
+    for _, ps in parts[1:]:  # no input record in two parts
+        assert all(p not in ps for _, other in parts if other is not ps for p in other)
+
+
+def test_one_large_input_record_is_cut_between_series_never_inside_one() -> None:
+    from autopilot.agents import ingest
+
+    items, positions = _metric_points(400, per_record=400, series=8)
+    whole = ingest.encode_items(items)
+    parts = ingest.split_for_size(items, positions, len(whole) // 3)
+    assert len(parts) >= 3
+    seen: dict[str, int] = {}
+    for n, (value, ps) in enumerate(parts):
+        assert len(ps) == len(json.loads(value))
+        for point in json.loads(value):
+            assert seen.setdefault(point["metric_name"], n) == n  # one part per series
+    by_series = {}
+    for value, _ in parts:
+        for point in json.loads(value):
+            by_series.setdefault(point["metric_name"], []).append(point["value"])
+    assert all(v == sorted(v) for v in by_series.values())  # order kept within a series
+    # One series of one input record cannot be cut: it goes as it is.
+    one, one_positions = _metric_points(100, per_record=100, series=1)
+    assert len(ingest.split_for_size(one, one_positions, 10)) == 1
+
+
+@pytest.mark.parametrize("limit", [1500, 300])  # 300: input records cut between series
+def test_a_batch_cut_for_size_gives_what_the_records_give_one_by_one(
+        limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autopilot.agents import ingest
+
+    samples = _samples(twins=True)
+    positions = [("autopilot.metrics/0", i // 3) for i in range(len(samples))]
+    single = Run(monkeypatch)
+    for start in range(0, len(samples), 3):  # one input record: 3 series, one sample each
+        single.feed(samples[start:start + 3], positions[start:start + 3])
+    from autopilot.models import MetricPoint
+
+    points = [MetricPoint.model_validate(s) for s in samples]
+    batched = Run(monkeypatch)
+    for start in range(0, len(points), 90):
+        chunk = slice(start, start + 90)
+        parts = ingest.split_for_size(points[chunk], positions[chunk], limit)
+        assert len(parts) > 90 // 3 or limit > 300
+        for value, ps in parts:
+            batched.feed(json.loads(value), ps)
+    assert batched.anomalies == single.anomalies
+    assert batched.tables == single.tables
