@@ -11,7 +11,7 @@
   than the newest kept one (a replay after a crash, a late sample) is ignored, so
   replays change nothing. A series written by an older worker has its samples in the
   ``recent_samples`` table: they are read from there until the series' next write
-  moves them into its ``baselines`` value.
+  moves them into its ``baselines`` value (and deletes them there).
 * :func:`forget_samples` — drop a series' samples from the older table (when the
   metrics agent expires the series; its ``baselines`` value goes with the rest).
 * :func:`chart_for` / :func:`chart_for_async` — the PNG of one series of the
@@ -102,6 +102,10 @@ def recent_after(series_key: bytes, stored: Mapping[str, Any] | None,
         are none. Raises nothing for a damaged stored value (logged, started afresh).
     """
     ring = _ring_of(series_key, stored)
+    if not (stored and stored.get(RECENT_KEY) is not None) and len(ring):
+        # Moved out of the older table: dropped there, so that a worker of the older
+        # version (a rollback) starts afresh rather than from samples gone stale.
+        recent_samples.pop(series_key, None)
     if points:
         first = points[0]
         counter = _detector_config().for_metric(first.metric_name, first.metric_type).counter

@@ -320,9 +320,11 @@ async def forward_batch(
     Every record passes the same boundary as :func:`autopilot.agents.boundary.guarded`:
     a record with no valid item is dead-lettered whole with its reason, an unexpected
     error dead-letters it as ``internal error: …``, and refused items of a record with
-    valid ones are dead-lettered one by one. If sending to ``target`` fails, every
-    record of the batch that was to be forwarded is dead-lettered as an internal
-    error (as :func:`forward` under ``guarded`` does for one record).
+    valid ones are dead-lettered one by one. If sending a keyed record to ``target``
+    fails (a value the producer refuses), the input records with items in it are
+    dead-lettered as an internal error (as :func:`forward` under ``guarded`` does for
+    one record); the batch's other keyed records go on. An input record with items of
+    several services may then be both partly forwarded and dead-lettered.
 
     Args:
         events: input records in the order they were read (any partitions).
@@ -360,19 +362,25 @@ async def forward_batch(
             await dead_letter_items(event, decoded, stage)
         forwarded.append(event)
     limit = keyed_record_limit()
-    try:
-        for service, (items, positions) in groups.items():
-            for value, chunk_positions in split_for_size(items, positions, limit):
+    by_position = {(replay.stream_id(e.message.topic, e.message.partition), e.message.offset): e
+                   for e in forwarded}
+    failed: dict[replay.Position, str] = {}
+    for service, (items, positions) in groups.items():
+        for value, chunk_positions in split_for_size(items, positions, limit):
+            try:
                 await target.send(key=service.encode(), value=value,
                                   headers=[replay.position_header(chunk_positions)])
-    except Exception as exc:
-        logger.exception("%s: %s agent failed to forward a batch of %d records; "
-                         "dead-lettering them", where(events[0]), stage, len(forwarded))
-        for event in forwarded:
-            await dead_letter(event, internal_reason(exc), stage)
-        return 0
-    (processed or telemetry.RECORDS.labels(stage=stage)).inc(len(forwarded))
-    return len(forwarded)
+            except Exception as exc:  # only the input records in this keyed record
+                logger.exception("%s: %s agent failed to forward %d items of %s; "
+                                 "dead-lettering their input records", where(events[0]),
+                                 stage, len(chunk_positions), service)
+                for position in chunk_positions:
+                    failed.setdefault(position, internal_reason(exc))
+    for position, reason in failed.items():
+        await dead_letter(by_position[position], reason, stage)
+    done = len(forwarded) - len(failed)
+    (processed or telemetry.RECORDS.labels(stage=stage)).inc(done)
+    return done
 
 
 def keyed_record_limit() -> int:

@@ -220,21 +220,38 @@ def _runs(stream: str, offset: int, pts: list[MetricPoint], stamps: list[float],
     ``(stream, offset, samples, times)``.
 
     A record from one input position is one run. A batch (``froms``: each sample's
-    input position) is cut where the input stream changes; in each run the samples
-    from input records applied before are left out (a replayed batch may be cut at
-    other records than the first time), and its offset is its last sample's.
-    ``base`` is the series' baseline before this record: a stream's offsets only
-    grow within a record, so its offsets tell every run which samples were applied.
+    input position) is cut where the input stream changes, and a sample is kept only
+    when its input record comes after every record of its stream applied before it:
+    after the offset ``base`` (the series' baseline before this record) holds for the
+    stream, and after the records kept earlier in this keyed record (a replayed batch
+    may be cut at other records than the first time; an input record that appears
+    twice in one batch is applied once). Samples of one input record (one offset, in
+    a row) go together. A run's offset is its last sample's.
     """
     if froms is None:
         yield stream, offset, pts, stamps
         return
+    done: dict[str, int] = {}  # per stream: the last input offset applied or kept
     for run_stream, start, stop in replay.stream_runs(froms):
-        done = base.offsets.get(run_stream, -1)
-        while start < stop and froms[start][1] <= done:
-            start += 1
-        if start < stop:
+        applied = done.get(run_stream, base.offsets.get(run_stream, -1))
+        current = None  # the input record whose samples are being kept
+        keep: list[int] = []
+        for i in range(start, stop):
+            at = froms[i][1]
+            if at == current or at > applied:
+                if at != current:
+                    applied, current = at, at
+                keep.append(i)
+            else:
+                current = None  # a record applied before: its samples are left out
+        done[run_stream] = applied
+        if not keep:
+            continue
+        if len(keep) == stop - start:
             yield run_stream, froms[stop - 1][1], pts[start:stop], stamps[start:stop]
+        else:
+            yield (run_stream, froms[keep[-1]][1], [pts[i] for i in keep],
+                   [stamps[i] for i in keep])
 
 
 @app.agent(metrics_keyed_topic, name="metrics")

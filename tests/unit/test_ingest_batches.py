@@ -376,3 +376,55 @@ def test_a_batch_cut_for_size_gives_what_the_records_give_one_by_one(
             batched.feed(json.loads(value), ps)
     assert batched.anomalies == single.anomalies
     assert batched.tables == single.tables
+
+
+def test_an_input_record_twice_in_one_batch_is_applied_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two samples at one time stamp with different values (both are applied, so the
+    # time-stamp check alone does not stop a repeat of the first).
+    a = metric("svc", 1.0, 1_700_000_000, name="x")
+    b = metric("svc", 2.0, 1_700_000_000, name="x")
+    c = metric("svc", 3.0, 1_700_000_015, name="x")
+    ps = [("autopilot.metrics/0", 10), ("autopilot.metrics/0", 11),
+          ("autopilot.metrics/0", 12)]
+    once = Run(monkeypatch)
+    once.batches([a, b, c], ps, 0, 3, 1)
+    twice = Run(monkeypatch)
+    twice.feed([a, b, a, b, c], [ps[0], ps[1], ps[0], ps[1], ps[2]])
+    assert twice.tables == once.tables
+    assert once.tables[b"svc|x|"]["count"] == 3
+
+
+class Refusing(Sent):
+    """A topic whose producer refuses values over ``most`` bytes."""
+
+    def __init__(self, most: int) -> None:
+        super().__init__()
+        self.most = most
+
+    async def send(self, **kwargs: Any) -> None:
+        if len(kwargs["value"]) > self.most:
+            raise RuntimeError(f"MessageSizeTooLargeError: {len(kwargs['value'])} bytes")
+        self.sent.append(kwargs)
+
+
+def test_a_keyed_record_the_producer_refuses_dead_letters_only_its_input_records(
+        dead: Sent, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autopilot.agents import ingest
+
+    monkeypatch.setattr(ingest.time, "time", lambda: 1_900_000_100.0)
+    monkeypatch.setattr(ingest, "keyed_record_limit", lambda: 2000)
+    bulk = [_point("bulk", float(i), i) for i in range(30)]  # one series: cannot be cut
+    events = [
+        _input(json.dumps(_point("cart", 1.0, 0)).encode(), 0, 1),
+        _input(json.dumps(bulk).encode(), 0, 2),
+        _input(json.dumps(_point("search", 2.0, 1)).encode(), 0, 3),
+    ]
+    target = Refusing(2000)
+    forwarded = asyncio.run(ingest.forward_batch(events, ingest.decode_metrics_items,
+                                                 target, "test.ingest.refused"))
+    assert forwarded == 2
+    assert sorted(s["key"] for s in target.sent) == [b"cart", b"search"]
+    assert [d["value"] for d in dead.sent] == [events[1].value]
+    assert dict(dead.sent[0]["headers"])["x-autopilot-reason"].startswith(
+        b"internal error: RuntimeError: MessageSizeTooLargeError")

@@ -52,6 +52,7 @@ def test_a_series_an_older_worker_wrote_moves_its_samples_over(
     legacy[KEY] = SampleRing().append_many([(50.0, 7.0), (65.0, 8.0)]).to_dict()
     recent = charts.recent_after(KEY, {"mean": 7.5}, _points((80.0, 9.0)))
     assert SampleRing.from_dict(recent).samples == [(50.0, 7.0), (65.0, 8.0), (80.0, 9.0)]
+    assert KEY not in legacy  # moved, not copied
     # Once the baselines value holds them, the older table is not read.
     legacy[KEY] = SampleRing().append_many([(1.0, 0.0)]).to_dict()
     later = charts.recent_after(KEY, {charts.RECENT_KEY: recent}, _points((95.0, 1.0)))
