@@ -344,7 +344,7 @@ def test_one_large_input_record_is_cut_between_series_never_inside_one() -> None
         assert len(ps) == len(json.loads(value))
         for point in json.loads(value):
             assert seen.setdefault(point["metric_name"], n) == n  # one part per series
-    by_series = {}
+    by_series: dict[str, list[float]] = {}
     for value, _ in parts:
         for point in json.loads(value):
             by_series.setdefault(point["metric_name"], []).append(point["value"])
