@@ -43,7 +43,8 @@ def internal_reason(exc: BaseException) -> str:
 
 
 async def guarded(
-    event: EventT[bytes], handle: Handler, stage: str, processed: Counter | None = None
+    event: EventT[bytes], handle: Handler, stage: str, processed: Counter | None = None,
+    *, count: bool = True,
 ) -> bool:
     """Run ``handle(event)`` inside the error boundary (see module docstring).
 
@@ -54,6 +55,8 @@ async def guarded(
             ``x-autopilot-stage`` header and log text.
         processed: ``RECORDS.labels(stage=stage)`` bound once by the caller (a
             locked dict lookup saved per record); ``None`` binds it here.
+        count: False leaves the counter to the caller (a stage whose records are
+            done only after a later step, such as the batched ingest's send).
 
     Returns:
         True when the handler succeeded, False when the record was dead-lettered.
@@ -67,7 +70,8 @@ async def guarded(
         logger.exception("%s: %s agent failed; dead-lettering", where(event), stage)
         await dead_letter(event, internal_reason(exc), stage)
         return False
-    (processed or telemetry.RECORDS.labels(stage=stage)).inc()
+    if count:
+        (processed or telemetry.RECORDS.labels(stage=stage)).inc()
     return True
 
 

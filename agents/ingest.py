@@ -70,7 +70,7 @@ from autopilot.streams import (
     metrics_topic,
 )
 
-from .boundary import each_record, internal_reason
+from .boundary import each_record, guarded, internal_reason
 from .deadletter import dead_letter, dead_letter_headers, where
 
 logger = logging.getLogger(__name__)
@@ -306,8 +306,8 @@ def _valid_items(event: EventT[bytes], decode: Decode) -> tuple[list[Item], Deco
     if isinstance(result, Decoded):
         if result.errors and not result.records:
             raise BadRecord(result.reason())
-        return list(result.records), result
-    return list(result), None
+        return result.records, result
+    return result, None
 
 
 async def forward_batch(
@@ -317,13 +317,14 @@ async def forward_batch(
     """Validate consecutive input records and send their items to ``target``: one
     record per service for the whole batch (the batched form of :func:`forward`).
 
-    Every record passes the same boundary as :func:`autopilot.agents.boundary.guarded`:
-    a record with no valid item is dead-lettered whole with its reason, an unexpected
+    Every record is validated inside :func:`autopilot.agents.boundary.guarded`: a
+    record with no valid item is dead-lettered whole with its reason, an unexpected
     error dead-letters it as ``internal error: …``, and refused items of a record with
-    valid ones are dead-lettered one by one. If sending a keyed record to ``target``
-    fails (a value the producer refuses), the input records with items in it are
-    dead-lettered as an internal error (as :func:`forward` under ``guarded`` does for
-    one record); the batch's other keyed records go on. An input record with items of
+    valid ones are dead-lettered one by one; it is counted once it was sent. If
+    sending a keyed record to ``target`` fails (a value the producer refuses), the
+    input records with items in it are dead-lettered as an internal error (as
+    :func:`forward` under ``guarded`` does for one record); the batch's other keyed
+    records go on. An input record with items of
     several services may then be both partly forwarded and dead-lettered.
 
     Args:
@@ -339,17 +340,10 @@ async def forward_batch(
         How many input records were forwarded (the others were dead-lettered).
     """
     groups: dict[str, tuple[list[Item], list[replay.Position]]] = {}
-    forwarded: list[EventT[bytes]] = []
-    for event in events:
-        try:
-            items, decoded = _valid_items(event, decode)
-        except BadRecord as exc:
-            await dead_letter(event, exc.reason, stage)
-            continue
-        except Exception as exc:  # the boundary: one record never stops the agent
-            logger.exception("%s: %s agent failed; dead-lettering", where(event), stage)
-            await dead_letter(event, internal_reason(exc), stage)
-            continue
+    forwarded: dict[replay.Position, EventT[bytes]] = {}
+
+    async def collect(event: EventT[bytes]) -> None:
+        items, decoded = _valid_items(event, decode)
         msg = event.message
         position = (replay.stream_id(msg.topic, msg.partition), msg.offset)
         for item in items:
@@ -360,10 +354,11 @@ async def forward_batch(
             group[1].append(position)
         if decoded is not None and decoded.errors:
             await dead_letter_items(event, decoded, stage)
-        forwarded.append(event)
+        forwarded[position] = event
+
+    for event in events:
+        await guarded(event, collect, stage, count=False)
     limit = keyed_record_limit()
-    by_position = {(replay.stream_id(e.message.topic, e.message.partition), e.message.offset): e
-                   for e in forwarded}
     failed: dict[replay.Position, str] = {}
     for service, (items, positions) in groups.items():
         for value, chunk_positions in split_for_size(items, positions, limit):
@@ -377,7 +372,7 @@ async def forward_batch(
                 for position in chunk_positions:
                     failed.setdefault(position, internal_reason(exc))
     for position, reason in failed.items():
-        await dead_letter(by_position[position], reason, stage)
+        await dead_letter(forwarded[position], reason, stage)
     done = len(forwarded) - len(failed)
     (processed or telemetry.RECORDS.labels(stage=stage)).inc(done)
     return done

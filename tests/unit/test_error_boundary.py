@@ -158,3 +158,16 @@ def test_item_dead_letters_carry_the_same_headers_plus_the_item_index() -> None:
     ]
     assert len(dict(headers)["x-autopilot-reason"]) == 2000
     assert dict(headers)["x-autopilot-item"] == b"7"
+
+
+def test_a_handled_record_is_left_to_the_caller_to_count_when_asked(
+    dlq: DeadLetters,
+) -> None:
+    stage = "test.boundary.uncounted"
+
+    async def handle(event: Any) -> None:
+        return None
+
+    assert asyncio.run(boundary.guarded(_event(), handle, stage, count=False)) is True
+    assert _count(telemetry.RECORDS, stage) == 0.0
+    assert dlq.sent == []
