@@ -64,24 +64,24 @@ def _detector_config() -> DetectorConfig:
 RECENT_KEY = "recent"
 
 
-def _ring_of(series_key: bytes, stored: Mapping[str, Any] | None) -> SampleRing:
+def _ring_of(series_key: bytes, stored: Mapping[str, Any] | None) -> tuple[SampleRing, bool]:
     """The series' kept samples: from its ``baselines`` value ``stored``, else from
-    the ``recent_samples`` table an older worker wrote. A damaged value starts afresh
-    (logged), rather than stop the agent."""
+    the ``recent_samples`` table an older worker wrote (then the flag is True). A
+    damaged value starts afresh (logged), rather than stop the agent."""
     data = stored.get(RECENT_KEY) if stored else None
-    where = "baselines"
-    if data is None:
-        data, where = recent_samples.get(series_key), "recent_samples"
+    older = data is None
+    if older:
+        data = recent_samples.get(series_key)
     try:
-        return SampleRing.from_dict(data)
+        return SampleRing.from_dict(data), older
     except ValueError as exc:
         logger.warning("%s[%r]: recent samples: %s; starting the series' samples afresh",
-                       where, series_key, exc)
-        return SampleRing()
+                       "recent_samples" if older else "baselines", series_key, exc)
+        return SampleRing(), older
 
 
 def _load_ring(series_key: bytes) -> SampleRing:
-    return _ring_of(series_key, baselines.get(series_key))
+    return _ring_of(series_key, baselines.get(series_key))[0]
 
 
 def recent_after(series_key: bytes, stored: Mapping[str, Any] | None,
@@ -101,8 +101,8 @@ def recent_after(series_key: bytes, stored: Mapping[str, Any] | None,
         :meth:`SampleRing.to_dict` of the samples now kept, or ``None`` when there
         are none. Raises nothing for a damaged stored value (logged, started afresh).
     """
-    ring = _ring_of(series_key, stored)
-    if not (stored and stored.get(RECENT_KEY) is not None) and len(ring):
+    ring, older = _ring_of(series_key, stored)
+    if older and len(ring):
         # Moved out of the older table: dropped there, so that a worker of the older
         # version (a rollback) starts afresh rather than from samples gone stale.
         recent_samples.pop(series_key, None)
