@@ -87,6 +87,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -714,6 +715,7 @@ def parse_points(text: str) -> list[tuple[int, int]]:
     return points
 
 
+@dataclass(frozen=True)
 class ScalingPoint:
     """One point of the sweep.
 
@@ -726,22 +728,16 @@ class ScalingPoint:
         batch: samples per record.
     """
 
-    def __init__(self, services: int, metrics: int, records: int, warm_records: int,
-                 batch: int) -> None:
-        self.services = services
-        self.metrics = metrics
-        self.records = records
-        self.warm_records = warm_records
-        self.batch = batch
+    services: int
+    metrics: int
+    records: int
+    warm_records: int
+    batch: int
 
     @property
     def series(self) -> int:
         """Series in all (``services × metrics``)."""
         return self.services * self.metrics
-
-    def __repr__(self) -> str:
-        return (f"ScalingPoint({self.services}x{self.metrics}, records={self.records}, "
-                f"warm_records={self.warm_records}, batch={self.batch})")
 
 
 def scaling_plan(points: list[tuple[int, int]] | tuple[tuple[int, int], ...], batch: int,
